@@ -1,0 +1,291 @@
+"""Reading a run store: ``<store>/<run_id>/result.json`` per finished run, nothing else.
+
+Only the JSON results are read (never checkpoints or masks), so a report works on results copied
+from any machine, without torch. A result that cannot be used (a half-written file, a missing
+field) is skipped with a warning and listed in :attr:`StoreData.skipped`; it never stops the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from earlyprune.errors import StoreError
+
+RESULT_FILE = "result.json"
+STATUSES = ("ok", "diverged", "failed")
+# Columns that come from the result rather than the spec (everything else in a row is a spec field).
+RESULT_COLUMNS = (
+    "run_id",
+    "status",
+    "error",
+    "test_accuracy",
+    "best_test_accuracy",
+    "density",
+    "collapse_100",
+)
+_REQUIRED_SPEC = ("model", "dataset", "method")
+_FRACTIONS = ("test_accuracy", "best_test_accuracy", "density")
+
+
+@dataclass
+class StoreData:
+    """Everything a report needs from a store, as flat tables joined on ``run_id``.
+
+    Attributes:
+        store: The store folder that was read.
+        results: One row per run (see :func:`load_results`).
+        layers: One row per (run, prunable tensor): ``run_id, order, layer, density, numel``;
+            ``order`` is the tensor's position in the network (input to output).
+        collapse: One row per (run, threshold): ``run_id, threshold, share`` — the overall share
+            of conv output channels whose sparsity is at least ``threshold``.
+        curves: One row per (run, logged epoch): ``run_id, epoch, step, lr, train_loss,
+            test_accuracy``.
+        skipped: ``(path, reason)`` for every result file that could not be used.
+    """
+
+    store: Path
+    results: pd.DataFrame
+    layers: pd.DataFrame
+    collapse: pd.DataFrame
+    curves: pd.DataFrame
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Unusable(Exception):
+    """A result file that is skipped, with the reason shown to the user."""
+
+
+def load_results(store: str | Path) -> pd.DataFrame:
+    """Reads every finished run of a store into one table.
+
+    Args:
+        store: The store folder, holding one ``<run_id>/result.json`` per finished run. Folders
+            whose names start with ``_`` or ``.`` are internal and skipped, as are folders
+            without a ``result.json`` (runs still in progress).
+
+    Returns:
+        One row per run, sorted by ``run_id``: ``run_id, status, error``, every spec field as a
+        column (nested fields as ``outer.inner``, lists as JSON text), then ``test_accuracy,
+        best_test_accuracy, density`` (fractions) and ``collapse_100`` (overall share of conv
+        channels pruned entirely). ``df.attrs["skipped"]`` lists ``(path, reason)`` for every
+        result file that was skipped with a warning.
+
+    Raises:
+        StoreError: The path does not exist, is a file, or holds no usable results.
+    """
+    data = load_store(store)
+    results = data.results
+    results.attrs["skipped"] = list(data.skipped)
+    return results
+
+
+def load_store(store: str | Path) -> StoreData:
+    """Reads a store into :class:`StoreData` (the run table plus per-layer, collapse and curves).
+
+    Raises:
+        StoreError: The path does not exist, is a file, or holds no usable results.
+    """
+    root = Path(store).expanduser()
+    if not root.exists():
+        raise StoreError(f"result store {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise StoreError(f"result store {str(root)!r} is a file, not a folder of runs")
+    rows: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+    collapse: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for path in _result_files(root):
+        try:
+            raw = _read_json(path)
+            row = _run_row(raw, default_id=path.parent.name)
+        except _Unusable as exc:
+            skipped.append((str(path), str(exc)))
+            warnings.warn(f"skipping {path}: {exc}", RuntimeWarning, stacklevel=3)
+            continue
+        rows.append(row)
+        layers.extend(_layer_rows(row["run_id"], raw))
+        collapse.extend(_collapse_rows(row["run_id"], raw))
+        curves.extend(_curve_rows(row["run_id"], raw))
+    if not rows:
+        detail = f" ({len(skipped)} unreadable result files skipped)" if skipped else ""
+        raise StoreError(
+            f"result store {str(root)!r} holds no results{detail}; "
+            f"expected finished runs as <store>/<run_id>/{RESULT_FILE}"
+        )
+    results = pd.DataFrame(rows)
+    results = results[_column_order(results.columns)].sort_values("run_id", ignore_index=True)
+    return StoreData(
+        store=root,
+        results=results,
+        layers=pd.DataFrame(layers, columns=["run_id", "order", "layer", "density", "numel"]),
+        collapse=pd.DataFrame(collapse, columns=["run_id", "threshold", "share"]),
+        curves=pd.DataFrame(
+            curves, columns=["run_id", "epoch", "step", "lr", "train_loss", "test_accuracy"]
+        ),
+        skipped=skipped,
+    )
+
+
+def _result_files(root: Path) -> list[Path]:
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise StoreError(f"cannot read result store {str(root)!r}: {exc.strerror}") from None
+    return [
+        child / RESULT_FILE
+        for child in children
+        if not child.name.startswith(("_", ".")) and (child / RESULT_FILE).is_file()
+    ]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Unusable(f"cannot be read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise _Unusable(f"not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise _Unusable("not a JSON object")
+    return raw
+
+
+def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
+    spec = raw.get("spec")
+    if not isinstance(spec, dict):
+        raise _Unusable("has no 'spec' object")
+    missing = [key for key in _REQUIRED_SPEC if spec.get(key) in (None, "")]
+    if missing:
+        raise _Unusable(f"spec lacks {', '.join(missing)}")
+    status = raw.get("status")
+    if status not in STATUSES:
+        raise _Unusable(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
+    # Spec fields first, so that a spec field never shadows the result's own columns.
+    row = _flatten(spec)
+    row["run_id"] = str(raw.get("run_id") or default_id)
+    row["status"] = status
+    row["error"] = raw.get("error")
+    row["ablation"] = spec.get("ablation") or "none"
+    # Older or hand-written results may lack prune_step: they pruned at initialization.
+    row["prune_step"] = _as_int(spec.get("prune_step"), "prune_step")
+    row["sparsity"] = _sparsity(spec)
+    for key in _FRACTIONS:
+        row[key] = _fraction(raw.get(key), key)
+    row["collapse_100"] = _collapse_at(raw.get("neuron_collapse"), 1.0)
+    return row
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts become ``outer.inner`` columns; lists become JSON text so they stay hashable."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def _sparsity(spec: dict[str, Any]) -> float:
+    value = spec.get("sparsity")
+    if value is None and spec.get("method") == "dense":
+        return 0.0
+    sparsity = _fraction(value, "sparsity")
+    if math.isnan(sparsity):
+        raise _Unusable("spec lacks sparsity")
+    # Grid values such as 1 - 0.8**k come out of different code paths with different last bits.
+    return round(sparsity, 9)
+
+
+def _fraction(value: Any, name: str) -> float:
+    if value is None:
+        return math.nan
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Unusable(f"{name} {value!r} is not a number") from None
+    if not math.isnan(number) and not 0.0 <= number <= 1.0:
+        raise _Unusable(f"{name} {number} is not a fraction in [0, 1]")
+    return number
+
+
+def _as_int(value: Any, name: str) -> int:
+    if value is None:
+        return 0
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _Unusable(f"{name} {value!r} is not an integer") from None
+
+
+def _collapse_at(collapse: Any, threshold: float) -> float:
+    for t, share in _collapse_pairs(collapse):
+        if math.isclose(t, threshold):
+            return share
+    return math.nan
+
+
+def _collapse_pairs(collapse: Any) -> list[tuple[float, float]]:
+    if not isinstance(collapse, dict):
+        return []
+    thresholds, overall = collapse.get("thresholds"), collapse.get("overall")
+    if not isinstance(thresholds, list) or not isinstance(overall, list):
+        return []
+    pairs = []
+    for t, share in zip(thresholds, overall, strict=False):
+        try:
+            pairs.append((float(t), float(share)))
+        except (TypeError, ValueError):
+            continue
+    return pairs
+
+
+def _layer_rows(run_id: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    density, numel = raw.get("layer_density"), raw.get("layer_numel")
+    if not isinstance(density, dict):
+        return []
+    numel = numel if isinstance(numel, dict) else {}
+    return [
+        {"run_id": run_id, "order": i, "layer": name, "density": d, "numel": numel.get(name)}
+        for i, (name, d) in enumerate(density.items())
+        if isinstance(d, int | float)
+    ]
+
+
+def _collapse_rows(run_id: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"run_id": run_id, "threshold": t, "share": share}
+        for t, share in _collapse_pairs(raw.get("neuron_collapse"))
+    ]
+
+
+def _curve_rows(run_id: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
+    curve = raw.get("curve")
+    if not isinstance(curve, list):
+        return []
+    keys = ("epoch", "step", "lr", "train_loss", "test_accuracy")
+    return [
+        {"run_id": run_id, **{k: point.get(k) for k in keys}}
+        for point in curve
+        if isinstance(point, dict)
+    ]
+
+
+def _column_order(columns: pd.Index) -> list[str]:
+    head = ["run_id", "status", "error"]
+    tail = ["test_accuracy", "best_test_accuracy", "density", "collapse_100"]
+    leading_spec = ["model", "dataset", "preset", "method", "sparsity", "prune_step", "ablation"]
+    spec = [c for c in leading_spec if c in columns]
+    spec += [c for c in columns if c not in head + tail + spec]
+    return head + spec + tail

@@ -1,0 +1,294 @@
+"""Tables like the paper's Appendix H: accuracy (%) per method and sparsity, mean ± std.
+
+One grid of cells is built per (model, dataset) and kind of table, then rendered to Markdown,
+LaTeX and HTML, so the three can never disagree.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+
+from earlyprune.analysis.aggregate import DEFAULT_GROUP, main_rows, unmodified
+from earlyprune.analysis.names import (
+    ABLATION_ORDER,
+    METHOD_ORDER,
+    ablation_label,
+    method_label,
+    ordered,
+    setting_label,
+)
+from earlyprune.errors import StoreError
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One setting's statistics, in fractions, plus whether to show its seed count."""
+
+    mean: float
+    std: float
+    n: int
+    n_diverged: int
+    n_failed: int
+    show_n: bool
+
+    def text(self, pm: str = "±", dash: str = "—") -> str:
+        """``91.2 ± 0.3``, ``91.2 ± 0.3 (n=2)``, ``— (1 diverged)``, in percent."""
+        if self.n == 0 or math.isnan(self.mean):
+            body = dash
+        elif self.n < 2 or math.isnan(self.std):
+            body = f"{100 * self.mean:.1f}"
+        else:
+            body = f"{100 * self.mean:.1f} {pm} {100 * self.std:.1f}"
+        notes = [f"n={self.n}"] if self.show_n and self.n > 0 else []
+        notes += [f"{self.n_diverged} diverged"] if self.n_diverged else []
+        notes += [f"{self.n_failed} failed"] if self.n_failed else []
+        return f"{body} ({', '.join(notes)})" if notes else body
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A table: a title, row-label headers, sparsity columns and rows of cells."""
+
+    title: str
+    setting: tuple[str, str]
+    label_headers: tuple[str, ...]
+    columns: tuple[str, ...]
+    rows: tuple[tuple[tuple[str, ...], tuple[Cell | None, ...]], ...]
+
+
+def tables(summary: pd.DataFrame) -> dict[str, str]:
+    """Renders every table of a summary, like the paper's Appendix H.
+
+    Per (model, dataset): the methods (ablation ``none``, each at its lowest prune step; the
+    dense network in the 0.0 column), then method × ablation for methods with ablations, then
+    method × prune step when some method was pruned at several steps. Columns are sparsities in
+    percent; cells are mean ± std of test accuracy in percent. A cell with fewer seeds than the
+    table's most common count shows ``(n=k)``; diverged and failed runs are marked, e.g.
+    ``— (1 diverged)``.
+
+    Args:
+        summary: The table from :func:`summarize` with the default grouping.
+
+    Returns:
+        ``{"markdown": ..., "latex": ..., "html": ...}``, each holding every table.
+    """
+    grids = build_grids(summary)
+    return {
+        "markdown": "\n".join(_markdown(g) for g in grids),
+        "latex": "\n".join(_latex(g) for g in grids),
+        "html": "\n".join(grid_html(g) for g in grids),
+    }
+
+
+def build_grids(summary: pd.DataFrame) -> list[Grid]:
+    """The tables of :func:`tables`, as cell grids."""
+    check_summary(summary)
+    grids = []
+    for (model, dataset), rows in summary.groupby(["model", "dataset"], sort=False):
+        name = setting_label(model, dataset)
+        plain = main_rows(unmodified(rows))
+        grids.append(
+            _grid(f"{name}: methods", (model, dataset), ("Method",), plain, ["method"])
+        )
+        ablated = rows[~rows["method"].isin(ablation_free_methods(rows))]
+        if not ablated.empty:
+            picked = _at_main_step(ablated, rows)
+            title = f"{name}: ablations"
+            grids.append(
+                _grid(title, (model, dataset), ("Method", "Ablation"), picked, ["method", "ablation"])
+            )
+        stepped = step_methods(rows)
+        if stepped:
+            picked = unmodified(rows)[unmodified(rows)["method"].isin(stepped)]
+            title = f"{name}: pruning after t training steps"
+            grids.append(
+                _grid(title, (model, dataset), ("Method", "t"), picked, ["method", "prune_step"])
+            )
+    return grids
+
+
+def check_summary(summary: pd.DataFrame) -> None:
+    missing = [c for c in (*DEFAULT_GROUP, "mean", "std", "n") if c not in summary.columns]
+    if missing:
+        raise StoreError(
+            f"tables need a summary made with the default grouping; missing {', '.join(missing)}"
+        )
+
+
+def ablation_free_methods(rows: pd.DataFrame) -> set[str]:
+    """Methods of one setting that have no ablation other than ``none``."""
+    has = rows.groupby("method")["ablation"].agg(lambda a: bool((a != "none").any()))
+    return set(has[~has].index)
+
+
+def step_methods(rows: pd.DataFrame) -> list[str]:
+    """Methods of one setting pruned at two or more steps (ablation ``none``), in order."""
+    plain = unmodified(rows)
+    counts = plain.groupby("method")["prune_step"].nunique()
+    return ordered(counts[counts >= 2].index, METHOD_ORDER)
+
+
+def sparsity_labels(values: list[float]) -> dict[float, str]:
+    """Percent labels with one decimal (``89.3``), more where two sparsities would collide."""
+    distinct = sorted(set(values))
+    for decimals in range(1, 7):
+        labels = {s: f"{100 * s:.{decimals}f}" for s in distinct}
+        if len(set(labels.values())) == len(distinct):
+            return labels
+    return {s: repr(100 * s) for s in distinct}
+
+
+def _at_main_step(ablated: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    step = main_rows(unmodified(rows)).groupby("method")["prune_step"].first()
+    keep = ablated["prune_step"] == ablated["method"].map(step).fillna(ablated["prune_step"])
+    return ablated[keep]
+
+
+def _grid(
+    title: str,
+    setting: tuple[str, str],
+    headers: tuple[str, ...],
+    rows: pd.DataFrame,
+    keys: list[str],
+) -> Grid:
+    labels = sparsity_labels(rows["sparsity"].tolist())
+    columns = sorted(labels)
+    seeds = Counter(int(n) for n in rows["n"] if n > 0)
+    modal = max(seeds, key=lambda k: (seeds[k], k)) if seeds else 0
+    out = []
+    for key, part in _ordered_groups(rows, keys):
+        by_sparsity = {float(r["sparsity"]): r for _, r in part.iterrows()}
+        cells = tuple(_cell(by_sparsity.get(s), modal) for s in columns)
+        out.append((_row_labels(keys, key, part), cells))
+    return Grid(title, setting, headers, tuple(labels[s] for s in columns), tuple(out))
+
+
+def _ordered_groups(rows: pd.DataFrame, keys: list[str]) -> list[tuple[tuple, pd.DataFrame]]:
+    groups = dict(iter(rows.groupby(keys, sort=False)))
+    methods = ordered((k[0] for k in groups), METHOD_ORDER)
+
+    def order(key: tuple) -> tuple:
+        second = key[1] if len(key) > 1 else 0
+        if keys[1:] == ["ablation"]:
+            second = ordered({k[1] for k in groups}, ABLATION_ORDER).index(key[1])
+        return (methods.index(key[0]), second)
+
+    return [(k, groups[k]) for k in sorted(groups, key=order)]
+
+
+def _row_labels(keys: list[str], key: tuple, part: pd.DataFrame) -> tuple[str, ...]:
+    label = method_label(key[0])
+    if keys[1:] == ["ablation"]:
+        return (label, ablation_label(key[1]))
+    if keys[1:] == ["prune_step"]:
+        return (label, str(int(key[1])))
+    step = int(part["prune_step"].iloc[0])
+    # A method recorded only after some training (LTR rewound to step t) says so.
+    return (f"{label} (t={step})" if step else label,)
+
+
+def _cell(row: pd.Series | None, modal: int) -> Cell | None:
+    if row is None:
+        return None
+    n = int(row["n"])
+    return Cell(
+        mean=float(row["mean"]),
+        std=float(row["std"]),
+        n=n,
+        n_diverged=int(row.get("n_diverged", 0)),
+        n_failed=int(row.get("n_failed", 0)),
+        show_n=0 < n < modal,
+    )
+
+
+def _markdown(grid: Grid) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    header = [*grid.label_headers, *grid.columns]
+    lines = [
+        f"## {esc(grid.title)}",
+        "",
+        "Test accuracy (%), mean ± std over seeds; columns are sparsities (%).",
+        "",
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join([":--"] * len(grid.label_headers) + ["--:"] * len(grid.columns)) + "|",
+    ]
+    for labels, cells in grid.rows:
+        texts = [*labels, *(c.text() if c else "" for c in cells)]
+        lines.append("| " + " | ".join(esc(t) for t in texts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _tex_cell(cell: Cell | None) -> str:
+    if cell is None:
+        return ""
+    # Escape the text first, then put in the maths, so the markup itself is not escaped.
+    text = tex_escape(cell.text(pm="\x00", dash="\x01"))
+    return text.replace("\x00", r"$\pm$").replace("\x01", "---")
+
+
+def _latex(grid: Grid) -> str:
+    spec = "l" * len(grid.label_headers) + "r" * len(grid.columns)
+    header = [*(tex_escape(h) for h in grid.label_headers), *grid.columns]
+    lines = [
+        f"% {grid.title} (needs \\usepackage{{booktabs}} and \\usepackage{{graphicx}})",
+        r"\begin{table}[ht]",
+        r"\centering",
+        r"\resizebox{\textwidth}{!}{%",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(header) + r" \\",
+        r"\midrule",
+    ]
+    for labels, cells in grid.rows:
+        texts = [tex_escape(t) for t in labels]
+        texts += [_tex_cell(c) for c in cells]
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}}",
+        rf"\caption{{{tex_escape(grid.title)}: test accuracy (\%), mean $\pm$ std over seeds; "
+        r"columns are sparsities (\%).}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def grid_html(grid: Grid) -> str:
+    """One grid as an HTML ``<table>`` with a caption; every text is escaped."""
+    esc = html.escape
+    header = "".join(f"<th>{esc(h)}</th>" for h in (*grid.label_headers, *grid.columns))
+    body = []
+    for labels, cells in grid.rows:
+        tds = "".join(f'<th scope="row">{esc(t)}</th>' for t in labels)
+        tds += "".join(f"<td>{esc(c.text()) if c else ''}</td>" for c in cells)
+        body.append(f"<tr>{tds}</tr>")
+    return (
+        f"<table>\n<caption>{esc(grid.title)}: test accuracy (%), mean ± std; "
+        f"columns are sparsities (%)</caption>\n<thead><tr>{header}</tr></thead>\n"
+        f"<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
+    )

@@ -1,0 +1,157 @@
+"""The three-line API: score, prune, apply — for our networks and any ``nn.Module``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from earlyprune.masking import (
+    SCOPES,
+    Mask,
+    Scores,
+    check_mask,
+    check_sparsity,
+    density_schedule,
+    full_mask,
+    prunable,
+    select,
+)
+from earlyprune.scoring import METHODS, Batch, Method
+
+
+def list_methods() -> list[str]:
+    """Names of the registered scoring methods."""
+    return METHODS.names()
+
+
+def _method(method: str | Method) -> Method:
+    return method if isinstance(method, Method) else METHODS.get(method)
+
+
+def score(
+    model: nn.Module,
+    method: str | Method,
+    batch: Batch | None = None,
+    mask: Mapping[str, Tensor] | None = None,
+    seed: int = 0,
+) -> Scores:
+    """One round of scores (higher = keep) for every prunable weight; the model is untouched.
+
+    Args:
+        model: Any ``nn.Module``.
+        method: A registered method name (see :func:`list_methods`) or a ``Method``.
+        batch: ``(inputs, labels)``; SynFlow only uses the input shape, random/magnitude none.
+        mask: Current mask (pruned weights are scored as zero weights); ``None`` keeps all.
+        seed: Seed for methods that draw random numbers.
+    """
+    m = _method(method)
+    current = full_mask(model) if mask is None else check_mask(model, mask)
+    return m.prepare(model, batch, seed)(current)
+
+
+def prune(
+    model: nn.Module,
+    method: str | Method,
+    sparsity: float,
+    batch: Batch | None = None,
+    rounds: int | None = None,
+    scope: str = "global",
+    invert: bool = False,
+    seed: int = 0,
+) -> Mask:
+    """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
+
+    Iterative methods (SynFlow: 100 rounds) rescore the survivors each round, round n going from
+    density (1−s)^((n−1)/N) to (1−s)^(n/N). Never modifies the model's weights, buffers or mode.
+
+    Args:
+        model: Any ``nn.Module``.
+        method: Method name or ``Method``.
+        sparsity: Fraction of prunable weights to remove, in [0, 1).
+        batch: ``(inputs, labels)`` used by data-dependent methods.
+        rounds: Pruning rounds (default: the method's own, 1 for one-shot methods).
+        scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
+        invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation).
+        seed: Seed for methods that draw random numbers.
+
+    Returns:
+        Mask: parameter name → bool tensor (True = kept) on the weights' device.
+    """
+    m = _method(method)
+    sparsity = check_sparsity(sparsity)
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    n_rounds = m.rounds if rounds is None else rounds
+    if isinstance(n_rounds, bool) or not isinstance(n_rounds, int) or n_rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    mask = full_mask(model)
+    if not mask:
+        raise ValueError("the model has no Conv or Linear weights to prune")
+    total = sum(t.numel() for t in mask.values())
+    schedule = density_schedule(sparsity, n_rounds, total)
+    if schedule[-1] == total:
+        return mask
+    scorer = m.prepare(model, batch, seed)
+    alive = total
+    for n_keep in schedule:
+        if n_keep == alive:  # nothing to remove this round: rescoring cannot change the mask
+            continue
+        scores = scorer(mask)
+        if invert:
+            scores = {n: -s for n, s in scores.items()}
+        mask = select(scores, n_keep, mask, scope)
+        alive = n_keep
+    return mask
+
+
+def save_mask(mask: Mapping[str, Tensor], path: str | os.PathLike[str]) -> None:
+    """Writes a mask atomically (temp file + rename) as a torch file of bool tensors."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({n: m.detach().to("cpu", torch.bool) for n, m in mask.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_mask(path: str | os.PathLike[str]) -> Mask:
+    """Reads a mask written by :func:`save_mask` (``weights_only=True``: no code is executed)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"mask file not found: {path}") from None
+    except Exception as exc:  # pickle errors, truncation, refused globals
+        raise ValueError(f"cannot read mask file {path}: {exc.__class__.__name__}: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in data.items()
+    ):
+        raise ValueError(f"{path} does not hold a mask (dict of name → bool tensor)")
+    return {k: v.to(torch.bool) for k, v in data.items()}
+
+
+def to_torch_prune(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
+    """Hands ``mask`` to ``torch.nn.utils.prune`` (``custom_from_mask``) on every prunable weight.
+
+    Afterwards the model follows torch's pruning API (``weight_orig`` + ``weight_mask``);
+    ``torch.nn.utils.prune.remove`` makes it permanent.
+    """
+    from torch.nn.utils import prune as torch_prune
+
+    checked = check_mask(model, mask)
+    modules = dict(model.named_modules())
+    for name, m in checked.items():
+        module_name, _, attr = name.rpartition(".")
+        torch_prune.custom_from_mask(modules[module_name], attr, m)
+
+
+__all__ = [
+    "list_methods",
+    "load_mask",
+    "prunable",
+    "prune",
+    "save_mask",
+    "score",
+    "to_torch_prune",
+]

@@ -1,0 +1,200 @@
+"""The `earlyprune` command. User mistakes print one line and exit 2; no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake in one line (exit 2) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"earlyprune: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
+def _sparsity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), got {text!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="earlyprune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("run", help="train, prune and retrain one network (stored by run id)")
+    p.add_argument("--model", help="network (default: the dataset's preset network)")
+    p.add_argument("--dataset", required=True, help="dataset name (see `earlyprune list`)")
+    p.add_argument("--method", required=True, help="pruning method, or 'dense'")
+    p.add_argument("--sparsity", type=_sparsity, required=True, help="fraction removed, [0, 1)")
+    p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps")
+    p.add_argument("--ablation", default="none", help="none|shuffle|reinit|invert|init_normal")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
+    p.add_argument("--scope", default="global", help="global|layer")
+    p.add_argument("--store", default="runs", help="store folder (default: runs/)")
+    p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
+    p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset")
+    p.add_argument("--precision", default="fp32", help="fp32|bf16")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+
+    p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
+    p.add_argument("action", choices=["plan", "run", "status"])
+    p.add_argument("file", help="sweep TOML file")
+    p.add_argument("--store", default=None, help="store folder (default: the file's or runs/)")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: auto)")
+    p.add_argument("--backend", default="local", help="local|ray")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+
+    p = sub.add_parser("report", help="tables, figures and index.html from a store")
+    p.add_argument("store")
+    p.add_argument("--out", default=None, help="report folder (default: STORE/report)")
+    p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
+
+    for name, text in (
+        ("demo", "replicate the paper's findings offline in minutes"),
+        ("check-method", "run the paper's sanity checks on your own scoring function"),
+    ):
+        p = sub.add_parser(name, help=text)
+        if name == "check-method":
+            p.add_argument("target", help="path/to/file.py:FUNC or package.module:FUNC")
+        p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
+        p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
+        p.add_argument("--out", default=None, help="report folder (default: report/)")
+        p.add_argument("--workers", type=int, default=None)
+
+    sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `earlyprune` console script."""
+    args = build_parser().parse_args(argv)
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "run": _cmd_run,
+        "sweep": _cmd_sweep,
+        "report": _cmd_report,
+        "demo": _cmd_demo,
+        "check-method": _cmd_check_method,
+        "list": _cmd_list,
+    }
+    try:
+        return handlers[args.command](args)
+    except ValueError as exc:  # every user mistake is a ValueError subclass with a clear message
+        print(f"earlyprune: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("earlyprune: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from earlyprune.pipeline import run
+    from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
+    from earlyprune.store import RunStore
+
+    preset_name = args.preset or DEFAULT_PRESET.get(args.dataset)
+    if preset_name is None:
+        raise ValueError(f"no preset for dataset {args.dataset!r}: pass --preset "
+                         f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
+    preset = PRESETS.get(preset_name)
+    spec = RunSpec(
+        dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
+        method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
+        rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
+        epochs=args.epochs, precision=args.precision, device=args.device,
+    )  # fmt: skip
+    store = RunStore(args.store)
+    print(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
+    result = run(spec, store, data_root=args.data_root)
+    print(summary_line(result))
+    return 0 if result["status"] == "ok" else 1
+
+
+def summary_line(result: dict) -> str:
+    """One line: id, method, sparsity, status, accuracy."""
+    spec = result["spec"]
+    head = (
+        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {spec['method']}"
+        f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
+    )
+    if result["status"] != "ok":
+        return f"{head}  status={result['status']}  {result.get('error') or ''}".rstrip()
+    return (
+        f"{head}  test accuracy {100 * result['test_accuracy']:.2f}%"
+        f"  (density {100 * result['density']:.2f}%, {result['timings']['total_s']:.1f} s)"
+    )
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from earlyprune.ablations import ABLATIONS
+    from earlyprune.data import list_datasets
+    from earlyprune.models import list_models
+    from earlyprune.scoring import METHODS
+    from earlyprune.spec import BASELINES, PRESETS
+
+    print("models:   " + ", ".join(list_models()))
+    print("datasets: " + ", ".join(list_datasets()))
+    print("methods:")
+    for name in METHODS.names():
+        print(f"  {name:<24} {METHODS.get(name).summary}")
+    for name in BASELINES:
+        print(
+            f"  {name:<24} baseline: magnitude mask of the trained network"
+            + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
+        )
+    print("  dense                    the unpruned network (sparsity 0)")
+    print("ablations:")
+    for name, text in ABLATIONS.items():
+        print(f"  {name:<24} {text}")
+    print("presets:")
+    for name in PRESETS.names():
+        p = PRESETS.get(name)
+        print(
+            f"  {name:<24} {p.model} on {p.dataset}: {p.epochs} epochs, batch {p.batch_size}, "
+            f"lr {p.lr}, drops at {list(p.milestones)}, rewind step {p.rewind_step}"
+        )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from earlyprune.analysis import write_report
+
+    out = Path(args.out) if args.out else Path(args.store) / "report"
+    index = write_report(args.store, out, tolerance=args.tolerance)
+    print(f"report written: {index}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from earlyprune.sweep import cli_sweep
+
+    return cli_sweep(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from earlyprune.demo import cli_demo
+
+    return cli_demo(args)
+
+
+def _cmd_check_method(args: argparse.Namespace) -> int:
+    from earlyprune.check import cli_check_method
+
+    return cli_check_method(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

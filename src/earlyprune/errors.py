@@ -1,0 +1,19 @@
+"""Exception types raised for user mistakes.
+
+Every error a user can cause is a ``ValueError`` subclass with a message that says what was wrong
+and what the valid values are; the CLI turns these into one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file is missing, truncated, corrupt or in the wrong format."""
+
+
+class SpecError(ValueError):
+    """A run specification, preset or sweep file is invalid."""
+
+
+class StoreError(ValueError):
+    """The run store cannot be used (path is a file, not writable, disk full...)."""

@@ -1,0 +1,247 @@
+"""Masks: which prunable weights are kept, chosen from scores with exact counts.
+
+A ``Mask`` is ``dict[str, BoolTensor]`` over prunable parameter names (True = kept). Selection
+lives here and only here: global or per-layer scope, exact removal counts with deterministic
+tie-breaking, the iterative density schedule. Scorers know nothing of sparsity.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+Scores = dict[str, Tensor]
+Mask = dict[str, Tensor]
+
+SCOPES = ("global", "layer")
+
+
+def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
+    """The weights a pruning method may remove: every Conv and Linear weight.
+
+    The output layer and 1×1 shortcut convolutions are included; biases and normalization
+    parameters never are. Order follows ``model.named_modules()`` (network order).
+
+    Args:
+        model: Any ``nn.Module``.
+
+    Returns:
+        Parameter name (as in ``model.named_parameters()``) → parameter.
+    """
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    out: dict[str, nn.Parameter] = {}
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        if isinstance(module, kinds) and isinstance(module.weight, nn.Parameter):
+            if id(module.weight) in seen:  # a shared (tied) weight counts once
+                continue
+            seen.add(id(module.weight))
+            out[f"{mod_name}.weight" if mod_name else "weight"] = module.weight
+    return out
+
+
+def check_sparsity(sparsity: float) -> float:
+    """Validates a sparsity (fraction removed) and returns it as a float in [0, 1)."""
+    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float):
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    if not (0.0 <= float(sparsity) < 1.0) or math.isnan(sparsity):
+        raise ValueError(
+            f"sparsity must be in [0, 1) (fraction of weights removed), got {sparsity!r}"
+        )
+    return float(sparsity)
+
+
+def check_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> Mask:
+    """Checks that ``mask`` has exactly the model's prunable names and shapes; returns it as bool.
+
+    Raises:
+        ValueError: naming the missing, unexpected or mis-shaped entries.
+    """
+    params = prunable(model)
+    missing = [n for n in params if n not in mask]
+    extra = [n for n in mask if n not in params]
+    if missing or extra:
+        raise ValueError(
+            f"mask does not match the model's prunable weights: missing {missing[:5]}, "
+            f"unexpected {extra[:5]}; expected keys: {list(params)[:8]}"
+        )
+    out: Mask = {}
+    for name, p in params.items():
+        m = mask[name]
+        if not isinstance(m, Tensor) or tuple(m.shape) != tuple(p.shape):
+            got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+            raise ValueError(f"mask[{name!r}] has shape {got}, expected {tuple(p.shape)}")
+        out[name] = m.to(device=p.device, dtype=torch.bool)
+    return out
+
+
+def full_mask(model: nn.Module) -> Mask:
+    """A mask that keeps every prunable weight."""
+    return {n: torch.ones_like(p, dtype=torch.bool) for n, p in prunable(model).items()}
+
+
+def density_schedule(sparsity: float, rounds: int, total: int) -> list[int]:
+    """How many weights survive after each round of iterative pruning.
+
+    Round n prunes from density (1−s)^((n−1)/N) to (1−s)^(n/N); the last round lands exactly on
+    ``total − round(s·total)`` survivors.
+
+    Args:
+        sparsity: Final fraction removed.
+        rounds: Number of rounds N ≥ 1.
+        total: Number of prunable weights.
+
+    Returns:
+        Survivor count after rounds 1..N (non-increasing).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be ≥ 1, got {rounds}")
+    final_keep = total - round(sparsity * total)
+    counts = [total - round((1 - (1 - sparsity) ** (n / rounds)) * total) for n in range(1, rounds)]
+    counts.append(final_keep)
+    return [max(c, final_keep) for c in counts]
+
+
+def _check_scores(scores: Mapping[str, Tensor], mask: Mask) -> None:
+    for name, m in mask.items():
+        s = scores.get(name)
+        if s is None:
+            raise ValueError(f"scores lack an entry for prunable weight {name!r}")
+        if tuple(s.shape) != tuple(m.shape):
+            raise ValueError(
+                f"scores[{name!r}] has shape {tuple(s.shape)}, expected {tuple(m.shape)}"
+            )
+        if torch.isnan(s).any():
+            raise ValueError(f"scores[{name!r}] contains NaN")
+
+
+def _remove_lowest(flat: Tensor, n_remove: int) -> Tensor:
+    """Boolean vector marking exactly ``n_remove`` lowest entries; ties go to the lower index."""
+    removed = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if n_remove <= 0:
+        return removed
+    if n_remove >= flat.numel():
+        return ~removed
+    # kthvalue is a selection (O(n)), not a sort; it is the dominant cost on big networks.
+    threshold = torch.kthvalue(flat, n_remove).values
+    removed = flat < threshold
+    need = n_remove - int(removed.sum())
+    if need > 0:
+        tied = torch.nonzero(flat == threshold).flatten()[:need]
+        removed[tied] = True
+    return removed
+
+
+def select(
+    scores: Mapping[str, Tensor],
+    n_keep: int,
+    mask: Mask,
+    scope: str = "global",
+) -> Mask:
+    """Keeps the ``n_keep`` highest-scoring weights among those ``mask`` still keeps.
+
+    Ties are broken deterministically: among equal scores, weights earlier in network order
+    (then row-major order) are removed first. Pruned weights are never revived.
+
+    Args:
+        scores: Higher = keep, same keys and shapes as ``mask``.
+        n_keep: Total survivors wanted (≤ current survivors).
+        mask: Current mask.
+        scope: "global" (one threshold across layers) or "layer" (every layer keeps the same
+            fraction of its current survivors, rounded by largest remainder so totals are exact).
+
+    Returns:
+        A new mask.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    _check_scores(scores, mask)
+    names = list(mask)
+    alive = [mask[n].reshape(-1) for n in names]
+    counts = [int(a.sum()) for a in alive]
+    total_alive = sum(counts)
+    n_remove = total_alive - n_keep
+    if n_remove < 0:
+        raise ValueError(f"cannot keep {n_keep} weights when only {total_alive} survive")
+    if scope == "global":
+        live_scores = [scores[n].reshape(-1)[a] for n, a in zip(names, alive, strict=True)]
+        removed = _remove_lowest(torch.cat(live_scores), n_remove).split(counts)
+    else:
+        per_layer = _apportion(counts, n_remove)
+        removed = [
+            _remove_lowest(scores[n].reshape(-1)[a], r)
+            for n, a, r in zip(names, alive, per_layer, strict=True)
+        ]
+    out: Mask = {}
+    for name, a, rem in zip(names, alive, removed, strict=True):
+        new = a.clone()
+        new[a] = ~rem.to(new.device)
+        out[name] = new.reshape(mask[name].shape)
+    return out
+
+
+def _apportion(counts: list[int], n_remove: int) -> list[int]:
+    """Splits ``n_remove`` across layers proportionally to ``counts`` (largest remainder)."""
+    total = sum(counts)
+    if total == 0:
+        return [0] * len(counts)
+    quotas = [n_remove * c / total for c in counts]
+    base = [math.floor(q) for q in quotas]
+    order = sorted(range(len(counts)), key=lambda i: (-(quotas[i] - base[i]), i))
+    for i in order[: n_remove - sum(base)]:
+        base[i] += 1
+    return base
+
+
+def apply_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
+    """Zeroes the pruned weights of ``model`` in place (parameter names and keys unchanged)."""
+    checked = check_mask(model, mask)
+    params = prunable(model)
+    with torch.no_grad():
+        for name, m in checked.items():
+            params[name].mul_(m.to(params[name].dtype))
+
+
+def layer_density(mask: Mapping[str, Tensor]) -> dict[str, float]:
+    """Fraction of weights kept in each layer, in mask order."""
+    return {n: float(m.sum()) / max(m.numel(), 1) for n, m in mask.items()}
+
+
+def overall_density(mask: Mapping[str, Tensor]) -> float:
+    """Fraction of all prunable weights kept."""
+    total = sum(m.numel() for m in mask.values())
+    return sum(int(m.sum()) for m in mask.values()) / max(total, 1)
+
+
+def neuron_collapse(
+    model: nn.Module, mask: Mapping[str, Tensor], threshold: float = 1.0
+) -> dict[str, object]:
+    """Share of convolutional output channels whose sparsity is at least ``threshold``.
+
+    The paper's "neuron collapse" (Section 5) is the share pruned entirely (``threshold=1``).
+
+    Args:
+        model: The network the mask belongs to (identifies the convolutional layers).
+        mask: A mask for ``model``.
+        threshold: Sparsity in [0, 1] at or above which a channel counts as collapsed.
+
+    Returns:
+        ``{"per_layer": {name: share}, "overall": share over all conv channels}``.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    checked = check_mask(model, mask)
+    per_layer: dict[str, float] = {}
+    collapsed = channels = 0
+    for name, m in checked.items():
+        if m.dim() < 3:  # Linear weights are not channels of a convolution
+            continue
+        kept = m.reshape(m.shape[0], -1).float().mean(dim=1)
+        hit = int(((1.0 - kept) >= threshold - 1e-12).sum())
+        per_layer[name] = hit / m.shape[0]
+        collapsed += hit
+        channels += m.shape[0]
+    return {"per_layer": per_layer, "overall": collapsed / channels if channels else 0.0}

@@ -1,0 +1,116 @@
+"""The model registry: one decorator to add a network, one function to build and initialize it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from earlyprune.models.init import check_init, initialize
+from earlyprune.registry import Registry
+
+InputShape = tuple[int, int, int]
+Builder = Callable[[int, InputShape], nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered network.
+
+    Attributes:
+        name: The name it is registered under.
+        build: ``build(num_classes, input_shape) -> nn.Module``; returns an uninitialized network.
+        input_shape: The (channels, height, width) the network is designed for.
+    """
+
+    name: str
+    build: Builder
+    input_shape: InputShape
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def check_input_shape(input_shape: object) -> InputShape:
+    """Returns ``input_shape`` as a tuple of three positive ints, or raises ``ValueError``."""
+    valid = (
+        isinstance(input_shape, tuple | list)
+        and len(input_shape) == 3
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in input_shape)
+    )
+    if not valid:
+        raise ValueError(
+            f"input_shape must be (channels, height, width) with positive ints, got {input_shape!r}"
+        )
+    return tuple(input_shape)  # type: ignore[return-value]
+
+
+def check_num_classes(num_classes: object) -> int:
+    """Returns ``num_classes`` if it is an int ≥ 2, else raises ``ValueError``."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return num_classes
+
+
+def register_model(name: str, input_shape: InputShape) -> Callable[[Builder], Builder]:
+    """Decorator that registers a network builder under ``name``.
+
+    Args:
+        name: The model's name, as used by specs, presets and the CLI.
+        input_shape: The (channels, height, width) the network is designed for.
+
+    Returns:
+        A decorator that registers ``build(num_classes, input_shape) -> nn.Module`` and returns
+        it unchanged. The builder need not initialize weights: :func:`create_model` does.
+
+    Raises:
+        ValueError: If ``name`` is already registered or ``input_shape`` is invalid.
+    """
+    shape = check_input_shape(input_shape)
+
+    def decorate(build: Builder) -> Builder:
+        MODELS.add(name, ModelEntry(name=name, build=build, input_shape=shape))
+        return build
+
+    return decorate
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(MODELS.names())
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    input_shape: InputShape | None = None,
+    init: str = "kaiming_fan_in",
+    bn_gamma: str = "uniform",
+    seed: int | None = None,
+) -> nn.Module:
+    """Builds a registered network and initializes it with :func:`initialize`.
+
+    Args:
+        name: A registered model name (see :func:`list_models`).
+        num_classes: Number of outputs of the final layer (≥ 2).
+        input_shape: (channels, height, width) of the inputs; defaults to the model's own.
+        init: Weight initializer, one of ``INITS``.
+        bn_gamma: BatchNorm γ initializer, one of ``BN_GAMMAS``.
+        seed: Seed of the generator that draws the weights; ``None`` uses torch's global RNG.
+
+    Returns:
+        The initialized network, in training mode, on the CPU.
+
+    Raises:
+        ValueError: If any argument is invalid; the message lists the valid choices.
+    """
+    entry = MODELS.get(name)
+    check_num_classes(num_classes)
+    shape = entry.input_shape if input_shape is None else check_input_shape(input_shape)
+    check_init(init, bn_gamma)
+    model = entry.build(num_classes, shape)
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    initialize(model, init=init, bn_gamma=bn_gamma, generator=generator)
+    return model

@@ -1,0 +1,159 @@
+"""One run, the way the paper runs it.
+
+init → train dense to step t → score → mask → ablate → retrain with the full LR schedule →
+evaluate → record. Finished runs are served from the store; interrupted ones resume.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import torch
+from torch import nn
+
+from earlyprune import __version__
+from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.masking import Mask, layer_density, neuron_collapse, overall_density
+from earlyprune.spec import RunSpec
+from earlyprune.stages import (
+    Setup,
+    ablate_and_rewind,
+    choose_mask,
+    fresh_model,
+    is_dense,
+    prepare,
+    train_run,
+    weights_to_prune,
+)
+from earlyprune.store import RunStore
+from earlyprune.training import StepCallback, TrainState
+
+#: Channel-sparsity thresholds recorded for the neuron-collapse analysis (1.0 = fully pruned).
+COLLAPSE_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
+_USER_MISTAKES = (SpecError, DatasetError, StoreError)
+
+
+def run(
+    spec: RunSpec,
+    store: RunStore,
+    *,
+    data_root: str | None = None,
+    callbacks: Sequence[StepCallback] = (),
+    progress: bool | None = None,
+    retry_failed: bool = False,
+) -> dict[str, Any]:
+    """Runs ``spec`` (or returns its stored result) and returns the result record.
+
+    User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
+    written. Any other exception inside the run is recorded as status ``failed`` with its
+    message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
+    """
+    stored = store.read_result(spec.run_id)
+    if stored is not None and not (retry_failed and stored["status"] == "failed"):
+        return stored
+    setup = prepare(spec, data_root)
+    rid = spec.run_id
+    with store.claim(rid):
+        stored = store.read_result(rid)
+        if stored is not None and not (retry_failed and stored["status"] == "failed"):
+            return stored
+        store.write_json(rid, "spec.json", spec.to_dict())
+        started = time.perf_counter()
+        try:
+            model, mask = (fresh_model(setup), None) if is_dense(spec) else pruned(setup, store)
+            state = retrain(setup, store, model, mask, callbacks, progress)
+            result = record(setup, model, mask, state, time.perf_counter() - started)
+        except _USER_MISTAKES:
+            raise
+        except Exception as exc:  # the run's own failure: record it, let the sweep go on
+            result = failure(setup, exc, time.perf_counter() - started)
+        store.write_json(rid, "result.json", result)
+        store.delete(rid, "latest.pt")
+    return result
+
+
+def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
+    """Weights at step t → scores → mask → ablation/rewind; the mask is stored for resumption."""
+    rid = setup.spec.run_id
+    mask = store.load_tensors(rid, "mask.pt")
+    model = weights_to_prune(setup, store)
+    if mask is None:
+        mask = choose_mask(setup, model)
+        store.save_tensors(rid, "mask.pt", {n: m.cpu() for n, m in mask.items()})
+    mask = {n: m.to(setup.device) for n, m in mask.items()}
+    return ablate_and_rewind(setup, store, model, mask)
+
+
+def retrain(
+    setup: Setup,
+    store: RunStore,
+    model: nn.Module,
+    mask: Mask | None,
+    callbacks: Sequence[StepCallback],
+    progress: bool | None,
+) -> TrainState:
+    """Trains with the full schedule; the dense run also keeps its rewind-step checkpoint."""
+    rid = setup.spec.run_id
+    keep = [setup.preset.rewind_step] if is_dense(setup.spec) else []
+    state = train_run(setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep,
+                      progress=progress)  # fmt: skip
+    if not state.diverged:
+        store.save_tensors(rid, "final.pt", {"model": model.state_dict(), "step": state.step})
+    return state
+
+
+def record(
+    setup: Setup, model: nn.Module, mask: Mask | None, state: TrainState, seconds: float
+) -> dict[str, Any]:
+    """The result record (``result.json``)."""
+    from earlyprune.masking import full_mask
+
+    mask = mask if mask is not None else full_mask(model)
+    collapse = [neuron_collapse(model, mask, t) for t in COLLAPSE_THRESHOLDS]
+    accs = [c["test_accuracy"] for c in state.curve]
+    ok = not state.diverged and bool(accs)
+    return {
+        **_header(setup, "ok" if ok else "diverged", None, seconds),
+        "test_accuracy": accs[-1] if ok else None,
+        "best_test_accuracy": max(accs) if ok else None,
+        "test_loss": state.curve[-1]["test_loss"] if ok else None,
+        "density": overall_density(mask),
+        "layer_density": layer_density(mask),
+        "layer_numel": {n: m.numel() for n, m in mask.items()},
+        "neuron_collapse": {
+            "thresholds": list(COLLAPSE_THRESHOLDS),
+            "overall": [c["overall"] for c in collapse],
+            "per_layer": {
+                n: [c["per_layer"][n] for c in collapse] for n in collapse[0]["per_layer"]
+            },
+        },
+        "curve": state.curve,
+        "steps_trained": state.step,
+    }
+
+
+def failure(setup: Setup, exc: BaseException, seconds: float) -> dict[str, Any]:
+    message = f"{type(exc).__name__}: {exc}"
+    return {**_header(setup, "failed", message, seconds), "test_accuracy": None,
+            "best_test_accuracy": None}  # fmt: skip
+
+
+def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dict[str, Any]:
+    spec = setup.spec
+    return {
+        "run_id": spec.run_id,
+        # The effective prune step, so that analyses group runs by what was actually done.
+        "spec": {**spec.to_dict(), "prune_step": setup.prune_step},
+        "status": status,
+        "error": error,
+        "prune_step": setup.prune_step,
+        "total_steps": setup.sched.total_steps,
+        "timings": {"total_s": round(seconds, 3)},
+        "versions": {"earlyprune": __version__, "torch": torch.__version__,
+                     "python": platform.python_version(), "device": str(setup.device)},
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }  # fmt: skip

@@ -1,0 +1,20 @@
+"""Scoring methods, one file each; importing this package registers them all."""
+
+from earlyprune.scoring import grasp, magnitude, random, snip, synflow  # noqa: F401  (register)
+from earlyprune.scoring.base import (
+    METHODS,
+    Batch,
+    Method,
+    method_from_function,
+    preserved_state,
+    register_method,
+)
+
+__all__ = [
+    "METHODS",
+    "Batch",
+    "Method",
+    "method_from_function",
+    "preserved_state",
+    "register_method",
+]

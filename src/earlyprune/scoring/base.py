@@ -1,0 +1,140 @@
+"""The method registry and the pieces every scorer shares.
+
+A method turns (model, batch, current mask) into ``Scores`` (higher = keep) and knows nothing of
+sparsity, rounds or inversion: those live in :mod:`earlyprune.masking` and :func:`earlyprune.prune`.
+Scorers never modify the model: they read weights through ``torch.func.functional_call`` with
+masked copies, and restore the training mode and buffers (BatchNorm running statistics) after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from earlyprune.masking import Mask, Scores, prunable
+from earlyprune.registry import Registry
+
+Batch = tuple[Tensor, Tensor]
+#: (model, batch, mask, seed) -> scores for one round.
+ScoreFn = Callable[[nn.Module, Batch | None, Mask, int], Scores]
+#: (model, batch, seed) -> a scorer for successive masks (lets a method set up once per prune).
+PrepareFn = Callable[[nn.Module, Batch | None, int], Callable[[Mask], Scores]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered pruning method.
+
+    Attributes:
+        name: Registry name.
+        prepare: Builds a per-prune scorer ``mask -> scores``.
+        rounds: Default number of pruning rounds (100 for SynFlow, 1 otherwise).
+        needs_batch: Whether the scorer reads the batch's labels (SynFlow only uses its shape).
+        summary: One line for `earlyprune list` and the README: what is scored, which direction.
+    """
+
+    name: str
+    prepare: PrepareFn
+    rounds: int = 1
+    needs_batch: bool = True
+    summary: str = ""
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(
+    name: str, *, rounds: int = 1, needs_batch: bool = True, summary: str = ""
+) -> Callable[[ScoreFn], ScoreFn]:
+    """Registers a one-round scorer ``fn(model, batch, mask, seed) -> Scores`` as a method."""
+
+    def decorate(fn: ScoreFn) -> ScoreFn:
+        def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
+            return lambda mask: fn(model, batch, mask, seed)
+
+        METHODS.add(name, Method(name, prepare, rounds, needs_batch, summary))
+        return fn
+
+    return decorate
+
+
+def method_from_function(
+    name: str, fn: Callable[[nn.Module, Batch], Scores], summary: str = ""
+) -> Method:
+    """Wraps a user scoring function ``fn(model, batch) -> Scores`` (as `check-method` takes).
+
+    The function is called on the model as given; it sees no mask (one-shot pruning).
+    """
+
+    def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
+        def score(mask: Mask) -> Scores:
+            with preserved_state(model):
+                out = fn(model, batch)
+            if not isinstance(out, dict):
+                raise ValueError(
+                    f"scoring function {name!r} must return dict[str, Tensor], "
+                    f"got {type(out).__name__}"
+                )
+            return {k: torch.as_tensor(v).detach() for k, v in out.items()}
+
+        return score
+
+    return Method(name, prepare, 1, True, summary or f"user scoring function {name}")
+
+
+@contextlib.contextmanager
+def preserved_state(model: nn.Module) -> Iterator[None]:
+    """Restores training mode and every buffer (BatchNorm statistics) on exit."""
+    modes = {m: m.training for m in model.modules()}
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def masked_leaves(model: nn.Module, mask: Mask, dtype: torch.dtype | None = None) -> Scores:
+    """Fresh leaf tensors w ⊙ m (requiring grad) for every prunable weight; the model is untouched."""
+    out = {}
+    for name, p in prunable(model).items():
+        w = p.detach() * mask[name].to(p.dtype)
+        out[name] = (w if dtype is None else w.to(dtype)).requires_grad_(True)
+    return out
+
+
+def check_batch(batch: Batch | None, method: str) -> Batch:
+    """Validates a (inputs, labels) batch for a method that needs data."""
+    if batch is None:
+        raise ValueError(f"method {method!r} needs a batch: pass batch=(inputs, labels)")
+    if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        raise ValueError(f"batch must be a pair (inputs, labels), got {type(batch).__name__}")
+    x, y = batch
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise ValueError("batch must hold two tensors (inputs, labels)")
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"batch has {x.shape[0]} inputs but {y.shape[0]} labels")
+    return x, y
+
+
+def loss_of(model: nn.Module, weights: Scores, batch: Batch, temperature: float = 1.0) -> Tensor:
+    """Cross-entropy of ``model`` run with ``weights`` substituted, checking labels fit."""
+    x, y = batch
+    logits = functional_call(model, weights, (x,))
+    if logits.dim() != 2:
+        raise ValueError(f"model output must be (batch, classes) logits, got {tuple(logits.shape)}")
+    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
+        raise ValueError(
+            f"batch labels span {int(y.min())}..{int(y.max())} but the model has "
+            f"{logits.shape[1]} outputs (valid labels 0..{logits.shape[1] - 1})"
+        )
+    return F.cross_entropy(logits / temperature, y)

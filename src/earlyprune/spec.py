@@ -1,0 +1,247 @@
+"""Run specifications, their ids, and the paper's training presets (Appendix A).
+
+A ``RunSpec`` is frozen; its id is a short hash of the canonical JSON of the fields that differ
+from their defaults, so adding a field with a default never renames old runs (pinned in tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from earlyprune.ablations import ABLATIONS
+from earlyprune.errors import SpecError
+from earlyprune.registry import Registry
+
+#: Methods that are not scorers but whole pipelines (they need a trained dense network).
+BASELINES = ("magnitude_after_training", "ltr")
+#: The unpruned reference run.
+DENSE = "dense"
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Training hyperparameters for one network on one dataset.
+
+    ``milestones`` are epochs after which the learning rate is multiplied by ``gamma``.
+    ``rewind_step`` is the iteration LTR rewinds to. ``train_subset``/``test_subset`` take a
+    class-stratified subset (quick presets only).
+    """
+
+    name: str
+    model: str
+    dataset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    milestones: tuple[int, ...]
+    rewind_step: int
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    gamma: float = 0.1
+    train_subset: int | None = None
+    test_subset: int | None = None
+    note: str = ""
+
+
+PRESETS: Registry[Preset] = Registry("preset")
+for _p in (
+    # Appendix A of the paper: SGD, momentum 0.9, Kaiming normal init.
+    Preset("resnet20_cifar10", "resnet20", "cifar10", 160, 128, 0.1, (80, 120), 1000),
+    Preset("vgg16_cifar10", "vgg16", "cifar10", 160, 128, 0.1, (80, 120), 2000),
+    Preset(
+        "resnet18_tinyimagenet",
+        "resnet18_modified",
+        "tinyimagenet",
+        200,
+        256,
+        0.2,
+        (100, 150),
+        1000,
+    ),
+    Preset("resnet50_imagenet", "resnet50", "imagenet", 90, 1024, 0.4, (30, 60, 80), 6255),
+    # Not in Appendix A's table; same recipe applied to the appendix networks and datasets.
+    Preset("resnet20_cifar100", "resnet20", "cifar100", 160, 128, 0.1, (80, 120), 1000),
+    Preset("lenet_mnist", "lenet_300_100", "mnist", 40, 128, 0.1, (20, 30), 500, weight_decay=0.0),
+    Preset(
+        "lenet_fashion_mnist",
+        "lenet_300_100",
+        "fashion-mnist",
+        40,
+        128,
+        0.1,
+        (20, 30),
+        500,
+        weight_decay=0.0,
+    ),
+    # The offline demo: seconds per run on a 2-core CPU.
+    Preset(
+        "demo",
+        "smallcnn",
+        "fashion-mnist-mini",
+        4,
+        64,
+        0.05,
+        (3,),
+        20,
+        train_subset=4000,
+        test_subset=2000,
+        note="4 epochs on 4,000 embedded Fashion-MNIST images; seconds on a laptop CPU",
+    ),
+):
+    PRESETS.add(_p.name, _p)
+
+#: The preset `earlyprune run --dataset D` uses when neither --preset nor --model is given.
+DEFAULT_PRESET = {
+    "cifar10": "resnet20_cifar10",
+    "cifar100": "resnet20_cifar100",
+    "tinyimagenet": "resnet18_tinyimagenet",
+    "imagenet": "resnet50_imagenet",
+    "mnist": "lenet_mnist",
+    "fashion-mnist": "lenet_fashion_mnist",
+    "fashion-mnist-mini": "demo",
+}
+
+
+def paper_sparsities(first: int = 0, last: int = 18) -> list[float]:
+    """The paper's grid s_k = 1 − 0.8^k for k = first..last (rounded to 6 decimals)."""
+    return [round(1 - 0.8**k, 6) for k in range(first, last + 1)]
+
+
+def _no_hash() -> dict[str, Any]:
+    return {"hash": False}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One experiment: network, data, training, pruning, ablation and seed.
+
+    ``prune_step`` None means the method's default: 0 for pruning at initialization, the
+    preset's rewind step for ``ltr``. ``epochs`` overrides the preset's length; the LR drops
+    move proportionally. ``device`` is not part of the run's identity.
+    """
+
+    dataset: str = "fashion-mnist-mini"
+    model: str = "smallcnn"
+    preset: str = "demo"
+    method: str = DENSE
+    sparsity: float = 0.0
+    prune_step: int | None = None
+    rounds: int | None = None
+    scope: str = "global"
+    ablation: str = "none"
+    seed: int = 0
+    epochs: float | None = None
+    init: str = "kaiming_fan_in"
+    bn_gamma: str = "uniform"
+    scoring_per_class: int = 10
+    precision: str = "fp32"
+    channels_last: bool = True
+    device: str = field(default="auto", metadata=_no_hash())
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    @property
+    def run_id(self) -> str:
+        """12 hex digits of SHA-256 over the canonical JSON of the non-default fields."""
+        return hashlib.sha256(canonical_json(self).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """Builds a spec from a mapping; unknown keys are a ``SpecError`` naming the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise SpecError(
+                f"unknown run field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+            )
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> RunSpec:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def effective_init(self) -> str:
+        return "normal" if self.ablation == "init_normal" else self.init
+
+    def dense_spec(self) -> RunSpec:
+        """The unpruned training run this spec's weights and baselines come from."""
+        return RunSpec(
+            dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
+            epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
+            precision=self.precision, channels_last=self.channels_last, device=self.device,
+        )  # fmt: skip
+
+
+def canonical_json(spec: RunSpec) -> str:
+    """Sorted-key JSON of the hashed fields that differ from their defaults."""
+    items = {}
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        if f.metadata.get("hash", True) and value != f.default:
+            items[f.name] = value
+    return json.dumps(items, sort_keys=True, separators=(",", ":"))
+
+
+def _check_choice(kind: str, value: Any, valid: list[str] | tuple[str, ...]) -> None:
+    if value not in valid:
+        raise SpecError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+
+def validate(spec: RunSpec) -> None:
+    """Checks names against the registries and numbers against their ranges (``SpecError``)."""
+    from earlyprune.data import DATASETS
+    from earlyprune.models import BN_GAMMAS, INITS, MODELS
+    from earlyprune.scoring import METHODS
+
+    _check_choice("dataset", spec.dataset, DATASETS.names())
+    _check_choice("model", spec.model, MODELS.names())
+    _check_choice("preset", spec.preset, PRESETS.names())
+    _check_choice("method", spec.method, [DENSE, *METHODS.names(), *BASELINES])
+    _check_choice("ablation", spec.ablation, list(ABLATIONS))
+    _check_choice("scope", spec.scope, ("global", "layer"))
+    _check_choice("init", spec.init, INITS)
+    _check_choice("bn_gamma", spec.bn_gamma, BN_GAMMAS)
+    _check_choice("precision", spec.precision, PRECISIONS)
+    s = spec.sparsity
+    if isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 <= s < 1.0:
+        raise SpecError(f"sparsity must be a number in [0, 1), got {s!r}")
+    if spec.method == DENSE and s != 0:
+        raise SpecError("method 'dense' trains the unpruned network: sparsity must be 0")
+    if spec.method != DENSE and s == 0:
+        raise SpecError(f"method {spec.method!r} with sparsity 0 is the dense run: use 'dense'")
+    if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
+        raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
+    if spec.prune_step is not None:
+        _check_int("prune_step", spec.prune_step, 0)
+    if spec.rounds is not None:
+        _check_int("rounds", spec.rounds, 1)
+    _check_int("seed", spec.seed, 0)
+    _check_int("scoring_per_class", spec.scoring_per_class, 1)
+    if spec.epochs is not None and (
+        isinstance(spec.epochs, bool)
+        or not isinstance(spec.epochs, int | float)
+        or not math.isfinite(spec.epochs)
+        or spec.epochs <= 0
+    ):
+        raise SpecError(f"epochs must be a positive number, got {spec.epochs!r}")
+    if not isinstance(spec.channels_last, bool):
+        raise SpecError(f"channels_last must be true or false, got {spec.channels_last!r}")
+    if not isinstance(spec.device, str) or not spec.device:
+        raise SpecError(
+            f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
+        )

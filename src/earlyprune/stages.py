@@ -1,0 +1,261 @@
+"""The stages of one run, each a function of (setup, store, ...); ``pipeline.run`` strings them.
+
+Every stage is resumable: dense training and retraining checkpoint after each epoch
+(``latest.pt``), masks are stored before retraining starts, and dense checkpoints at step t are
+computed once and shared by every run of the same (network, data, preset, seed).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from earlyprune import ablations
+from earlyprune.api import prune
+from earlyprune.errors import SpecError
+from earlyprune.masking import Mask
+from earlyprune.spec import DENSE, PRESETS, Preset, RunSpec
+from earlyprune.store import RunStore
+from earlyprune.training import Schedule, StepCallback, TrainState, make_optimizer, train
+
+
+@dataclass
+class Setup:
+    """Everything a run needs that follows from its spec: validated before anything is written."""
+
+    spec: RunSpec
+    preset: Preset
+    bundle: Any
+    device: torch.device
+    sched: Schedule
+    prune_step: int
+    data_root: str | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_bundle(name: str, root: str | None, n_train: int | None, n_test: int | None) -> Any:
+    from earlyprune.data import load_dataset
+
+    bundle = load_dataset(name, root=root)
+    if n_train is not None or n_test is not None:
+        n_train = min(n_train, len(bundle.train)) if n_train else None
+        n_test = min(n_test, len(bundle.test)) if n_test else None
+        bundle = bundle.subset(n_train, n_test, seed=0)
+    return bundle
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def prepare(spec: RunSpec, data_root: str | None = None) -> Setup:
+    """Loads data and checks everything that depends on it (e.g. prune step within training)."""
+    preset = PRESETS.get(spec.preset)
+    bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
+    epochs = spec.epochs if spec.epochs is not None else preset.epochs
+    spe = bundle.steps_per_epoch(preset.batch_size)
+    total = max(1, round(epochs * spe))
+    sched = Schedule(
+        total_steps=total,
+        steps_per_epoch=spe,
+        batch_size=preset.batch_size,
+        lr=preset.lr,
+        milestones=tuple(round(m / preset.epochs * total) for m in preset.milestones),
+        gamma=preset.gamma,
+        momentum=preset.momentum,
+        weight_decay=preset.weight_decay,
+    )
+    if spec.prune_step is not None:
+        step = spec.prune_step
+    else:
+        step = preset.rewind_step if spec.method == "ltr" else 0
+    if step > total:
+        raise SpecError(
+            f"prune step {step} is beyond training: preset {preset.name!r} with "
+            f"{epochs:g} epochs has {total} steps"
+        )
+    return Setup(spec, preset, bundle, resolve_device(spec.device), sched, step, data_root)
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """An independent seed for one purpose (shuffle, reinit) of a run seeded ``seed``."""
+    return int(hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()[:8], 16)
+
+
+def fresh_model(setup: Setup) -> nn.Module:
+    from earlyprune.models import create_model
+
+    spec = setup.spec
+    model = create_model(
+        spec.model,
+        setup.bundle.num_classes,
+        input_shape=tuple(setup.bundle.input_shape),
+        init=spec.effective_init,
+        bn_gamma=spec.bn_gamma,
+        seed=spec.seed,
+    )
+    return model.to(setup.device)
+
+
+# ---- training with checkpoints -------------------------------------------------------------
+def train_run(
+    setup: Setup,
+    store: RunStore,
+    run_id: str,
+    model: nn.Module,
+    mask: Mask | None,
+    *,
+    callbacks: Sequence[StepCallback] = (),
+    save_steps: Sequence[int] = (),
+    stop_step: int | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> TrainState:
+    """Trains ``model`` (masked if ``mask``) with the full schedule, checkpointing each epoch.
+
+    Resumes from ``resume`` (default: the run's ``latest.pt``). ``save_steps`` are also kept as
+    ``step_<t>.pt`` (model + optimizer), for pruning at step t and rewinding.
+    """
+    optimizer = make_optimizer(model, setup.sched)
+    state = TrainState()
+    resume = resume if resume is not None else store.load_tensors(run_id, "latest.pt")
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        state = TrainState(step=int(resume["step"]), curve=list(resume["curve"]))
+
+    def snapshot(st: TrainState) -> dict[str, Any]:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": st.step, "curve": st.curve}  # fmt: skip
+
+    def at_step(step: int, _m: nn.Module, _o: torch.optim.Optimizer, st: TrainState) -> None:
+        if step in save_steps:
+            store.save_tensors(run_id, f"step_{step}.pt", snapshot(st))
+
+    def at_epoch(step: int, _m: nn.Module, _o: torch.optim.Optimizer, st: TrainState) -> None:
+        store.save_tensors(run_id, "latest.pt", snapshot(st))
+        store.append_metrics(run_id, st.curve[-1])
+        store.heartbeat(run_id)
+
+    spec = setup.spec
+    return train(
+        model,
+        setup.bundle,
+        setup.sched,
+        seed=spec.seed,
+        state=state,
+        optimizer=optimizer,
+        mask=mask,
+        stop_step=stop_step,
+        precision=spec.precision,
+        channels_last=spec.channels_last,
+        on_step=[at_step] if save_steps else [],
+        on_epoch=[at_epoch, *callbacks],
+        progress=progress,
+        desc=f"{spec.method} {run_id}",
+    )
+
+
+# ---- dense weights shared by many runs ----------------------------------------------------
+def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, Any]:
+    """The dense network's state dict at ``step`` (None = end of training), computed once.
+
+    Runs (or waits for) the dense training run; a step that was not kept is recomputed from
+    the nearest earlier kept step (bit-identical: data order depends only on the step) and kept.
+    """
+    from earlyprune.pipeline import run
+
+    dense = setup.spec.dense_spec()
+    did = dense.run_id
+    result = run(dense, store, data_root=setup.data_root)
+    if result["status"] != "ok":
+        raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
+    name = "final.pt" if step is None else f"step_{step}.pt"
+    found = store.load_tensors(did, name)
+    if found is None and step is not None:
+        with store.claim(did):
+            found = store.load_tensors(did, name)
+            if found is None:
+                dense_setup = prepare(dense, setup.data_root)
+                model = fresh_model(dense_setup)
+                start = _nearest_kept(store, did, step)
+                train_run(dense_setup, store, did, model, None, save_steps=[step],
+                          stop_step=step, resume=start or {})  # fmt: skip
+                found = store.load_tensors(did, name)
+    if found is None:
+        raise RuntimeError(f"dense checkpoint {name} of run {did} is missing")
+    return found["model"]
+
+
+def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | None:
+    kept = []
+    for p in store.run_dir(run_id).glob("step_*.pt"):
+        m = re.fullmatch(r"step_(\d+)\.pt", p.name)
+        if m and int(m.group(1)) < step:
+            kept.append(int(m.group(1)))
+    for t in sorted(kept, reverse=True):
+        ck = store.load_tensors(run_id, f"step_{t}.pt")
+        if ck is not None:
+            return ck
+    return None
+
+
+# ---- pruning ------------------------------------------------------------------------------
+def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
+    """The network whose weights are scored: at step t, or fully trained for the baselines."""
+    model = fresh_model(setup)
+    if setup.spec.method in ("magnitude_after_training", "ltr"):
+        model.load_state_dict(dense_weights(setup, store, None))
+    elif setup.prune_step > 0:
+        model.load_state_dict(dense_weights(setup, store, setup.prune_step))
+    return model
+
+
+def choose_mask(setup: Setup, model: nn.Module) -> Mask:
+    """Scores and selects (iteratively where the method needs it); ``invert`` flips the ranking."""
+    from earlyprune.data import scoring_batch
+
+    spec = setup.spec
+    method = spec.method if spec.method not in ("magnitude_after_training", "ltr") else "magnitude"
+    batch = scoring_batch(
+        setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
+    )
+    return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
+                 scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed)  # fmt: skip
+
+
+def ablate_and_rewind(
+    setup: Setup, store: RunStore, model: nn.Module, mask: Mask
+) -> tuple[nn.Module, Mask]:
+    """Applies the shuffle/reinit ablations and LTR's rewind; returns the network to retrain."""
+    spec = setup.spec
+    if spec.ablation == "shuffle":
+        mask = ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+    if spec.method == "ltr":
+        if setup.prune_step == 0:
+            model = fresh_model(setup)
+        else:
+            model.load_state_dict(dense_weights(setup, store, setup.prune_step))
+    if spec.ablation == "reinit":
+        ablations.reinitialize(model, seed=derived_seed(spec.seed, "reinit"),
+                               init=spec.effective_init, bn_gamma=spec.bn_gamma)  # fmt: skip
+    return model, mask
+
+
+def is_dense(spec: RunSpec) -> bool:
+    return spec.method == DENSE

@@ -1,0 +1,227 @@
+"""The run store: one folder per run id, atomic writes, claims for concurrent workers.
+
+Layout: ``<root>/<run_id>/{spec.json, result.json, mask.pt, metrics.jsonl, latest.pt,
+step_<t>.pt, final.pt, claim}``. Every file is written to a temporary name in the same folder
+and renamed, so a crash leaves either the old file or the new one — never half of one.
+Anything unreadable (truncated checkpoint, half JSON from another tool) is treated as absent
+and set aside as ``*.corrupt`` so the work is redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earlyprune.errors import StoreError
+
+_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: A claim whose heartbeat is older than this is considered abandoned by a dead worker.
+CLAIM_TTL_S = 120.0
+
+
+class ClaimBusy(Exception):
+    """Another live worker holds the claim on a run."""
+
+
+class RunStore:
+    """A folder of runs. Nothing is created until the first write.
+
+    Args:
+        root: The store folder (created on first write).
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise StoreError(f"store path {self.root} exists and is not a folder")
+
+    # ---- paths -------------------------------------------------------------------------------
+    def run_dir(self, run_id: str) -> Path:
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise StoreError(f"invalid run id {run_id!r} (expected 12 hex digits)")
+        return self.root / run_id
+
+    def path(self, run_id: str, name: str) -> Path:
+        if not _NAME.match(name) or name.startswith("."):
+            raise StoreError(f"invalid file name {name!r} in the store")
+        return self.run_dir(run_id) / name
+
+    def run_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if _RUN_ID.match(p.name))
+
+    # ---- atomic writes -----------------------------------------------------------------------
+    def _atomic(self, target: Path, write: Any) -> None:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+            try:
+                write(tmp)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except OSError as exc:
+            reason = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
+                      errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror)  # fmt: skip
+            raise StoreError(f"cannot write {target}: {reason}") from None
+
+    def write_json(self, run_id: str, name: str, obj: Any) -> None:
+        text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+
+        self._atomic(self.path(run_id, name), write)
+
+    def read_json(self, run_id: str, name: str) -> Any | None:
+        p = self.path(run_id, name)
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._set_aside(p)
+            return None
+
+    def save_tensors(self, run_id: str, name: str, obj: Any) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+
+        self._atomic(self.path(run_id, name), write)
+
+    def load_tensors(self, run_id: str, name: str) -> Any | None:
+        """Loads with ``weights_only=True``; an unreadable file is set aside and None returned."""
+        p = self.path(run_id, name)
+        if not p.exists():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # truncated zip, bad pickle, refused global: never trust it
+            self._set_aside(p)
+            return None
+
+    def delete(self, run_id: str, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path(run_id, name).unlink()
+
+    def _set_aside(self, p: Path) -> None:
+        with contextlib.suppress(OSError):
+            os.replace(p, p.with_name(p.name + ".corrupt"))
+
+    # ---- results -----------------------------------------------------------------------------
+    def read_result(self, run_id: str) -> dict[str, Any] | None:
+        """The stored result, or None if absent or not a complete result record."""
+        result = self.read_json(run_id, "result.json")
+        if not isinstance(result, dict) or "status" not in result or "run_id" not in result:
+            if result is not None:
+                self._set_aside(self.path(run_id, "result.json"))
+            return None
+        return result
+
+    def append_metrics(self, run_id: str, record: dict[str, Any]) -> None:
+        """Appends one JSON line (a crash may cut the last line; readers skip it)."""
+        p = self.path(run_id, "metrics.jsonl")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as exc:
+            raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+
+    # ---- claims ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def claim(self, run_id: str, *, wait: bool = True, poll_s: float = 0.5) -> Iterator[None]:
+        """Holds an exclusive claim on a run (an O_EXCL lock file with pid, host and heartbeat).
+
+        A claim from a dead process on this host, or whose heartbeat is older than
+        ``CLAIM_TTL_S``, is broken. With ``wait=False`` a live claim raises ``ClaimBusy``.
+        """
+        p = self.path(run_id, "claim")
+        while not self._try_claim(p):
+            if not wait:
+                raise ClaimBusy(run_id)
+            time.sleep(poll_s)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+    def heartbeat(self, run_id: str) -> None:
+        """Refreshes the claim's time so that long runs are not mistaken for dead ones."""
+        with contextlib.suppress(OSError):
+            os.utime(self.path(run_id, "claim"))
+
+    def claim_state(self, run_id: str) -> str:
+        """ "free", "live" or "stale" (held by a dead or silent worker)."""
+        p = self.path(run_id, "claim")
+        if not p.exists():
+            return "free"
+        return "stale" if self._stale(p) else "live"
+
+    def _try_claim(self, p: Path) -> bool:
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if self._stale(p):
+                # Rename first so that of two breakers only one removes the stale claim.
+                broken = p.with_name(f".claim.broken.{os.getpid()}.{time.monotonic_ns()}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(p, broken)
+                    broken.unlink()
+            return False
+        except OSError as exc:
+            raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+        return True
+
+    def _stale(self, p: Path) -> bool:
+        try:
+            info = json.loads(p.read_text())
+            age = time.time() - p.stat().st_mtime
+        except (OSError, json.JSONDecodeError):
+            try:  # a claim being written right now is younger than a second
+                return time.time() - p.stat().st_mtime > 5.0
+            except OSError:
+                return False
+        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
+            return True
+        return age > CLAIM_TTL_S
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed child not yet reaped) is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
