@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from earlyprune.data.bundle import TensorSplit, stratified_indices
+from earlyprune.data.bundle import TensorSplit
 from earlyprune.data.idx import FASHION_MNIST, read_idx_split
+from earlyprune.data.sampling import stratified_indices
 
 SEED = 20170825  # fixed: the subset must not change between builds (Fashion-MNIST's release day)
 N_TRAIN, N_TEST = 10_000, 2_000
@@ -60,8 +61,12 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=FASHION_MNIST.system_folders[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    x_train, y_train = stratified(read_idx_split(args.source, "train", FASHION_MNIST.how), N_TRAIN, SEED)
-    x_test, y_test = stratified(read_idx_split(args.source, "test", FASHION_MNIST.how), N_TEST, SEED + 1)
+    x_train, y_train = stratified(
+        read_idx_split(args.source, "train", FASHION_MNIST.how), N_TRAIN, SEED
+    )
+    x_test, y_test = stratified(
+        read_idx_split(args.source, "test", FASHION_MNIST.how), N_TEST, SEED + 1
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "fashion_mnist_mini.npz"
     np.savez_compressed(target, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)

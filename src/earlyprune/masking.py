@@ -114,25 +114,66 @@ def _check_scores(scores: Mapping[str, Tensor], mask: Mask) -> None:
             raise ValueError(
                 f"scores[{name!r}] has shape {tuple(s.shape)}, expected {tuple(m.shape)}"
             )
-        if torch.isnan(s).any():
+        # A sum is NaN whenever an entry is, and it only reads the tensor (no bool temporary);
+        # the exact check runs only when the sum is not finite.
+        if s.is_floating_point() and not math.isfinite(float(s.sum())) and torch.isnan(s).any():
             raise ValueError(f"scores[{name!r}] contains NaN")
 
 
-def _remove_lowest(flat: Tensor, n_remove: int) -> Tensor:
-    """Boolean vector marking exactly ``n_remove`` lowest entries; ties go to the lower index."""
-    removed = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
-    if n_remove <= 0:
-        return removed
-    if n_remove >= flat.numel():
-        return ~removed
-    # kthvalue is a selection (O(n)), not a sort; it is the dominant cost on big networks.
-    threshold = torch.kthvalue(flat, n_remove).values
-    removed = flat < threshold
+#: Below this many survivors a selection over all of them is cheap; above it a sampled bound
+#: first cuts the candidates down to about the number removed (a few % per SynFlow round).
+_DIRECT = 1 << 17
+#: Roughly how many entries the bound's strided sample reads.
+_SAMPLE = 1 << 18
+
+
+def _lowest(scores: list[Tensor], alive: list[Tensor], total: int, n_remove: int) -> list[Tensor]:
+    """Flat indices, per tensor, of the ``n_remove`` lowest of the ``total`` alive scores.
+
+    Ties at the threshold go to the earlier tensor, then the lower index. The result is the
+    k-th smallest alive score and is independent of how candidates are found: the sampled bound
+    only decides which alive weights are compared at all (every alive score ≤ the bound is), and
+    falls back to all survivors when fewer than ``n_remove`` lie under it.
+    """
+    bound = _sampled_bound(scores, alive, n_remove, total) if total > _DIRECT else None
+    cand = _candidates(scores, alive, bound)
+    if bound is not None and sum(len(i) for i in cand) < n_remove:
+        cand = _candidates(scores, alive, None)  # the sample misled us: no shortcut this time
+    if n_remove >= sum(len(i) for i in cand):
+        return cand
+    vals = torch.cat([s[i] for s, i in zip(scores, cand, strict=True)])
+    # kthvalue is a selection (O(n)), not a sort.
+    threshold = torch.kthvalue(vals, n_remove).values
+    removed = vals < threshold
     need = n_remove - int(removed.sum())
-    if need > 0:
-        tied = torch.nonzero(flat == threshold).flatten()[:need]
-        removed[tied] = True
-    return removed
+    if need > 0:  # candidates are in network then row-major order: earlier ties go first
+        removed[torch.nonzero(vals == threshold).flatten()[:need]] = True
+    return [i[r] for i, r in zip(cand, removed.split([len(i) for i in cand]), strict=True)]
+
+
+def _candidates(scores: list[Tensor], alive: list[Tensor], bound: Tensor | None) -> list[Tensor]:
+    """Flat indices of alive entries (with score ≤ ``bound`` when given), per tensor."""
+    if bound is None:
+        return [torch.nonzero(a).flatten() for a in alive]
+    return [torch.nonzero(a & (s <= bound)).flatten() for s, a in zip(scores, alive, strict=True)]
+
+
+def _sampled_bound(
+    scores: list[Tensor], alive: list[Tensor], n_remove: int, total: int
+) -> Tensor | None:
+    """A score that probably has a little more than ``n_remove`` alive scores at or below it.
+
+    Reads a strided sample of the alive scores and takes a quantile a few binomial standard
+    deviations above ``n_remove / total``. Returns None when no useful bound exists.
+    """
+    stride = max(1, sum(s.numel() for s in scores) // _SAMPLE)
+    sample = torch.cat([s[::stride][a[::stride]] for s, a in zip(scores, alive, strict=True)])
+    m = sample.numel()
+    q = n_remove / total
+    rank = math.ceil(q * m + 5.0 * math.sqrt(q * m) + 16)
+    if m < 1024 or rank >= m:
+        return None
+    return torch.kthvalue(sample, rank).values
 
 
 def select(
@@ -160,25 +201,25 @@ def select(
         raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     _check_scores(scores, mask)
     names = list(mask)
-    alive = [mask[n].reshape(-1) for n in names]
+    flat = [scores[n].reshape(-1) for n in names]
+    alive = [mask[n].reshape(-1).to(s.device) for n, s in zip(names, flat, strict=True)]
     counts = [int(a.sum()) for a in alive]
     total_alive = sum(counts)
     n_remove = total_alive - n_keep
     if n_remove < 0:
         raise ValueError(f"cannot keep {n_keep} weights when only {total_alive} survive")
     if scope == "global":
-        live_scores = [scores[n].reshape(-1)[a] for n, a in zip(names, alive, strict=True)]
-        removed = _remove_lowest(torch.cat(live_scores), n_remove).split(counts)
+        removed = _lowest(flat, alive, total_alive, n_remove) if n_remove else [None] * len(names)
     else:
-        per_layer = _apportion(counts, n_remove)
         removed = [
-            _remove_lowest(scores[n].reshape(-1)[a], r)
-            for n, a, r in zip(names, alive, per_layer, strict=True)
+            _lowest([s], [a], c, r)[0] if r else None
+            for s, a, c, r in zip(flat, alive, counts, _apportion(counts, n_remove), strict=True)
         ]
     out: Mask = {}
-    for name, a, rem in zip(names, alive, removed, strict=True):
-        new = a.clone()
-        new[a] = ~rem.to(new.device)
+    for name, rem in zip(names, removed, strict=True):
+        new = mask[name].reshape(-1).clone()
+        if rem is not None:
+            new[rem.to(new.device)] = False
         out[name] = new.reshape(mask[name].shape)
     return out
 

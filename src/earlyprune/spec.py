@@ -146,6 +146,11 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         validate(self)
+        # One experiment, one id: `epochs=1` (TOML) and `--epochs 1` (CLI float) must not hash
+        # differently, so numbers that may be given either way are stored as floats.
+        object.__setattr__(self, "sparsity", float(self.sparsity))
+        if self.epochs is not None:
+            object.__setattr__(self, "epochs", float(self.epochs))
 
     @property
     def run_id(self) -> str:

@@ -134,7 +134,7 @@ def train_run(
     optimizer = make_optimizer(model, setup.sched)
     state = TrainState()
     resume = resume if resume is not None else store.load_tensors(run_id, "latest.pt")
-    if resume is not None:
+    if resume:  # {} = start from step 0 (not from latest.pt)
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         state = TrainState(step=int(resume["step"]), curve=list(resume["curve"]))

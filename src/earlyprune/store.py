@@ -179,22 +179,27 @@ class RunStore:
         return "stale" if self._stale(p) else "live"
 
     def _try_claim(self, p: Path) -> bool:
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if self._stale(p):
+        # Two attempts: a stale claim that is broken is taken at once (with ``wait=False`` a
+        # single attempt would report the dead worker's claim as busy).
+        for _attempt in range(2):
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale(p):
+                    return False
                 # Rename first so that of two breakers only one removes the stale claim.
                 broken = p.with_name(f".claim.broken.{os.getpid()}.{time.monotonic_ns()}")
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(p, broken)
                     broken.unlink()
-            return False
-        except OSError as exc:
-            raise StoreError(f"cannot write {p}: {exc.strerror}") from None
-        with os.fdopen(fd, "w") as f:
-            json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
-        return True
+                continue
+            except OSError as exc:
+                raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+            return True
+        return False
 
     def _stale(self, p: Path) -> bool:
         try:

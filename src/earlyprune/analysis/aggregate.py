@@ -189,30 +189,35 @@ def main_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def focus_sparsity(available: dict[str, set[float]], matching: float | None) -> tuple[float, str]:
-    """Picks the sparsity at which to compare methods in one figure, and says why.
+    """Picks the sparsity at which one figure compares methods, and says why.
 
     Args:
         available: For each method, the sparsities at which it has data.
         matching: The setting's matching sparsity, if known.
 
     Returns:
-        The matching sparsity if every method has data there; else the highest sparsity that
-        every method has; else the sparsity most methods have (the highest among ties).
+        The matching sparsity if as many methods have data there as at any sparsity; else the
+        highest of the sparsities shared by the most methods (the highest common sparsity when
+        every method has one). Methods recorded at a single sparsity (LTR at one rewind step,
+        say) are left out of the choice, so they never drag the comparison to their sparsity.
     """
-    sets = [s for s in available.values() if s]
-    if not sets:
-        raise ValueError("no sparsities to choose from")
-    if matching is not None and all(any(math.isclose(matching, x) for x in s) for s in sets):
-        return matching, "highest matching sparsity"
-    common = set.intersection(*sets)
-    if common:
-        return max(common), "highest sparsity common to all methods"
+    curves = {m: v for m, v in available.items() if len(v) >= 2}
+    curves = curves or {m: v for m, v in available.items() if v}
     counts: dict[float, int] = {}
-    for s in sets:
-        for x in s:
+    for values in curves.values():
+        for x in values:
             counts[x] = counts.get(x, 0) + 1
-    best = max(counts, key=lambda x: (counts[x], x))
-    return best, "sparsity shared by the most methods"
+    if not counts:
+        raise ValueError("no sparsities to choose from")
+    most = max(counts.values())
+    if matching is not None:
+        at_matching = max((c for x, c in counts.items() if math.isclose(x, matching)), default=0)
+        if at_matching == most:
+            return matching, "highest matching sparsity"
+    best = max(x for x, c in counts.items() if c == most)
+    if most == len(curves):
+        return best, "highest sparsity common to all methods"
+    return best, f"highest sparsity shared by {most} methods"
 
 
 def _column(df: pd.DataFrame, name: str) -> pd.Series:

@@ -96,10 +96,12 @@ def rank(value: object, known: tuple[str, ...]) -> tuple[int, str]:
 
 
 def method_label(name: str) -> str:
+    """``SNIP`` for ``snip``; an unknown name as it is."""
     return METHOD_LABELS.get(name, name)
 
 
 def ablation_label(name: str) -> str:
+    """``Shuffled Layerwise`` for ``shuffle``; an unknown name as it is."""
     return ABLATION_LABELS.get(name, name)
 
 

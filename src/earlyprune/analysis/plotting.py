@@ -7,8 +7,6 @@ Figures are built on ``matplotlib.figure.Figure`` with the Agg canvas directly, 
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+from earlyprune.analysis.files import atomic_write
 
 DPI = 120
 
@@ -31,16 +31,8 @@ def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1) -> t
 
 
 def save_png(fig: Figure, path: Path) -> Path:
-    """Writes ``fig`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            fig.savefig(stream, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Writes ``fig`` to ``path`` as PNG, atomically."""
+    return atomic_write(path, lambda stream: fig.savefig(stream, format="png", dpi=DPI))
 
 
 def density_x(sparsity: Sequence[float] | pd.Series) -> np.ndarray:
@@ -120,9 +112,7 @@ def figure_legend(fig: Figure, axes: list[Axes]) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     if seen:
-        fig.legend(
-            list(seen.values()), list(seen), loc="outside lower center", ncols=4, fontsize=8
-        )
+        fig.legend(list(seen.values()), list(seen), loc="outside lower center", ncols=4, fontsize=8)
 
 
 def _percent(sparsity: float) -> str:

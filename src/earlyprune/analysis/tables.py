@@ -89,31 +89,29 @@ def build_grids(summary: pd.DataFrame) -> list[Grid]:
     """The tables of :func:`tables`, as cell grids."""
     check_summary(summary)
     grids = []
-    for (model, dataset), rows in summary.groupby(["model", "dataset"], sort=False):
-        name = setting_label(model, dataset)
-        plain = main_rows(unmodified(rows))
-        grids.append(
-            _grid(f"{name}: methods", (model, dataset), ("Method",), plain, ["method"])
-        )
-        ablated = rows[~rows["method"].isin(ablation_free_methods(rows))]
+    for setting, rows in summary.groupby(["model", "dataset"], sort=False):
+        name = setting_label(*setting)
+        plain = unmodified(rows)
+        grids.append(_grid(f"{name}: methods", setting, ("Method",), main_rows(plain), ["method"]))
+        ablated = _at_main_step(rows[~rows["method"].isin(ablation_free_methods(rows))], rows)
         if not ablated.empty:
-            picked = _at_main_step(ablated, rows)
-            title = f"{name}: ablations"
+            headers = ("Method", "Ablation")
             grids.append(
-                _grid(title, (model, dataset), ("Method", "Ablation"), picked, ["method", "ablation"])
+                _grid(f"{name}: ablations", setting, headers, ablated, ["method", "ablation"])
             )
-        stepped = step_methods(rows)
-        if stepped:
-            picked = unmodified(rows)[unmodified(rows)["method"].isin(stepped)]
-            title = f"{name}: pruning after t training steps"
-            grids.append(
-                _grid(title, (model, dataset), ("Method", "t"), picked, ["method", "prune_step"])
-            )
+        stepped = plain["method"].isin(step_methods(rows)) & plain["sparsity"].isin(
+            stepped_at(rows)
+        )
+        if stepped.any():
+            title, keys = f"{name}: pruning after t training steps", ["method", "prune_step"]
+            grids.append(_grid(title, setting, ("Method", "t"), plain[stepped], keys))
     return grids
 
 
 def check_summary(summary: pd.DataFrame) -> None:
-    missing = [c for c in (*DEFAULT_GROUP, "mean", "std", "n") if c not in summary.columns]
+    """Raises :class:`StoreError` unless ``summary`` came from :func:`summarize`'s defaults."""
+    needed = (*DEFAULT_GROUP, "mean", "std", "n", "n_diverged", "n_failed")
+    missing = [c for c in needed if c not in summary.columns]
     if missing:
         raise StoreError(
             f"tables need a summary made with the default grouping; missing {', '.join(missing)}"
@@ -131,6 +129,13 @@ def step_methods(rows: pd.DataFrame) -> list[str]:
     plain = unmodified(rows)
     counts = plain.groupby("method")["prune_step"].nunique()
     return ordered(counts[counts >= 2].index, METHOD_ORDER)
+
+
+def stepped_at(rows: pd.DataFrame) -> set[float]:
+    """Sparsities at which some method of one setting was pruned at two or more steps."""
+    plain = unmodified(rows)
+    steps = plain.groupby(["method", "sparsity"])["prune_step"].nunique()
+    return {float(s) for (_, s), n in steps.items() if n >= 2}
 
 
 def sparsity_labels(values: list[float]) -> dict[float, str]:
@@ -240,6 +245,7 @@ _TEX_SPECIAL = {
 
 
 def tex_escape(text: str) -> str:
+    """Escapes LaTeX's special characters in plain text."""
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 

@@ -51,8 +51,8 @@ def _block(title: str, rows: pd.DataFrame) -> str:
     lines = [f"{title}   (test accuracy %, mean±std over seeds; columns: sparsity %)"]
     for row in table:
         first = row[0].ljust(widths[0])
-        rest = [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join([first, *rest]).rstrip())
+        cells = [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1], strict=True)]
+        lines.append("  ".join([first, *cells, row[-1]]).rstrip())
     return "\n".join(lines) + "\n"
 
 

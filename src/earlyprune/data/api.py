@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from earlyprune.data.bundle import DataBundle, derive_seed, per_class_pick
+from earlyprune.data.bundle import DataBundle
+from earlyprune.data.sampling import derive_seed, per_class_pick
 from earlyprune.errors import DatasetError
 from earlyprune.registry import Registry
 

@@ -97,7 +97,9 @@ def resize_center_crop(image: Image.Image, resize: int, crop: int) -> Image.Imag
     return image.crop((left, top, left + crop, top + crop))
 
 
-def _resize_box(image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]) -> Image.Image:
+def _resize_box(
+    image: Image.Image, box: tuple[int, int, int, int], size: tuple[int, int]
+) -> Image.Image:
     if box[2] - box[0] == size[0] and box[3] - box[1] == size[1]:
         return image.crop(box)  # resampling at scale 1 would blur nothing; skip its cost
     return image.resize(size, Image.Resampling.BILINEAR, box=box)

@@ -14,7 +14,6 @@ recomputed on its own. That is what lets a killed run resume bit-identically at 
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -25,20 +24,10 @@ import torch
 from torch import Tensor
 
 from earlyprune.data.augment import shift_flip
+from earlyprune.data.sampling import derive_seed, seeded_generator, stratified_indices
 from earlyprune.errors import DatasetError
 
 Batch = tuple[Tensor, Tensor]
-
-
-def derive_seed(*parts: int | str) -> int:
-    """Hashes ``parts`` (e.g. seed, epoch, step and a purpose tag) to an independent 63-bit seed."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def seeded_generator(*parts: int | str) -> torch.Generator:
-    """A CPU generator seeded from ``parts``; CPU so that draws do not depend on the device."""
-    return torch.Generator().manual_seed(derive_seed(*parts))
 
 
 class Split(Protocol):
@@ -84,45 +73,6 @@ class TensorSplit:
         return TensorSplit(self.images[indices], self.labels[indices])
 
 
-def stratified_indices(labels: Tensor, n: int, num_classes: int, seed: int) -> Tensor:
-    """Picks ``n`` indices at random so that each class keeps its share (largest remainder).
-
-    Args:
-        labels: int64 labels of the split.
-        n: How many indices to pick, 0 ≤ n ≤ len(labels).
-        num_classes: Number of classes.
-        seed: Seed of the random choice within each class.
-
-    Returns:
-        The chosen indices, sorted ascending (so the subset keeps the file order).
-    """
-    total = len(labels)
-    if not 0 <= n <= total:
-        raise DatasetError(f"cannot take {n} examples from a split of {total}")
-    counts = torch.bincount(labels, minlength=num_classes).double()
-    exact = counts * n / max(total, 1)
-    quota = exact.floor().long()
-    missing = n - int(quota.sum())
-    if missing:
-        # Ties in the fractional part go to the lower class index (stable sort), for determinism.
-        order = torch.sort(exact - quota, descending=True, stable=True).indices
-        quota[order[:missing]] += 1
-    return per_class_pick(labels, quota, seed).sort().values
-
-
-def per_class_pick(labels: Tensor, quota: Tensor, seed: int) -> Tensor:
-    """Picks ``quota[c]`` random indices of each class c, grouped by class (vectorized).
-
-    Rank each example within its class in a random order, then keep ranks below the quota.
-    """
-    perm = torch.randperm(len(labels), generator=seeded_generator(seed, "pick"))
-    by_class = torch.sort(labels[perm], stable=True)
-    ordered = perm[by_class.indices]
-    starts = torch.searchsorted(by_class.values, by_class.values, side="left")
-    rank = torch.arange(len(labels)) - starts
-    return ordered[rank < quota[by_class.values]]
-
-
 class DataBundle(ABC):
     """A dataset ready for training: both splits, class count, input shape and normalization.
 
@@ -150,7 +100,9 @@ class DataBundle(ABC):
         if len(mean) != input_shape[0] or len(std) != input_shape[0]:
             raise DatasetError(f"{name}: mean/std need one value per channel of {input_shape}")
         for split_name, split in (("train", train), ("test", test)):
-            if len(split) and (int(split.labels.min()) < 0 or int(split.labels.max()) >= num_classes):
+            if len(split) and (
+                int(split.labels.min()) < 0 or int(split.labels.max()) >= num_classes
+            ):
                 raise DatasetError(
                     f"{name}: {split_name} labels must lie in [0, {num_classes}), "
                     f"found {int(split.labels.min())}..{int(split.labels.max())}"
@@ -189,7 +141,9 @@ class DataBundle(ABC):
                         f"{self.name}: cannot take a {attr} subset of {n}; the split has "
                         f"{len(split)} examples"
                     )
-                picked = stratified_indices(split.labels, n, self.num_classes, derive_seed(seed, attr))
+                picked = stratified_indices(
+                    split.labels, n, self.num_classes, derive_seed(seed, attr)
+                )
                 setattr(out, attr, split.select(picked))
         return out
 
@@ -218,7 +172,9 @@ class DataBundle(ABC):
         """
 
     @abstractmethod
-    def test_batches(self, batch_size: int, *, device: torch.device | str = "cpu") -> Iterator[Batch]:
+    def test_batches(
+        self, batch_size: int, *, device: torch.device | str = "cpu"
+    ) -> Iterator[Batch]:
         """Yields the test split in order, unaugmented and normalized."""
 
     @abstractmethod
@@ -263,7 +219,9 @@ class TensorBundle(DataBundle):
     ) -> None:
         shape = tuple(train.images.shape[1:])
         if len(test) and tuple(test.images.shape[1:]) != shape:
-            raise DatasetError(f"{name}: test images are {tuple(test.images.shape[1:])}, train {shape}")
+            raise DatasetError(
+                f"{name}: test images are {tuple(test.images.shape[1:])}, train {shape}"
+            )
         super().__init__(
             name=name,
             num_classes=num_classes,
@@ -299,10 +257,14 @@ class TensorBundle(DataBundle):
         gen = seeded_generator(seed, epoch, step, "augment")
         n = len(images)
         offsets = torch.randint(0, 2 * self.shift + 1, (n, 2), generator=gen)
-        flips = torch.rand(n, generator=gen) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        flips = (
+            torch.rand(n, generator=gen) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
+        )
         return shift_flip(images, offsets.to(images.device), flips.to(images.device), self.shift)
 
-    def test_batches(self, batch_size: int, *, device: torch.device | str = "cpu") -> Iterator[Batch]:
+    def test_batches(
+        self, batch_size: int, *, device: torch.device | str = "cpu"
+    ) -> Iterator[Batch]:
         check_batch_size(batch_size)
         split: TensorSplit = self.test  # type: ignore[assignment]
         for start in range(0, len(split), batch_size):

@@ -97,7 +97,9 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"numpy lacks {module}.{name}")
 
 
-def read_batch(path: Path, label_key: bytes, num_classes: int, hint: str) -> tuple[np.ndarray, np.ndarray]:
+def read_batch(
+    path: Path, label_key: bytes, num_classes: int, hint: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Reads one pickled CIFAR batch.
 
     Returns:
@@ -122,9 +124,7 @@ def read_batch(path: Path, label_key: bytes, num_classes: int, hint: str) -> tup
     batch = {k.encode() if isinstance(k, str) else k: v for k, v in batch.items()}
     if b"data" not in batch or label_key not in batch:
         keys = sorted(str(k) for k in batch)
-        raise DatasetError(
-            f"{path}: expected keys b'data' and {label_key!r}, found {keys}. {hint}"
-        )
+        raise DatasetError(f"{path}: expected keys b'data' and {label_key!r}, found {keys}. {hint}")
     data, labels = batch[b"data"], batch[label_key]
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2):
         got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__

@@ -56,7 +56,18 @@ def extract_tar(archive: Path, into: Path) -> None:
     """Unpacks a .tar.gz safely (no absolute paths or links leaving ``into``)."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(into, filter="data")
+            else:  # Python < 3.11.4 has no extraction filters: vet the member names ourselves
+                for member in tar.getmembers():
+                    target = (into / member.name).resolve()
+                    if (
+                        not target.is_relative_to(into.resolve())
+                        or member.issym()
+                        or member.islnk()
+                    ):
+                        raise tarfile.TarError(f"unsafe member {member.name!r}")
+                tar.extractall(into)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DatasetError(
             f"{archive}: cannot unpack the archive ({exc}); delete it and download again"

@@ -19,7 +19,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from earlyprune.data.augment import random_resized_crop, resize_center_crop, to_chw_uint8
-from earlyprune.data.bundle import Batch, DataBundle, check_batch_size, derive_seed, epoch_order
+from earlyprune.data.bundle import Batch, DataBundle, check_batch_size, epoch_order
+from earlyprune.data.sampling import derive_seed
 from earlyprune.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
@@ -35,12 +36,13 @@ class FileSplit(Sequence[tuple[str, int]]):
             raise DatasetError(f"{len(paths)} image paths but {len(labels)} labels")
         self.paths = list(paths)
         self.labels = labels.long()
+        self._label_list = self.labels.tolist()  # plain ints: cheap per-sample access in workers
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[str, int]:  # type: ignore[override]
-        return self.paths[index], int(self.labels[index])
+        return self.paths[index], self._label_list[index]
 
     def select(self, indices: Tensor) -> FileSplit:
         """The sub-split at ``indices`` (in that order)."""
@@ -201,7 +203,9 @@ class FolderBundle(DataBundle):
         augment_seed = (seed, epoch, first) if augment else None
         yield from self._batches(split, order[first:].tolist(), batch_size, augment_seed, device)
 
-    def test_batches(self, batch_size: int, *, device: torch.device | str = "cpu") -> Iterator[Batch]:
+    def test_batches(
+        self, batch_size: int, *, device: torch.device | str = "cpu"
+    ) -> Iterator[Batch]:
         check_batch_size(batch_size)
         split: FileSplit = self.test  # type: ignore[assignment]
         yield from self._batches(split, list(range(len(split))), batch_size, None, device)
@@ -210,5 +214,7 @@ class FolderBundle(DataBundle):
         split: FileSplit = self.train  # type: ignore[assignment]
         parts = list(self._batches(split, indices.tolist(), 256, None, device))
         if not parts:
-            return torch.empty(0, *self.input_shape, device=device), torch.empty(0, dtype=torch.long)
+            return torch.empty(0, *self.input_shape, device=device), torch.empty(
+                0, dtype=torch.long
+            )
         return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])

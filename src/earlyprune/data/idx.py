@@ -127,7 +127,9 @@ def read_idx_split(folder: Path, split: str, hint: str) -> TensorSplit:
         paths.append(path)
     images, labels = read_idx(paths[0], hint), read_idx(paths[1], hint)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise DatasetError(f"{paths[0]}: expected images of shape (N, 28, 28), found {images.shape}")
+        raise DatasetError(
+            f"{paths[0]}: expected images of shape (N, 28, 28), found {images.shape}"
+        )
     if labels.ndim != 1 or len(labels) != len(images):
         raise DatasetError(
             f"{paths[1]}: expected {len(images)} labels (one per image in {paths[0].name}), "

@@ -50,14 +50,18 @@ def read_wnids(folder: Path) -> list[str]:
     else:
         wnids = sorted(d.name for d in (folder / "train").iterdir() if d.is_dir())
     if not wnids:
-        raise DatasetError(f"{folder}: expected class ids in wnids.txt or train/, found none. {HINT}")
+        raise DatasetError(
+            f"{folder}: expected class ids in wnids.txt or train/, found none. {HINT}"
+        )
     return wnids
 
 
 def read_train(folder: Path, wnids: list[str]) -> FileSplit:
     """train/<wnid>/images/*.JPEG, labelled by the wnid's position in ``wnids``."""
     known = set(wnids)
-    strays = sorted(d.name for d in (folder / "train").iterdir() if d.is_dir() and d.name not in known)
+    strays = sorted(
+        d.name for d in (folder / "train").iterdir() if d.is_dir() and d.name not in known
+    )
     if strays:
         raise DatasetError(
             f"{folder / 'train'}: class folder(s) {strays[:5]} are not listed in wnids.txt, so "
@@ -71,7 +75,9 @@ def read_train(folder: Path, wnids: list[str]) -> FileSplit:
             raise DatasetError(f"{images}: missing folder of class {wnid}. {HINT}")
         files = list_images(images)
         if not files:
-            raise DatasetError(f"{images}: expected JPEG images of class {wnid}, found none. {HINT}")
+            raise DatasetError(
+                f"{images}: expected JPEG images of class {wnid}, found none. {HINT}"
+            )
         paths += files
         labels += [label] * len(files)
     return FileSplit(paths, torch.tensor(labels, dtype=torch.long))

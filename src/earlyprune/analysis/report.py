@@ -1,0 +1,174 @@
+"""A self-contained report folder: CSVs, Markdown/LaTeX tables, PNG figures and ``index.html``."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+
+from earlyprune.analysis.aggregate import matching_sparsity, summarize
+from earlyprune.analysis.files import atomic_write_text
+from earlyprune.analysis.load import StoreData, load_store
+from earlyprune.analysis.names import method_label, setting_label
+from earlyprune.analysis.tables import Grid, build_grids, grid_html, tables
+from earlyprune.errors import StoreError
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; white-space: nowrap; }
+td { text-align: right; } th[scope=row] { text-align: left; font-weight: normal; }
+.scroll { overflow-x: auto; } figure { margin: 1.5em 0; } img { max-width: 100%; }
+figcaption { color: #444; font-size: 0.9em; } .warn { color: #8a4b00; }
+"""
+
+
+def write_report(
+    store: str | Path,
+    out_dir: str | Path,
+    *,
+    tolerance: float = 0.005,
+    reference: str = "magnitude_after_training",
+) -> Path:
+    """Writes the paper's tables and figures for every (model, dataset) in a store.
+
+    Files written to ``out_dir`` (each atomically: a temporary file in the same folder, then a
+    rename): ``results.csv`` (one row per run), ``summary.csv`` (mean ± std per setting),
+    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` for each figure whose
+    data exists, and ``index.html``, which shows them all and opens without a server. Figures
+    from an earlier report that no longer have data are removed.
+
+    Args:
+        store: The run store to read (only its ``result.json`` files are used).
+        out_dir: The report folder, created if needed.
+        tolerance: Largest accuracy drop (a fraction) that still counts as matching the dense
+            network; see :func:`matching_sparsity`.
+        reference: The benchmark method whose matching sparsity is reported and marked.
+
+    Returns:
+        The path of ``index.html``.
+
+    Raises:
+        StoreError: The store holds no results, or ``out_dir`` cannot be written.
+    """
+    # Imported here so that reading results and printing summaries never pays for matplotlib.
+    from earlyprune.analysis.figures import make_figures
+
+    data = load_store(store)
+    out = _prepare(Path(out_dir).expanduser())
+    summary = summarize(data.results)
+    matching = matching_sparsity(summary, method=reference, tolerance=tolerance)
+    rendered = tables(summary)
+    atomic_write_text(out / "results.csv", data.results.to_csv(index=False))
+    atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+    atomic_write_text(out / "tables.md", rendered["markdown"])
+    atomic_write_text(out / "tables.tex", rendered["latex"])
+    figures = make_figures(data, summary, matching, out)
+    written = {f.name for files in figures.values() for f in files}
+    for old in out.glob("fig_*.png"):
+        if old.name not in written:
+            old.unlink(missing_ok=True)
+    page = _index_html(data, summary, matching, figures, build_grids(summary), reference, tolerance)
+    return atomic_write_text(out / "index.html", page)
+
+
+def _prepare(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"report folder {str(out)!r} is a file; choose a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create report folder {str(out)!r}: {exc.strerror}") from None
+    return out
+
+
+def _index_html(
+    data: StoreData,
+    summary: pd.DataFrame,
+    matching: dict[tuple[str, str], float | None],
+    figures: dict,
+    grids: list[Grid],
+    reference: str,
+    tolerance: float,
+) -> str:
+    esc = html.escape
+    status = data.results["status"].value_counts()
+    counts = ", ".join(f"{int(status.get(s, 0))} {s}" for s in ("ok", "diverged", "failed"))
+    parts = [
+        "<!doctype html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<title>earlyprune report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>earlyprune report</h1>",
+        f"<p>Store <code>{esc(str(data.store))}</code>: {len(data.results)} runs ({counts}).",
+        " Data: "
+        + ", ".join(_link(n) for n in ("results.csv", "summary.csv", "tables.md"))
+        + f", {_link('tables.tex')}.</p>",
+    ]
+    if data.skipped:
+        items = "".join(f"<li><code>{esc(p)}</code>: {esc(r)}</li>" for p, r in data.skipped)
+        parts.append(
+            f'<p class="warn">{len(data.skipped)} result file(s) skipped:</p><ul>{items}</ul>'
+        )
+    parts.append(_matching_html(matching, reference, tolerance))
+    for model, dataset in matching:
+        name = setting_label(model, dataset)
+        parts.append(f"<h2>{esc(name)}</h2>")
+        for fig in figures.get((model, dataset), []):
+            parts.append(
+                f'<figure><img src="{quote(fig.name)}" alt="{esc(fig.kind)}: {esc(name)}">'
+                f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
+            )
+        for grid in grids:
+            if grid.setting == (model, dataset):
+                parts.append(f'<div class="scroll">{grid_html(grid)}</div>')
+    parts.append(_problems_html(data.results))
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _link(name: str) -> str:
+    return f'<a href="{quote(name)}">{html.escape(name)}</a>'
+
+
+def _matching_html(
+    matching: dict[tuple[str, str], float | None], reference: str, tolerance: float
+) -> str:
+    esc = html.escape
+    rows = "".join(
+        f"<tr><th scope='row'>{esc(setting_label(m, d))}</th>"
+        f"<td>{'—' if s is None else f'{100 * s:.1f}%'}</td></tr>"
+        for (m, d), s in matching.items()
+    )
+    rule = (
+        f"highest sparsity up to which {method_label(reference)} stays within one dense std and "
+        f"within {100 * tolerance:g} points of the dense network's mean accuracy"
+    )
+    return (
+        f"<h2>Matching sparsities</h2><p>{esc(rule)}.</p>"
+        f"<table><thead><tr><th>Setting</th><th>Matching sparsity</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>"
+    )
+
+
+def _problems_html(results: pd.DataFrame) -> str:
+    bad = results[results["status"] != "ok"]
+    if bad.empty:
+        return ""
+    esc = html.escape
+    columns = [c for c in ("run_id", "model", "dataset", "method", "ablation", "sparsity", "seed")]
+    columns = [c for c in columns if c in bad.columns]
+    head = "".join(f"<th>{esc(c)}</th>" for c in [*columns, "status", "error"])
+    body = []
+    for _, row in bad.iterrows():
+        error = str(row["error"]) if isinstance(row["error"], str) else ""
+        error = error.strip().splitlines()[-1][:300] if error.strip() else ""
+        cells = "".join(f"<td>{esc(str(row[c]))}</td>" for c in [*columns, "status"])
+        body.append(f"<tr>{cells}<td>{esc(error)}</td></tr>")
+    return (
+        f"<h2>Diverged and failed runs</h2><div class='scroll'><table><thead><tr>{head}</tr>"
+        f"</thead><tbody>{''.join(body)}</tbody></table></div>"
+    )

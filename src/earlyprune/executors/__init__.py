@@ -1,0 +1,37 @@
+"""Executors: how a sweep's pending runs get run. One registry, one fixed signature.
+
+An executor is ``f(specs, store, *, workers, data_root, retry_failed, progress) -> None``: it
+runs every spec in ``specs`` (all pending, prerequisites included) so that each ends with a
+stored result, running a dense prerequisite before the runs that need it
+(``base.drive`` does the ordering). Register a new one with ``EXECUTORS.add(name, f)``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from earlyprune.executors.local import run_local
+from earlyprune.executors.ray import run_ray
+from earlyprune.registry import Registry
+from earlyprune.spec import RunSpec
+from earlyprune.store import RunStore
+
+
+class Executor(Protocol):
+    def __call__(
+        self,
+        specs: list[RunSpec],
+        store: RunStore,
+        *,
+        workers: int | None,
+        data_root: str | None,
+        retry_failed: bool,
+        progress: bool,
+    ) -> None: ...
+
+
+EXECUTORS: Registry[Executor] = Registry("executor")
+EXECUTORS.add("local", run_local)
+EXECUTORS.add("ray", run_ray)
+
+__all__ = ["EXECUTORS", "Executor"]

@@ -1,0 +1,219 @@
+"""What every executor shares: the task one worker runs, and the order runs are handed out in.
+
+Workers coordinate only through the store. ``run_one`` never writes a result itself except to
+record a failure that ``pipeline.run`` could not record; the claim (``RunStore.claim``) taken
+inside ``pipeline.run`` is what makes two workers — of one sweep or of two — never run the same
+spec at once, and its pid + host let the next sweep break the claim of a killed worker at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from datetime import UTC, datetime
+
+from earlyprune.spec import BASELINES, DENSE, RunSpec
+from earlyprune.store import CLAIM_TTL_S, ClaimBusy, RunStore, _pid_alive
+
+#: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
+BUSY = "busy"
+
+#: ``submit(spec, wait)`` → a future of ``run_one``'s outcome; ``wait`` = block on a busy claim.
+Submit = Callable[[RunSpec, bool], "Future[str]"]
+
+
+def prerequisite(spec: RunSpec) -> RunSpec | None:
+    """The dense training run ``spec`` reuses (baselines and pruning at step t > 0), or None."""
+    if spec.method in BASELINES or (spec.method != DENSE and (spec.prune_step or 0) > 0):
+        return spec.dense_spec()
+    return None
+
+
+def run_one(
+    spec: RunSpec, store_root: str, data_root: str | None, retry_failed: bool, wait: bool
+) -> str:
+    """Runs one spec (or finds it done) in this process; returns its status or ``BUSY``.
+
+    Anything that escapes ``pipeline.run`` — a mistake only the run itself could find, such as
+    a dataset with too few examples for scoring — is recorded as ``failed`` so the sweep goes on.
+    """
+    from earlyprune.pipeline import run
+
+    store = RunStore(store_root)
+    rid = spec.run_id
+    if not wait and store.read_result(rid) is None and store.claim_state(rid) == "live":
+        return BUSY  # another worker is on it: do other runs first instead of waiting here
+    dense = spec.dense_spec().run_id
+    try:
+        with _heartbeat(store, [rid, dense]):
+            result = run(spec, store, data_root=data_root, progress=False,
+                         retry_failed=retry_failed)  # fmt: skip
+        return str(result["status"])
+    except Exception as exc:
+        return record_failure(spec, store, exc, data_root)
+
+
+def record_failure(
+    spec: RunSpec, store: RunStore, exc: BaseException, data_root: str | None
+) -> str:
+    """Stores a ``failed`` result for ``spec`` unless a result is there or a live worker has it."""
+    from earlyprune.pipeline import failure
+    from earlyprune.stages import prepare
+
+    rid = spec.run_id
+    try:
+        with store.claim(rid, wait=False):
+            stored = store.read_result(rid)
+            if stored is not None and stored["status"] != "failed":
+                return str(stored["status"])
+            try:
+                record = failure(prepare(spec, data_root), exc, 0.0)
+            except Exception:  # the failure was in preparing the run itself
+                record = {
+                    "run_id": rid, "spec": spec.to_dict(), "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}", "test_accuracy": None,
+                    "best_test_accuracy": None,
+                    "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }  # fmt: skip
+            store.write_json(rid, "result.json", record)
+    except ClaimBusy:
+        return BUSY
+    return "failed"
+
+
+@contextlib.contextmanager
+def _heartbeat(store: RunStore, run_ids: list[str]) -> Iterator[None]:
+    """Keeps this process's claims fresh while a run trains.
+
+    The pipeline refreshes its claim once an epoch; an epoch longer than ``CLAIM_TTL_S`` (VGG-16
+    on a CPU) would let a concurrent sweep take the run for abandoned and start it twice.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(CLAIM_TTL_S / 4):
+            for rid in run_ids:
+                if _claim_pid(store, rid) == os.getpid():
+                    store.heartbeat(rid)
+
+    thread = threading.Thread(target=beat, name="earlyprune-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+
+
+def _claim_pid(store: RunStore, run_id: str) -> int | None:
+    try:
+        return int(json.loads(store.path(run_id, "claim").read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def dense_first(specs: list[RunSpec]) -> list[RunSpec]:
+    """Dense runs (the prerequisites) first; otherwise the given order."""
+    return sorted(specs, key=lambda s: s.method != DENSE)
+
+
+def drive(
+    specs: list[RunSpec], submit: Submit, on_done: Callable[[], None]
+) -> dict[str, BaseException]:
+    """Hands every spec to ``submit``: dense runs first, a dependant once its dense run is over.
+
+    A spec found ``BUSY`` is handed out again, this time waiting for the claim. Returns the
+    executor's own errors (a worker process that died, a lost Ray task) by run id; such specs
+    may be unfinished and are left to the caller.
+    """
+    pending = {s.run_id for s in specs}
+    blocked: dict[str, list[RunSpec]] = {}
+    ready: list[RunSpec] = []
+    for spec in dense_first(specs):
+        pre = prerequisite(spec)
+        if pre is not None and pre.run_id in pending:
+            blocked.setdefault(pre.run_id, []).append(spec)
+        else:
+            ready.append(spec)
+    running: dict[Future[str], RunSpec] = {}
+    errors: dict[str, BaseException] = {}
+
+    def release(spec: RunSpec) -> None:
+        for dependant in blocked.pop(spec.run_id, []):
+            launch(dependant, False)
+
+    def launch(spec: RunSpec, wait_claim: bool) -> None:
+        try:
+            running[submit(spec, wait_claim)] = spec
+        except Exception as exc:  # e.g. the pool broke: this spec and its dependants are left
+            errors[spec.run_id] = exc
+            release(spec)
+
+    for spec in ready:
+        launch(spec, False)
+    while running:
+        done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+        for future in done:
+            spec = running.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:
+                errors[spec.run_id], outcome = exc, None
+            if outcome == BUSY:
+                launch(spec, True)
+                continue
+            if outcome is not None:
+                on_done()
+            # Released even if the dense run failed: the dependant then records why it failed.
+            release(spec)
+    return errors
+
+
+def tidy(store: RunStore, run_ids: list[str]) -> None:
+    """Removes temporary files that killed writers left behind (``.*.tmp``, broken claims).
+
+    Only under the run's claim: every writer of a run folder holds it, so none is mid-write.
+    """
+    for rid in run_ids:
+        folder = store.run_dir(rid)
+        if not folder.is_dir():
+            continue
+        litter = [*folder.glob(".*.tmp"), *folder.glob(".claim.broken.*")]
+        if not litter:
+            continue
+        with contextlib.suppress(ClaimBusy), store.claim(rid, wait=False):
+            for path in litter:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+
+
+def parent_watchdog(sweep_pid: int, poll_s: float = 0.5) -> None:
+    """Ends this worker process soon after the sweep process dies (e.g. it got SIGKILL).
+
+    Without it a worker of a killed sweep would wait for tasks forever: under "forkserver" its
+    parent is the fork server, which itself lives as long as any worker does, so the sweep's own
+    pid is what is watched (a zombie counts as dead). The claims the worker held name a dead
+    pid, so the next sweep on this host takes them over at once and resumes the runs.
+    """
+
+    def watch() -> None:
+        while _pid_alive(sweep_pid):
+            time.sleep(poll_s)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="earlyprune-watchdog", daemon=True).start()
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def as_args(store: RunStore, data_root: str | None) -> tuple[str, str | None]:
+    """Absolute paths, so that workers (and Ray tasks with another working folder) agree."""
+    root = str(store.root.resolve())
+    return root, (str(os.path.abspath(data_root)) if data_root else None)
+

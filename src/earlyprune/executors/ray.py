@@ -1,0 +1,74 @@
+"""The ``ray`` executor: the same runs as Ray tasks, so one sweep scales to a Ray cluster.
+
+``ray.init()`` connects to the cluster named by ``RAY_ADDRESS`` (Slurm, Kubernetes, cloud) or
+starts a local instance; a Ray session that is already initialized is used as it is. Every task
+asks for ``CPUs // workers`` cores (default: one task per GPU, else one per core) and one GPU
+where the cluster has GPUs. The store (and the data) must be on a file system every node sees:
+tasks coordinate through the store's claims exactly as local workers do.
+"""
+
+from __future__ import annotations
+
+from tqdm import tqdm
+
+from earlyprune.errors import SpecError
+from earlyprune.executors.base import as_args, drive, record_failure, run_one
+from earlyprune.spec import RunSpec
+from earlyprune.store import RunStore
+
+
+def run_ray(
+    specs: list[RunSpec],
+    store: RunStore,
+    *,
+    workers: int | None,
+    data_root: str | None,
+    retry_failed: bool,
+    progress: bool,
+) -> None:
+    """Runs ``specs`` (all pending) as Ray tasks, prerequisites first."""
+    try:
+        import ray
+    except ImportError:
+        raise SpecError("the 'ray' backend needs Ray: pip install 'earlyprune[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False)
+    try:
+        resources = ray.cluster_resources()
+        cpus = max(1, int(resources.get("CPU", 1)))
+        gpus = int(resources.get("GPU", 0))
+        if not all(s.device in ("auto", "cuda") for s in specs):
+            gpus = 0  # runs pinned to the CPU (or to a GPU index) must not hold a Ray GPU
+        threads = max(1, cpus // (workers or gpus or cpus))
+        # Ray retries a task whose worker process died (max_retries); a run that raises is
+        # recorded failed inside the task, so exceptions are not retried.
+        task = ray.remote(num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=2)(_task)
+        root, data = as_args(store, data_root)
+        with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress,
+                  dynamic_ncols=True) as bar:  # fmt: skip
+            errors = drive(
+                specs,
+                lambda spec, wait: task.remote(spec, root, data, retry_failed, wait, threads).future(),
+                lambda: bar.update(1),
+            )
+        for spec in specs:
+            if spec.run_id in errors and store.read_result(spec.run_id) is None:
+                record_failure(spec, store, errors[spec.run_id], data)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _task(
+    spec: RunSpec,
+    store_root: str,
+    data_root: str | None,
+    retry_failed: bool,
+    wait: bool,
+    threads: int,
+) -> str:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_one(spec, store_root, data_root, retry_failed, wait)

@@ -1,0 +1,334 @@
+"""Sweeps: a grid of runs from a TOML file, run by an executor, resumable after any crash.
+
+A sweep file::
+
+    # The paper's Figure 4 grid for ResNet-20 on CIFAR-10
+    store = "runs/resnet20"             # optional default store (relative to the working folder)
+    [base]                              # RunSpec fields shared by every run
+    dataset = "cifar10"                 # preset defaults to the dataset's, model to the preset's
+    [axes]                              # RunSpec fields to expand as a Cartesian product
+    method = ["random", "magnitude", "snip", "grasp", "synflow", "magnitude_after_training", "ltr"]
+    sparsity = { paper_grid = [1, 18] } # 1 − 0.8^k for k = 1..18
+    seed = [0, 1, 2, 3, 4]
+    [options]
+    dense = true                        # add each run's dense reference (default true)
+    [[include]]                         # optional extra runs: base fields, then these
+    method = "grasp_magnitude"
+    sparsity = 0.9
+
+The dense training runs that others reuse (magnitude after training, LTR, pruning at step t) are
+always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
+pruning ablation is skipped (counted in ``Sweep.skipped``); any other invalid combination is an
+error. Workers coordinate only through the store, so a sweep can be killed at any instant and
+run again, and two sweeps may share one store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from earlyprune.errors import SpecError
+from earlyprune.executors import EXECUTORS
+from earlyprune.executors.base import prerequisite, tidy
+from earlyprune.spec import DEFAULT_PRESET, DENSE, PRESETS, RunSpec, paper_sparsities
+from earlyprune.store import RunStore
+
+_TOP_KEYS = ("store", "base", "axes", "options", "include")
+_OPTIONS = {"dense": bool}
+_PRUNING_ABLATIONS = ("shuffle", "reinit", "invert")
+_FIELDS = tuple(f.name for f in fields(RunSpec))
+_STATES = ("ok", "diverged", "failed", "running", "pending")
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep: its runs (prerequisites first), default store and source file."""
+
+    specs: list[RunSpec]
+    store: str | None
+    path: Path
+    skipped: int = 0
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Reads and expands a sweep file; every problem is a one-line ``SpecError`` naming it."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"sweep file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read sweep file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        unknown = sorted(set(doc) - set(_TOP_KEYS))
+        if unknown:
+            raise SpecError(f"unknown key(s) {', '.join(unknown)}; valid: {', '.join(_TOP_KEYS)}")
+        store = doc.get("store")
+        if store is not None and (not isinstance(store, str) or not store):
+            raise SpecError(f"store must be a folder name, got {store!r}")
+        options = _options(_table(doc, "options"))
+        includes = doc.get("include", [])
+        if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
+            raise SpecError("include must be a list of tables ([[include]])")
+        specs, skipped = _grid(_table(doc, "base"), _table(doc, "axes"), includes, options["dense"])
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    return Sweep(specs=specs, store=store, path=path, skipped=skipped)
+
+
+def expand(base: dict[str, Any], axes: dict[str, Any], *, dense: bool = True) -> list[RunSpec]:
+    """The runs of a grid: ``base`` fields plus the Cartesian product of ``axes``.
+
+    Args:
+        base: RunSpec fields shared by every run (``preset``/``model`` default as in the CLI).
+        axes: Field → non-empty list of values; ``sparsity`` may be ``{"paper_grid": [a, b]}``.
+        dense: Add every run's dense reference (``RunSpec.dense_spec``).
+
+    Returns:
+        Distinct specs, dense runs first; prerequisites are always included.
+    """
+    return _grid(base, axes, [], dense)[0]
+
+
+def run_specs(
+    specs: list[RunSpec],
+    store: RunStore,
+    *,
+    workers: int | None = None,
+    backend: str = "local",
+    data_root: str | None = None,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> list[dict[str, Any]]:
+    """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
+
+    Finished runs are skipped without starting workers (``failed`` ones too, unless
+    ``retry_failed``). Dense prerequisites run before the runs that need them, whether listed
+    or not. The specs are checked against their data (prune step within training...) before
+    anything runs, so a mistake stops the sweep with a ``SpecError`` and nothing written.
+
+    Args:
+        specs: The runs.
+        store: Where results go (and are found).
+        workers: Parallel workers (default: one per core, or per GPU); 1 = in this process.
+        backend: An ``EXECUTORS`` name: "local" or "ray".
+        data_root: Folder holding the datasets.
+        retry_failed: Run ``failed`` runs again.
+        progress: A bar over runs (default: on a terminal).
+    """
+    executor = EXECUTORS.get(backend)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):  # fmt: skip
+        raise SpecError(f"workers must be a positive integer, got {workers!r}")
+    every = _with_prerequisites(specs)
+    todo = [s for s in every if _to_run(store.read_result(s.run_id), retry_failed)]
+    if todo:
+        # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
+        _check(todo, data_root, need_data=backend == "local")
+        if progress is None:
+            progress = sys.stderr.isatty()
+        executor(todo, store, workers=workers, data_root=data_root, retry_failed=retry_failed,
+                 progress=progress)  # fmt: skip
+    tidy(store, [s.run_id for s in every])
+    results = [store.read_result(s.run_id) for s in specs]
+    return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
+
+
+def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
+    """Counts: ``done`` (= ``ok`` + ``diverged``), ``failed``, ``running`` (live claim), ``pending``."""
+    counts = dict.fromkeys(("done", *_STATES), 0)
+    for spec in specs:
+        counts[_state(spec, store)] += 1
+    counts["done"] = counts["ok"] + counts["diverged"]
+    return counts
+
+
+def cli_sweep(args: argparse.Namespace) -> int:
+    """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
+    sweep = load_sweep(args.file)
+    store = RunStore(args.store or sweep.store or "runs")
+    if args.action == "plan":
+        for spec in sweep.specs:
+            print(plan_line(spec, _state(spec, store)))
+    elif args.action == "run":
+        run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
+                  data_root=args.data_root, retry_failed=args.retry_failed)  # fmt: skip
+    counts = sweep_status(sweep.specs, store)
+    if args.action != "plan":
+        for spec in sweep.specs:
+            result = store.read_result(spec.run_id)
+            if result is not None and result["status"] == "failed":
+                print(f"failed: {spec.run_id}  {_describe(spec)}  {result.get('error')}")
+    print(status_line(counts, len(sweep.specs), sweep.skipped, store))
+    return 1 if counts["failed"] and args.action == "run" else 0
+
+
+def plan_line(spec: RunSpec, state: str) -> str:
+    """One line of ``sweep plan``: run id, what it is, and its state."""
+    return f"{spec.run_id}  {_describe(spec)}  {state}"
+
+
+def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStore) -> str:
+    skip = f" ({skipped} combinations skipped: dense with sparsity or ablation)" if skipped else ""
+    return (
+        f"{total} runs{skip} in {store.root}: {counts['done']} done ({counts['ok']} ok, "
+        f"{counts['diverged']} diverged), {counts['failed']} failed, {counts['running']} running, "
+        f"{counts['pending']} pending"
+    )
+
+
+# ---- expansion --------------------------------------------------------------------------------
+def _grid(
+    base: dict[str, Any], axes: dict[str, Any], includes: list[dict[str, Any]], dense: bool
+) -> tuple[list[RunSpec], int]:
+    _check_fields("[base]", base)
+    _check_fields("[axes]", axes)
+    names = list(axes)
+    values = [_axis_values(name, axes[name]) for name in names]
+    combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+    specs, skipped = [], 0
+    for i, extra in enumerate([*combos, *includes]):
+        where = f"[[include]] #{i - len(combos) + 1}" if i >= len(combos) else None
+        if where:
+            _check_fields(where, extra)
+        fields_ = _with_defaults({**base, **extra})
+        if fields_.get("method") == DENSE and (
+            fields_.get("sparsity", 0) != 0 or fields_.get("ablation") in _PRUNING_ABLATIONS
+        ):
+            skipped += 1
+            continue
+        try:
+            specs.append(RunSpec(**fields_))
+        except SpecError as exc:
+            shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
+            raise SpecError(f"{exc} (in {where or 'the run ' + shown})") from None
+    if dense:
+        specs += [s.dense_spec() for s in specs if s.method != DENSE]
+    return _with_prerequisites(specs), skipped
+
+
+def _with_prerequisites(specs: list[RunSpec]) -> list[RunSpec]:
+    """Distinct specs plus their dense prerequisites; dense runs first, else in order."""
+    pres = [p for p in (prerequisite(s) for s in specs) if p is not None]
+    unique = list({s.run_id: s for s in [*specs, *pres]}.values())
+    return sorted(unique, key=lambda s: s.method != DENSE)
+
+
+def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
+    """preset ← the dataset's default preset; model and dataset ← the preset's (as the CLI)."""
+    f = dict(f)
+    if "preset" not in f and "dataset" in f:
+        if f["dataset"] not in DEFAULT_PRESET:
+            raise SpecError(
+                f"no default preset for dataset {f['dataset']!r}: set preset "
+                f"(one of: {', '.join(PRESETS.names())})"
+            )
+        f["preset"] = DEFAULT_PRESET[f["dataset"]]
+    if "preset" in f:
+        try:
+            preset = PRESETS.get(f["preset"])
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+        f.setdefault("model", preset.model)
+        f.setdefault("dataset", preset.dataset)
+    return f
+
+
+def _axis_values(name: str, value: Any) -> list[Any]:
+    if name == "sparsity" and isinstance(value, dict):
+        grid = value.get("paper_grid")
+        if set(value) != {"paper_grid"} or not (
+            isinstance(grid, list) and len(grid) == 2 and all(type(k) is int for k in grid)
+        ):
+            raise SpecError("sparsity axis: write a list of numbers or { paper_grid = [a, b] }")
+        first, last = grid
+        if not 1 <= first <= last:
+            raise SpecError(
+                f"sparsity paper_grid {grid}: need 1 ≤ a ≤ b (k = 0 is the dense run, "
+                "added by options.dense)"
+            )
+        return paper_sparsities(first, last)
+    if not isinstance(value, list):
+        raise SpecError(f"axis {name!r} must be a list of values (a single value goes in [base])")
+    if not value:
+        raise SpecError(f"axis {name!r} is empty: give at least one value")
+    return value
+
+
+def _check_fields(where: str, table: dict[str, Any]) -> None:
+    unknown = [k for k in table if k not in _FIELDS]
+    if unknown:
+        raise SpecError(
+            f"unknown run field(s) {', '.join(map(repr, unknown))} in {where}; "
+            f"valid: {', '.join(_FIELDS)}"
+        )
+
+
+def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"{key} must be a table ([{key}])")
+    return value
+
+
+def _options(table: dict[str, Any]) -> dict[str, Any]:
+    for key, value in table.items():
+        if key not in _OPTIONS:
+            raise SpecError(f"unknown option {key!r} in [options]; valid: {', '.join(_OPTIONS)}")
+        if not isinstance(value, _OPTIONS[key]):
+            raise SpecError(f"option {key} must be true or false, got {value!r}")
+    return {"dense": table.get("dense", True)}
+
+
+# ---- status and checks -----------------------------------------------------------------------
+def _state(spec: RunSpec, store: RunStore) -> str:
+    result = store.read_result(spec.run_id)
+    if result is not None:
+        return str(result["status"])
+    return "running" if store.claim_state(spec.run_id) == "live" else "pending"
+
+
+def _to_run(result: dict[str, Any] | None, retry_failed: bool) -> bool:
+    return result is None or (retry_failed and result["status"] == "failed")
+
+
+def _check(specs: list[RunSpec], data_root: str | None, *, need_data: bool) -> None:
+    """``stages.prepare`` once per distinct setting: data present, prune step within training."""
+    from earlyprune.errors import DatasetError
+    from earlyprune.stages import prepare
+
+    seen = set()
+    for spec in specs:
+        key = (spec.dataset, spec.preset, spec.epochs, spec.method, spec.prune_step, spec.device)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            prepare(spec, data_root)
+        except DatasetError:
+            if need_data:
+                raise
+        except SpecError as exc:
+            raise SpecError(f"run {spec.run_id} ({_describe(spec)}): {exc}") from None
+
+
+def _missing(spec: RunSpec) -> dict[str, Any]:
+    # Only reachable if a worker vanished without a trace (e.g. a lost Ray node): say so.
+    return {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "missing",
+            "error": "no result was stored", "test_accuracy": None}  # fmt: skip
+
+
+def _describe(spec: RunSpec) -> str:
+    step = f"  step={spec.prune_step}" if spec.prune_step is not None else ""
+    return (
+        f"{spec.model}/{spec.dataset}  {spec.method:<24}  s={100 * spec.sparsity:5.1f}%  "
+        f"ablation={spec.ablation:<11}{step}  seed={spec.seed}"
+    )
