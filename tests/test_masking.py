@@ -293,7 +293,7 @@ def big_case(seed: int, levels: int, density: float, sizes=(150_000, 90_000, 70_
     return scores, mask
 
 
-@pytest.mark.parametrize("levels", [3, 1000, 10**9])
+@pytest.mark.parametrize("levels", [3, 10**9])
 @pytest.mark.parametrize("fraction_removed", [0.01, 0.3, 0.9])
 def test_select_on_large_tensors_matches_reference(levels, fraction_removed):
     scores, mask = big_case(levels, levels, density=0.95)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -173,7 +174,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from earlyprune.analysis import write_report
 
     out = Path(args.out) if args.out else Path(args.store) / "report"
-    index = write_report(args.store, out, tolerance=args.tolerance)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index = write_report(args.store, out, tolerance=args.tolerance)
+    for w in caught:  # skipped result files and similar: one line each, no stack
+        if issubclass(w.category, RuntimeWarning):
+            print(f"earlyprune: warning: {w.message}", file=sys.stderr)
     print(f"report written: {index}")
     return 0
 

@@ -98,7 +98,8 @@ def layers(ctx: Setting) -> Drawn:
         offset = (i - (len(methods) - 1) / 2) * bar
         label = ctx.label(method, at[at["method"] == method])
         ax.bar(xs + offset, values, bar, color=ctx.color(method), label=label)
-    ax.set_xticks(xs, [n.removesuffix(".weight") for n in names], rotation=90, fontsize=7)
+    short = [n.removesuffix(".weight") for n in names]
+    ax.set_xticks(xs, short, rotation=90 if max(map(len, short)) > 6 else 0, fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("Weights remaining in the layer (%)")
     ax.set_xlabel("Layer (input → output)")

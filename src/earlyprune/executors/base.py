@@ -216,4 +216,3 @@ def as_args(store: RunStore, data_root: str | None) -> tuple[str, str | None]:
     """Absolute paths, so that workers (and Ray tasks with another working folder) agree."""
     root = str(store.root.resolve())
     return root, (str(os.path.abspath(data_root)) if data_root else None)
-

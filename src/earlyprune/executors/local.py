@@ -3,11 +3,14 @@
 Each worker is pinned to a share of the cores (``torch.set_num_threads``) or, where CUDA is
 available, to one GPU (``CUDA_VISIBLE_DEVICES``, round-robin over the visible GPUs).
 
-Start method: "forkserver". "fork" copies a parent that may already have started OpenMP threads
-or CUDA (the sweep loads the data to check the specs), and a forked child can then hang or fail
-to use the GPU; "spawn" is safe but re-imports torch in every worker. The fork server is a clean
-interpreter that imports torch and earlyprune once (preload); each worker is a fork of it.
-Measured on the 2-core test machine: see ``benchmarks`` notes in the sweep tests' docstring.
+Start method: "forkserver". "fork" copies a parent that may already have run multi-threaded
+torch code or touched CUDA, and the child can then hang or fail to use the GPU (checked here: a
+child forked after the parent ran a 2-thread matmul hung in its first matmul). "spawn" is safe
+but imports torch again in every worker. The fork server is a clean interpreter that imports
+torch and earlyprune once (preload); each worker is a fork of it. Measured on the loaded 2-core
+dev machine, 2 workers: first result after 0.1 s (fork), 3.0 s (forkserver), 6.0 s (spawn);
+then ≤ 1 ms per task. Like any forkserver/spawn pool, a script that calls a sweep needs the
+``if __name__ == "__main__":`` guard (each worker imports the main script).
 
 A worker process that dies (killed by the OS for memory, a crash in native code) breaks the
 pool; the runs it was running are retried alone in a fresh pool, the others in another, and a
@@ -25,9 +28,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from earlyprune.errors import SpecError
 from earlyprune.executors.base import (
+    BUSY,
     as_args,
     dense_first,
+    describe,
     drive,
     parent_watchdog,
     record_failure,
@@ -64,16 +70,28 @@ def run_local(
     with bar:
         if n == 1:
             # No pool: the simplest way to debug a run, and no start-up cost for one run.
+            # Runs another sweep holds are left for last, to wait for them only once at the end.
+            busy = []
             for spec in dense_first(specs):
+                if run_one(spec, root, data, retry_failed, False) == BUSY:
+                    busy.append(spec)
+                else:
+                    bar.update(1)
+            for spec in busy:
                 run_one(spec, root, data, retry_failed, True)
                 bar.update(1)
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):
-            errors = _pool_pass(todo, n, gpus, root, data, retry_failed, bar)
+            errors, finished = _pool_pass(todo, n, gpus, root, data, retry_failed, bar)
             todo, suspects = _triage(todo, errors, store)
+            if errors and not finished and not suspects:
+                raise SpecError(
+                    f"the worker processes could not start ({describe(next(iter(errors.values())))}); "
+                    'a script that runs a sweep needs `if __name__ == "__main__":`'
+                )
             for spec in suspects:  # alone, so that a run that kills its worker is found out
-                if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar):
+                if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar)[0]:
                     record_failure(spec, store, WorkerDied("the worker process running it "
                                    "died twice (out of memory? a crash in native code?)"), data)  # fmt: skip
                     bar.update(1)
@@ -91,8 +109,8 @@ def _pool_pass(
     data: str | None,
     retry_failed: bool,
     bar: tqdm,
-) -> dict[str, BaseException]:
-    """One pool over ``specs``; returns the pool's own errors (a dead worker) by run id."""
+) -> tuple[dict[str, BaseException], int]:
+    """One pool over ``specs``: the pool's own errors (a dead worker) by run id, runs finished."""
     ctx: Any = mp.get_context(START_METHOD)
     if START_METHOD == "forkserver":
         ctx.set_forkserver_preload(["earlyprune.executors.base", "earlyprune.pipeline"])
@@ -106,18 +124,24 @@ def _pool_pass(
         initializer=_init_worker,
         initargs=(slots, threads, gpus, os.getpid()),
     )
+    finished = []
+
+    def on_done() -> None:
+        finished.append(1)
+        bar.update(1)
+
     try:
         errors = drive(
             specs,
             lambda spec, wait: pool.submit(run_one, spec, root, data, retry_failed, wait),
-            lambda: bar.update(1),
+            on_done,
         )
     except BaseException:
         # Ctrl-C or a bug here: stop the workers now (their runs resume from checkpoints).
         _kill(pool)
         raise
     pool.shutdown(wait=True)
-    return errors
+    return errors, len(finished)
 
 
 def _triage(

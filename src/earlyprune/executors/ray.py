@@ -49,7 +49,9 @@ def run_ray(
                   dynamic_ncols=True) as bar:  # fmt: skip
             errors = drive(
                 specs,
-                lambda spec, wait: task.remote(spec, root, data, retry_failed, wait, threads).future(),
+                lambda spec, wait: task.remote(
+                    spec, root, data, retry_failed, wait, threads
+                ).future(),
                 lambda: bar.update(1),
             )
         for spec in specs:
