@@ -8,19 +8,22 @@ convolution and a residual sum.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, settings
 from torch import Tensor, nn
 
+# Fast by default; HYPOTHESIS_PROFILE=thorough searches much harder (minutes).
 settings.register_profile(
-    "earlyprune",
-    deadline=None,
-    max_examples=40,
-    suppress_health_check=[HealthCheck.too_slow],
+    "earlyprune", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("earlyprune")
+settings.register_profile(
+    "thorough", deadline=None, max_examples=2000, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "earlyprune"))
 
 NUM_CLASSES = 5
 
@@ -90,7 +93,9 @@ def randomize_bn(model: nn.Module, generator: torch.Generator) -> None:
                 m.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
 
 
-def make_model(cls: type[nn.Module], seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
+def make_model(
+    cls: type[nn.Module], seed: int = 0, dtype: torch.dtype = torch.float32
+) -> nn.Module:
     """Builds ``cls`` deterministically with randomized BatchNorm, in the requested dtype."""
     torch.manual_seed(seed)
     model = cls()

@@ -143,18 +143,22 @@ def test_inverted_magnitude_keeps_the_smallest_weights():
 
 
 def test_unknown_method_lists_the_valid_ones(tiny_cnn, batch):
+    before = snapshot(tiny_cnn)
     with pytest.raises(ValueError, match="snip") as info:
         ep.prune(tiny_cnn, "snipp", 0.5, batch)
     for name in METHOD_NAMES:
         assert name in str(info.value)
     with pytest.raises(ValueError, match="magnitude"):
         ep.score(tiny_cnn, "nope", batch)
+    assert_same_state(before, snapshot(tiny_cnn))
 
 
 def test_unknown_scope_lists_the_valid_ones(tiny_cnn, batch):
+    before = snapshot(tiny_cnn)
     with pytest.raises(ValueError, match="global") as info:
-        ep.prune(tiny_cnn, "magnitude", 0.5, batch, scope="per_layer")
+        ep.prune(tiny_cnn, "snip", 0.5, batch, scope="per_layer")
     assert "layer" in str(info.value)
+    assert_same_state(before, snapshot(tiny_cnn))
 
 
 @pytest.mark.parametrize("sparsity", [-0.1, 1.0, 1.5, "abc", float("nan"), None, True])
@@ -204,7 +208,10 @@ def good_mask(model):
     [
         (lambda m: m.pop("fc.weight"), "fc.weight"),
         (lambda m: m.update({"fc.bias": torch.ones(5, dtype=torch.bool)}), "fc.bias"),
-        (lambda m: m.update({"conv2.weight": torch.ones(6, 4, 3, dtype=torch.bool)}), "(6, 4, 3, 3)"),
+        (
+            lambda m: m.update({"conv2.weight": torch.ones(6, 4, 3, dtype=torch.bool)}),
+            "(6, 4, 3, 3)",
+        ),
         (lambda m: m.update({"fc.weight": m["fc.weight"].t()}), "fc.weight"),
         (lambda m: m.update({"fc.weight": [[True] * 6] * 5}), "fc.weight"),
     ],
@@ -261,6 +268,7 @@ class _Exploit:
         return (_plant_marker, (self.marker,))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch", "pickle"])
 def test_load_mask_refuses_code_execution(tmp_path, writer):
     marker = tmp_path / "marker"

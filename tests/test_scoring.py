@@ -94,9 +94,7 @@ def test_snip_uses_batch_statistics_not_running_statistics():
     grads = torch.autograd.grad(value, list(weights.values()))
     eval_scores = [(g * w).abs() for g, w in zip(grads, weights.values(), strict=True)]
     scores = ep.score(model.eval(), "snip", batch)
-    assert not all(
-        torch.allclose(a, b) for a, b in zip(scores.values(), eval_scores, strict=True)
-    )
+    assert not all(torch.allclose(a, b) for a, b in zip(scores.values(), eval_scores, strict=True))
 
 
 def test_snip_matches_central_finite_differences():

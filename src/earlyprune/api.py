@@ -97,13 +97,14 @@ def prune(
         return mask
     scorer = m.prepare(model, batch, seed)
     alive = total
-    for n_keep in schedule:
+    for n, n_keep in enumerate(schedule, start=1):
         if n_keep == alive:  # nothing to remove this round: rescoring cannot change the mask
             continue
         scores = scorer(mask)
         if invert:
-            scores = {n: -s for n, s in scores.items()}
-        mask = select(scores, n_keep, mask, scope)
+            scores = {name: -s for name, s in scores.items()}
+        density = (1 - sparsity) ** (n / n_rounds)
+        mask = select(scores, n_keep, mask, scope, density=density)
         alive = n_keep
     return mask
 

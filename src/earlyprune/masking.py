@@ -181,6 +181,7 @@ def select(
     n_keep: int,
     mask: Mask,
     scope: str = "global",
+    density: float | None = None,
 ) -> Mask:
     """Keeps the ``n_keep`` highest-scoring weights among those ``mask`` still keeps.
 
@@ -191,8 +192,11 @@ def select(
         scores: Higher = keep, same keys and shapes as ``mask``.
         n_keep: Total survivors wanted (≤ current survivors).
         mask: Current mask.
-        scope: "global" (one threshold across layers) or "layer" (every layer keeps the same
-            fraction of its current survivors, rounded by largest remainder so totals are exact).
+        scope: "global" (one threshold across layers) or "layer" (every layer keeps ``density``
+            of its original size, rounded up or down so that the total is exactly ``n_keep``).
+        density: Target density of this round for ``scope="layer"`` (default ``n_keep / N``).
+            Targets are taken from each layer's original size, not its survivors, so rounding
+            errors do not accumulate over iterative rounds.
 
     Returns:
         A new mask.
@@ -213,7 +217,9 @@ def select(
     else:
         removed = [
             _lowest([s], [a], c, r)[0] if r else None
-            for s, a, c, r in zip(flat, alive, counts, _apportion(counts, n_remove), strict=True)
+            for s, a, c, r in zip(
+                flat, alive, counts, _layer_removals(mask, counts, n_keep, density), strict=True
+            )
         ]
     out: Mask = {}
     for name, rem in zip(names, removed, strict=True):
@@ -224,17 +230,29 @@ def select(
     return out
 
 
-def _apportion(counts: list[int], n_remove: int) -> list[int]:
-    """Splits ``n_remove`` across layers proportionally to ``counts`` (largest remainder)."""
-    total = sum(counts)
-    if total == 0:
-        return [0] * len(counts)
-    quotas = [n_remove * c / total for c in counts]
-    base = [math.floor(q) for q in quotas]
-    order = sorted(range(len(counts)), key=lambda i: (-(quotas[i] - base[i]), i))
-    for i in order[: n_remove - sum(base)]:
-        base[i] += 1
-    return base
+def _layer_removals(mask: Mask, alive: list[int], n_keep: int, density: float | None) -> list[int]:
+    """Per-layer removal counts for ``scope="layer"``.
+
+    Each layer keeps ⌊d·n_l⌋ or ⌈d·n_l⌉ of its n_l weights (d the round's target density),
+    the extra units going to the largest fractional parts, capped by its survivors, so the
+    total is exactly ``n_keep``.
+    """
+    sizes = [m.numel() for m in mask.values()]
+    d = n_keep / max(sum(sizes), 1) if density is None else density
+    quotas = [d * n for n in sizes]
+    keep = [min(math.floor(q), a) for q, a in zip(quotas, alive, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), i))
+    extra = n_keep - sum(keep)
+    for pass_ in range(2):  # first the largest remainders, then any layer with room left
+        for i in order:
+            if extra <= 0:
+                break
+            room = alive[i] - keep[i]
+            if room > 0 and (pass_ == 1 or keep[i] < math.ceil(quotas[i])):
+                add = min(room, extra) if pass_ == 1 else 1
+                keep[i] += add
+                extra -= add
+    return [a - k for a, k in zip(alive, keep, strict=True)]
 
 
 def apply_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> None:

@@ -60,6 +60,12 @@ def resolve_device(name: str) -> torch.device:
         raise SpecError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"device {name!r} requested but CUDA is not available here")
+    # A missing GPU index would otherwise fail inside the run and be stored as "failed".
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SpecError(
+            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
+            "are visible"
+        )
     return device
 
 
@@ -196,6 +202,8 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
                 start = _nearest_kept(store, did, step)
                 train_run(dense_setup, store, did, model, None, save_steps=[step],
                           stop_step=step, resume=start or {})  # fmt: skip
+                # The dense run is finished: a resume point left by this replay is litter.
+                store.delete(did, "latest.pt")
                 found = store.load_tensors(did, name)
     if found is None:
         raise RuntimeError(f"dense checkpoint {name} of run {did} is missing")

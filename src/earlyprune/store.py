@@ -196,8 +196,9 @@ class RunStore:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
             with os.fdopen(fd, "w") as f:
-                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}, f)
+                json.dump(info, f)
             return True
         return False
 

@@ -18,8 +18,9 @@ A sweep file::
 
 The dense training runs that others reuse (magnitude after training, LTR, pruning at step t) are
 always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
-pruning ablation is skipped (counted in ``Sweep.skipped``); any other invalid combination is an
-error. Workers coordinate only through the store, so a sweep can be killed at any instant and
+pruning ablation is skipped (counted in ``Sweep.skipped``), and a dense run is written as its
+``dense_spec()`` (``ablation = "init_normal"`` becomes ``init = "normal"``); any other invalid
+combination is an error. Workers coordinate only through the store, so a sweep can be killed at any instant and
 run again, and two sweeps may share one store.
 """
 
@@ -35,7 +36,7 @@ from typing import Any
 
 from earlyprune.errors import SpecError
 from earlyprune.executors import EXECUTORS
-from earlyprune.executors.base import prerequisite, tidy
+from earlyprune.executors.base import check_specs, describe_spec, tidy, with_prerequisites
 from earlyprune.spec import DEFAULT_PRESET, DENSE, PRESETS, RunSpec, paper_sparsities
 from earlyprune.store import RunStore
 
@@ -128,11 +129,11 @@ def run_specs(
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):  # fmt: skip
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
-    every = _with_prerequisites(specs)
+    every = with_prerequisites(specs)
     todo = [s for s in every if _to_run(store.read_result(s.run_id), retry_failed)]
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
-        _check(todo, data_root, need_data=backend == "local")
+        check_specs(todo, data_root, need_data=backend == "local")
         if progress is None:
             progress = sys.stderr.isatty()
         executor(todo, store, workers=workers, data_root=data_root, retry_failed=retry_failed,
@@ -166,14 +167,14 @@ def cli_sweep(args: argparse.Namespace) -> int:
         for spec in sweep.specs:
             result = store.read_result(spec.run_id)
             if result is not None and result["status"] == "failed":
-                print(f"failed: {spec.run_id}  {_describe(spec)}  {result.get('error')}")
+                print(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}")
     print(status_line(counts, len(sweep.specs), sweep.skipped, store))
     return 1 if counts["failed"] and args.action == "run" else 0
 
 
 def plan_line(spec: RunSpec, state: str) -> str:
     """One line of ``sweep plan``: run id, what it is, and its state."""
-    return f"{spec.run_id}  {_describe(spec)}  {state}"
+    return f"{spec.run_id}  {describe_spec(spec)}  {state}"
 
 
 def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStore) -> str:
@@ -206,20 +207,15 @@ def _grid(
             skipped += 1
             continue
         try:
-            specs.append(RunSpec(**fields_))
+            spec = RunSpec(**fields_)
+            # One name for one dense training: the form the pipeline uses for prerequisites.
+            specs.append(spec.dense_spec() if spec.method == DENSE else spec)
         except SpecError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
             raise SpecError(f"{exc} (in {where or 'the run ' + shown})") from None
     if dense:
         specs += [s.dense_spec() for s in specs if s.method != DENSE]
-    return _with_prerequisites(specs), skipped
-
-
-def _with_prerequisites(specs: list[RunSpec]) -> list[RunSpec]:
-    """Distinct specs plus their dense prerequisites; dense runs first, else in order."""
-    pres = [p for p in (prerequisite(s) for s in specs) if p is not None]
-    unique = list({s.run_id: s for s in [*specs, *pres]}.values())
-    return sorted(unique, key=lambda s: s.method != DENSE)
+    return with_prerequisites(specs), skipped
 
 
 def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
@@ -300,35 +296,7 @@ def _to_run(result: dict[str, Any] | None, retry_failed: bool) -> bool:
     return result is None or (retry_failed and result["status"] == "failed")
 
 
-def _check(specs: list[RunSpec], data_root: str | None, *, need_data: bool) -> None:
-    """``stages.prepare`` once per distinct setting: data present, prune step within training."""
-    from earlyprune.errors import DatasetError
-    from earlyprune.stages import prepare
-
-    seen = set()
-    for spec in specs:
-        key = (spec.dataset, spec.preset, spec.epochs, spec.method, spec.prune_step, spec.device)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            prepare(spec, data_root)
-        except DatasetError:
-            if need_data:
-                raise
-        except SpecError as exc:
-            raise SpecError(f"run {spec.run_id} ({_describe(spec)}): {exc}") from None
-
-
 def _missing(spec: RunSpec) -> dict[str, Any]:
     # Only reachable if a worker vanished without a trace (e.g. a lost Ray node): say so.
     return {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "missing",
             "error": "no result was stored", "test_accuracy": None}  # fmt: skip
-
-
-def _describe(spec: RunSpec) -> str:
-    step = f"  step={spec.prune_step}" if spec.prune_step is not None else ""
-    return (
-        f"{spec.model}/{spec.dataset}  {spec.method:<24}  s={100 * spec.sparsity:5.1f}%  "
-        f"ablation={spec.ablation:<11}{step}  seed={spec.seed}"
-    )

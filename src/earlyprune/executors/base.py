@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
+from earlyprune.errors import DatasetError, SpecError
 from earlyprune.spec import BASELINES, DENSE, RunSpec
 from earlyprune.store import CLAIM_TTL_S, ClaimBusy, RunStore, _pid_alive
 
@@ -216,3 +217,44 @@ def as_args(store: RunStore, data_root: str | None) -> tuple[str, str | None]:
     """Absolute paths, so that workers (and Ray tasks with another working folder) agree."""
     root = str(store.root.resolve())
     return root, (str(os.path.abspath(data_root)) if data_root else None)
+
+
+def with_prerequisites(specs: list[RunSpec]) -> list[RunSpec]:
+    """Distinct specs plus their dense prerequisites; dense runs first, else in order."""
+    pres = [p for p in (prerequisite(s) for s in specs) if p is not None]
+    unique = list({s.run_id: s for s in [*specs, *pres]}.values())
+    return sorted(unique, key=lambda s: s.method != DENSE)
+
+
+def check_specs(specs: list[RunSpec], data_root: str | None, *, need_data: bool) -> None:
+    """``stages.prepare`` once per distinct setting: data present, prune step within training."""
+    from earlyprune.stages import prepare
+
+    seen = set()
+    for spec in specs:
+        key = (
+            spec.dataset,
+            spec.preset,
+            spec.epochs,
+            spec.method == "ltr",
+            spec.prune_step,
+            spec.device,
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            prepare(spec, data_root)
+        except DatasetError:
+            if need_data:
+                raise
+        except SpecError as exc:
+            raise SpecError(f"run {spec.run_id} ({describe_spec(spec)}): {exc}") from None
+
+
+def describe_spec(spec: RunSpec) -> str:
+    step = f"  step={spec.prune_step}" if spec.prune_step is not None else ""
+    return (
+        f"{spec.model}/{spec.dataset}  {spec.method:<24}  s={100 * spec.sparsity:5.1f}%  "
+        f"ablation={spec.ablation:<11}{step}  seed={spec.seed}"
+    )

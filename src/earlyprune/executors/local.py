@@ -40,7 +40,7 @@ from earlyprune.executors.base import (
     run_one,
 )
 from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.store import RunStore, _pid_alive
 
 #: Process start method of the pool (see the module docstring for why).
 START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -133,7 +133,7 @@ def _pool_pass(
     try:
         errors = drive(
             specs,
-            lambda spec, wait: pool.submit(run_one, spec, root, data, retry_failed, wait),
+            lambda spec, wait: pool.submit(_task, spec, root, data, retry_failed, wait),
             on_done,
         )
     except BaseException:
@@ -161,7 +161,18 @@ def _triage(
     return retry, suspects
 
 
+_sweep_pid = 0  # in a worker: the sweep process it works for
+
+
+def _task(spec: RunSpec, root: str, data: str | None, retry_failed: bool, wait: bool) -> str:
+    if not _pid_alive(_sweep_pid):  # a task queued before the sweep was killed: drop it
+        os._exit(3)
+    return run_one(spec, root, data, retry_failed, wait)
+
+
 def _init_worker(slots: Any, threads: int, gpus: list[str], sweep_pid: int) -> None:
+    global _sweep_pid
+    _sweep_pid = sweep_pid
     slot = slots.get()
     if gpus:  # before anything touches CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
