@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.pipeline import run
     from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
+    from earlyprune.stages import prepare
     from earlyprune.store import RunStore
 
     preset_name = args.preset or DEFAULT_PRESET.get(args.dataset)
@@ -116,6 +117,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         epochs=args.epochs, precision=args.precision, device=args.device,
     )  # fmt: skip
     store = RunStore(args.store)
+    if store.read_result(spec.run_id) is None:
+        prepare(spec, args.data_root)  # data and step checks first: a mistake prints one line only
     print(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
     result = run(spec, store, data_root=args.data_root)
     print(summary_line(result))

@@ -17,17 +17,18 @@ from torch import nn
 
 from earlyprune import __version__
 from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.masking import Mask, layer_density, neuron_collapse, overall_density
+from earlyprune.masking import Mask, check_mask, layer_density, neuron_collapse, overall_density
 from earlyprune.spec import RunSpec
 from earlyprune.stages import (
     Setup,
-    ablate_and_rewind,
+    ablate_mask,
     choose_mask,
     fresh_model,
     is_dense,
     prepare,
     train_run,
     weights_to_prune,
+    weights_to_train,
 )
 from earlyprune.store import RunStore
 from earlyprune.training import StepCallback, TrainState
@@ -77,15 +78,19 @@ def run(
 
 
 def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
-    """Weights at step t → scores → mask → ablation/rewind; the mask is stored for resumption."""
+    """Weights at step t → scores → mask → ablation → rewind; ``mask.pt`` is the trained mask."""
     rid = setup.spec.run_id
-    mask = store.load_tensors(rid, "mask.pt")
     model = weights_to_prune(setup, store)
+    mask = store.load_tensors(rid, "mask.pt")
+    try:
+        mask = None if mask is None else check_mask(model, mask)
+    except ValueError:  # a mask file that does not fit this network is not this run's
+        mask = None
     if mask is None:
-        mask = choose_mask(setup, model)
+        mask = ablate_mask(setup, choose_mask(setup, model))
         store.save_tensors(rid, "mask.pt", {n: m.cpu() for n, m in mask.items()})
     mask = {n: m.to(setup.device) for n, m in mask.items()}
-    return ablate_and_rewind(setup, store, model, mask)
+    return weights_to_train(setup, store, model), mask
 
 
 def retrain(

@@ -247,13 +247,17 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
                  scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed)  # fmt: skip
 
 
-def ablate_and_rewind(
-    setup: Setup, store: RunStore, model: nn.Module, mask: Mask
-) -> tuple[nn.Module, Mask]:
-    """Applies the shuffle/reinit ablations and LTR's rewind; returns the network to retrain."""
+def ablate_mask(setup: Setup, mask: Mask) -> Mask:
+    """The shuffle ablation: the method's per-layer proportions at random positions."""
     spec = setup.spec
     if spec.ablation == "shuffle":
-        mask = ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+        return ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+    return mask
+
+
+def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Module:
+    """LTR's rewind to step t and the reinit ablation; returns the network to retrain."""
+    spec = setup.spec
     if spec.method == "ltr":
         if setup.prune_step == 0:
             model = fresh_model(setup)
@@ -262,7 +266,7 @@ def ablate_and_rewind(
     if spec.ablation == "reinit":
         ablations.reinitialize(model, seed=derived_seed(spec.seed, "reinit"),
                                init=spec.effective_init, bn_gamma=spec.bn_gamma)  # fmt: skip
-    return model, mask
+    return model
 
 
 def is_dense(spec: RunSpec) -> bool:

@@ -186,13 +186,8 @@ class RunStore:
                 p.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if not self._stale(p):
+                if not self._break_if_stale(p):
                     return False
-                # Rename first so that of two breakers only one removes the stale claim.
-                broken = p.with_name(f".claim.broken.{os.getpid()}.{time.monotonic_ns()}")
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(p, broken)
-                    broken.unlink()
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {exc.strerror}") from None
@@ -201,6 +196,32 @@ class RunStore:
                 json.dump(info, f)
             return True
         return False
+
+    def _break_if_stale(self, p: Path) -> bool:
+        """Removes a stale claim; True if the claim is gone (by us or by another breaker)."""
+        try:
+            judged = p.read_bytes()
+        except FileNotFoundError:
+            return True
+        if not self._stale(p):
+            return False
+        # Move it aside, then check that what we moved is the claim we judged stale: between
+        # our check and the rename another breaker may have replaced it with its own live claim,
+        # which must then be put back, not deleted.
+        broken = p.with_name(f".claim.broken.{os.getpid()}.{time.monotonic_ns()}")
+        try:
+            os.replace(p, broken)
+        except FileNotFoundError:
+            return True
+        try:
+            if broken.read_bytes() != judged:
+                with contextlib.suppress(FileExistsError):
+                    os.link(broken, p)
+                return False
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                broken.unlink()
 
     def _stale(self, p: Path) -> bool:
         try:

@@ -20,8 +20,11 @@ The dense training runs that others reuse (magnitude after training, LTR, prunin
 always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
 pruning ablation is skipped (counted in ``Sweep.skipped``), and a dense run is written as its
 ``dense_spec()`` (``ablation = "init_normal"`` becomes ``init = "normal"``); any other invalid
-combination is an error. Workers coordinate only through the store, so a sweep can be killed at any instant and
-run again, and two sweeps may share one store.
+combination is an error.
+
+Runs go to an executor (``earlyprune.executors``: "local" worker processes, or "ray"). Workers
+coordinate only through the store's claims, so a sweep can be killed at any instant and run
+again, and two sweeps may share one store: every run is done once, never half-written.
 """
 
 from __future__ import annotations
