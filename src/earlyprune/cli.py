@@ -23,7 +23,9 @@ def _sparsity(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"sparsity must be a number in [0, 1), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"sparsity must be a number in [0, 1), got {text!r}"
+        ) from None
     return value
 
 
@@ -100,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from earlyprune.distributed import Distributed, DistStore
     from earlyprune.pipeline import run
     from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
     from earlyprune.stages import prepare
@@ -116,12 +119,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
     )  # fmt: skip
-    store = RunStore(args.store)
+    job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
+    store = RunStore(args.store) if job is None else DistStore(args.store, job)
     if store.read_result(spec.run_id) is None:
-        prepare(spec, args.data_root)  # data and step checks first: a mistake prints one line only
-    print(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
-    result = run(spec, store, data_root=args.data_root)
-    print(summary_line(result))
+        prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
+    say = print if job is None or job.is_main else (lambda *a: None)
+    say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
+    if job is not None:
+        job.init()
+    try:
+        result = run(spec, store, data_root=args.data_root, job=job)
+    finally:
+        if job is not None:
+            job.close()
+    say(summary_line(result))
     return 0 if result["status"] == "ok" else 1
 
 

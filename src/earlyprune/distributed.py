@@ -54,6 +54,10 @@ class Distributed:
                 torch.cuda.set_device(self.local_rank)
             dist.init_process_group(backend=backend)
 
+    def close(self) -> None:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
     def shard(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """This rank's strided share of a batch (sizes differ by at most one)."""
         return x[self.rank :: self.world_size], y[self.rank :: self.world_size]
@@ -61,6 +65,12 @@ class Distributed:
     def loss_scale(self, batch_size: int) -> float:
         """Multiplier for a *summed* per-rank loss so DDP's gradient average is the full mean."""
         return self.world_size / batch_size
+
+    def mean_loss(self, scaled_loss: Tensor) -> float:
+        """The full-batch mean loss, identical on every rank (so all stop together on NaN)."""
+        total = scaled_loss.detach().float().reshape(1).clone()
+        dist.all_reduce(total)
+        return float(total) / self.world_size
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """DistributedDataParallel around ``model`` (SyncBatchNorm first, on CUDA)."""

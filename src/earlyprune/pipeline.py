@@ -16,8 +16,16 @@ import torch
 from torch import nn
 
 from earlyprune import __version__
+from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.masking import Mask, check_mask, layer_density, neuron_collapse, overall_density
+from earlyprune.masking import (
+    Mask,
+    check_mask,
+    full_mask,
+    layer_density,
+    neuron_collapse,
+    overall_density,
+)
 from earlyprune.spec import RunSpec
 from earlyprune.stages import (
     Setup,
@@ -46,17 +54,19 @@ def run(
     callbacks: Sequence[StepCallback] = (),
     progress: bool | None = None,
     retry_failed: bool = False,
+    job: Distributed | None = None,
 ) -> dict[str, Any]:
     """Runs ``spec`` (or returns its stored result) and returns the result record.
 
     User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
     written. Any other exception inside the run is recorded as status ``failed`` with its
     message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
+    Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike.
     """
     stored = store.read_result(spec.run_id)
     if stored is not None and not (retry_failed and stored["status"] == "failed"):
         return stored
-    setup = prepare(spec, data_root)
+    setup = prepare(spec, data_root, job)
     rid = spec.run_id
     with store.claim(rid):
         stored = store.read_result(rid)
@@ -87,7 +97,10 @@ def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
     except ValueError:  # a mask file that does not fit this network is not this run's
         mask = None
     if mask is None:
-        mask = ablate_mask(setup, choose_mask(setup, model))
+        if setup.job is None or setup.job.is_main:  # computed once, on rank 0
+            mask = ablate_mask(setup, choose_mask(setup, model))
+        if setup.job is not None:
+            mask = setup.job.broadcast_mask(mask, like=full_mask(model))
         store.save_tensors(rid, "mask.pt", {n: m.cpu() for n, m in mask.items()})
     mask = {n: m.to(setup.device) for n, m in mask.items()}
     return weights_to_train(setup, store, model), mask
@@ -115,8 +128,6 @@ def record(
     setup: Setup, model: nn.Module, mask: Mask | None, state: TrainState, seconds: float
 ) -> dict[str, Any]:
     """The result record (``result.json``)."""
-    from earlyprune.masking import full_mask
-
     mask = mask if mask is not None else full_mask(model)
     collapse = [neuron_collapse(model, mask, t) for t in COLLAPSE_THRESHOLDS]
     accs = [c["test_accuracy"] for c in state.curve]

@@ -19,6 +19,7 @@ from torch import nn
 
 from earlyprune import ablations
 from earlyprune.api import prune
+from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
 from earlyprune.masking import Mask
 from earlyprune.spec import DENSE, PRESETS, Preset, RunSpec
@@ -37,6 +38,7 @@ class Setup:
     sched: Schedule
     prune_step: int
     data_root: str | None = None
+    job: Distributed | None = None  # set under torchrun
 
 
 @functools.lru_cache(maxsize=4)
@@ -69,7 +71,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare(spec: RunSpec, data_root: str | None = None) -> Setup:
+def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None = None) -> Setup:
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
     preset = PRESETS.get(spec.preset)
     bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
@@ -95,7 +97,8 @@ def prepare(spec: RunSpec, data_root: str | None = None) -> Setup:
             f"prune step {step} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
-    return Setup(spec, preset, bundle, resolve_device(spec.device), sched, step, data_root)
+    device = resolve_device(job.device() if job else spec.device)
+    return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
 
 def derived_seed(seed: int, purpose: str) -> int:
@@ -172,8 +175,9 @@ def train_run(
         channels_last=spec.channels_last,
         on_step=[at_step] if save_steps else [],
         on_epoch=[at_epoch, *callbacks],
-        progress=progress,
+        progress=progress if setup.job is None or setup.job.is_main else False,
         desc=f"{spec.method} {run_id}",
+        job=setup.job,
     )
 
 
@@ -188,7 +192,7 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
 
     dense = setup.spec.dense_spec()
     did = dense.run_id
-    result = run(dense, store, data_root=setup.data_root)
+    result = run(dense, store, data_root=setup.data_root, job=setup.job)
     if result["status"] != "ok":
         raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
     name = "final.pt" if step is None else f"step_{step}.pt"
@@ -197,7 +201,7 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
         with store.claim(did):
             found = store.load_tensors(did, name)
             if found is None:
-                dense_setup = prepare(dense, setup.data_root)
+                dense_setup = prepare(dense, setup.data_root, setup.job)
                 model = fresh_model(dense_setup)
                 start = _nearest_kept(store, did, step)
                 train_run(dense_setup, store, did, model, None, save_steps=[step],

@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from earlyprune.masking import prunable
+
+if TYPE_CHECKING:
+    from earlyprune.distributed import Distributed
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ def train(
     on_epoch: Sequence[StepCallback] = (),
     progress: bool | None = None,
     desc: str = "train",
+    job: Distributed | None = None,
 ) -> TrainState:
     """Trains ``model`` in place from ``state.step`` up to ``stop_step`` (default: the end).
 
@@ -130,6 +134,8 @@ def train(
         on_epoch: Callbacks after each epoch's evaluation.
         progress: Show a tqdm bar (default: only on a terminal).
         desc: Progress bar label.
+        job: Under torchrun: each rank trains on its share of every batch with
+            DistributedDataParallel; the result equals single-process training.
 
     Returns:
         The updated state; ``state.diverged`` is True if the loss became NaN or infinite.
@@ -146,6 +152,7 @@ def train(
         model.to(memory_format=torch.channels_last)
     _apply(masked)
     model.train()
+    net = job.wrap(model) if job is not None else model
     if progress is None:  # a bar on a terminal, silence in logs and CI
         progress = sys.stderr.isatty()
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not progress, leave=False,
@@ -165,8 +172,13 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = sched.lr_at(state.step)
                 with autocast(device, precision):
-                    loss = F.cross_entropy(model(x), y)
-                loss_value = float(loss.detach())
+                    if job is None:
+                        loss = F.cross_entropy(net(x), y)
+                    else:  # summed over the shard, scaled: DDP's average is the full-batch mean
+                        xs, ys = job.shard(x, y)
+                        loss = F.cross_entropy(net(xs), ys, reduction="sum")
+                        loss = loss * job.loss_scale(len(y))
+                loss_value = float(loss.detach()) if job is None else job.mean_loss(loss)
                 if not math.isfinite(loss_value):
                     state.diverged = True
                     return state

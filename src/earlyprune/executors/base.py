@@ -1,4 +1,4 @@
-"""What every executor shares: the task one worker runs, and the order runs are handed out in.
+"""What executors share: the task a worker runs, the order runs are handed out in, the checks.
 
 Workers coordinate only through the store. ``run_one`` never writes a result itself except to
 record a failure that ``pipeline.run`` could not record; the claim (``RunStore.claim``) taken

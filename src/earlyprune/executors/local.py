@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from tqdm import tqdm
@@ -68,37 +69,44 @@ def run_local(
     bar = tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     with bar:
-        if n == 1:
-            # No pool: the simplest way to debug a run, and no start-up cost for one run.
-            # Runs another sweep holds are left for last, to wait for them only once at the end.
-            busy = []
-            for spec in dense_first(specs):
-                if run_one(spec, root, data, retry_failed, False) == BUSY:
-                    busy.append(spec)
-                else:
-                    bar.update(1)
-            for spec in busy:
-                run_one(spec, root, data, retry_failed, True)
-                bar.update(1)
+        if n == 1:  # no pool: the simplest way to debug a run, and no start-up cost
+            _in_process(specs, root, data, retry_failed, bar)
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):
             errors, finished = _pool_pass(todo, n, gpus, root, data, retry_failed, bar)
             todo, suspects = _triage(todo, errors, store)
-            if errors and not finished and not suspects:
+            broken = [e for e in errors.values() if isinstance(e, BrokenProcessPool)]
+            if broken and not finished and not suspects:
                 raise SpecError(
-                    f"the worker processes could not start ({describe(next(iter(errors.values())))}); "
+                    f"the worker processes could not start ({describe(broken[0])}); "
                     'a script that runs a sweep needs `if __name__ == "__main__":`'
                 )
             for spec in suspects:  # alone, so that a run that kills its worker is found out
                 if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar)[0]:
-                    record_failure(spec, store, WorkerDied("the worker process running it "
-                                   "died twice (out of memory? a crash in native code?)"), data)  # fmt: skip
+                    died = WorkerDied("the worker process running it died twice (out of memory? "
+                                      "a crash in native code?)")  # fmt: skip
+                    record_failure(spec, store, died, data)
                     bar.update(1)
             if not todo:
                 return
         for spec in todo:
             record_failure(spec, store, errors.get(spec.run_id) or WorkerDied(), data)
+
+
+def _in_process(
+    specs: list[RunSpec], root: str, data: str | None, retry_failed: bool, bar: tqdm
+) -> None:
+    # Runs another sweep holds are left for last, to wait for them only once at the end.
+    busy = []
+    for spec in dense_first(specs):
+        if run_one(spec, root, data, retry_failed, False) == BUSY:
+            busy.append(spec)
+        else:
+            bar.update(1)
+    for spec in busy:
+        run_one(spec, root, data, retry_failed, True)
+        bar.update(1)
 
 
 def _pool_pass(

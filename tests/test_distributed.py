@@ -1,0 +1,103 @@
+"""One run on two processes (gloo, CPU): same result as one process, same mask on every rank."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+from earlyprune.pipeline import run
+from earlyprune.spec import RunSpec
+from earlyprune.store import RunStore
+
+# A network without BatchNorm: with BatchNorm each rank normalizes over its own share of the
+# batch (SyncBatchNorm needs CUDA), which is standard DDP behaviour but not bit-comparable.
+SPEC = RunSpec(model="lenet_300_100", method="snip", sparsity=0.9, epochs=0.5, device="cpu")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+        WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    import earlyprune.pipeline as pipeline
+    from earlyprune.distributed import Distributed, DistStore
+
+    job = Distributed.from_env()
+    assert job is not None
+    job.init()
+    seen: dict[str, dict] = {}
+    original = pipeline.pruned
+
+    def spy(setup, store):  # records the mask this rank actually trains with
+        model, mask = original(setup, store)
+        seen["mask"] = {n: m.cpu() for n, m in mask.items()}
+        return model, mask
+
+    pipeline.pruned = spy
+    result = pipeline.run(SPEC, DistStore(store_root, job), job=job)
+    torch.save({"mask": seen["mask"], "accuracy": result["test_accuracy"]},
+               Path(out_dir) / f"rank{rank}.pt")  # fmt: skip
+    job.close()
+
+
+def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
+    store_root = tmp_path / "store"
+    mp.start_processes(
+        _worker,
+        args=(2, _free_port(), str(store_root), str(tmp_path)),
+        nprocs=2,
+        start_method="spawn",
+    )
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    stored = torch.load(store_root / SPEC.run_id / "mask.pt", weights_only=True)
+    for name, m in stored.items():
+        assert torch.equal(ranks[0]["mask"][name], m)
+        assert torch.equal(ranks[1]["mask"][name], m)
+    assert ranks[0]["accuracy"] == ranks[1]["accuracy"]
+    # Only rank 0 wrote: no leftover temp files from a second writer, one result.
+    files = sorted(p.name for p in (store_root / SPEC.run_id).iterdir())
+    assert files == ["final.pt", "mask.pt", "metrics.jsonl", "result.json", "spec.json"]
+    lines = (store_root / SPEC.run_id / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == len(
+        json.loads((store_root / SPEC.run_id / "result.json").read_text())["curve"]
+    )
+
+
+def test_torchrun_cli_equals_single_process(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", str(_free_port()), "-m", "earlyprune.cli", "run",
+        "--dataset", "fashion-mnist-mini", "--model", "lenet_300_100", "--method", "snip",
+        "--sparsity", "0.9", "--epochs", "0.5", "--device", "cpu", "--store", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("test accuracy") == 1  # only rank 0 speaks
+
+    single = run(SPEC, RunStore(tmp_path / "single"), progress=False)
+    ddp = json.loads((tmp_path / "ddp" / SPEC.run_id / "result.json").read_text())
+    assert ddp["status"] == "ok"
+    assert abs(ddp["test_accuracy"] - single["test_accuracy"]) <= 0.002
+    a = torch.load(tmp_path / "ddp" / SPEC.run_id / "final.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "single" / SPEC.run_id / "final.pt", weights_only=True)["model"]
+    for name in b:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    # Pruned weights stayed exactly zero under DDP.
+    mask = torch.load(tmp_path / "ddp" / SPEC.run_id / "mask.pt", weights_only=True)
+    for name, m in mask.items():
+        assert not a[name][~m].any()
