@@ -1,0 +1,339 @@
+"""`earlyprune check-method`: the paper's sanity checks on your own scoring function.
+
+Write the scoring function in a file of your own::
+
+    # my_method.py
+    import earlyprune as ep
+
+    def my_score(model, batch):  # batch = (inputs, labels): 10 training images per class
+        return {name: w.detach().abs() for name, w in ep.prunable(model).items()}  # higher = keep
+
+then ``earlyprune check-method my_method.py:my_score`` (or ``package.module:my_score``, or a
+registered method name such as ``snip``) runs the battery on the demo setting (``smallcnn`` on
+the embedded Fashion-MNIST subset, the demo's sparsities and seeds): the method with and without
+each ablation (shuffle, reinit, invert), next to random, magnitude, SNIP, GraSP and SynFlow. It
+prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
+densities and neuron collapse of every method, and writes the report folder.
+
+A user method is named ``<file stem or module>:<function>@<8 hex digits of the file's SHA-256>``
+in its run specs, so runs are reused while the file is unchanged and redone after an edit (an
+edit to another module it imports goes unnoticed: change the file or the store). The built-in
+methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs in the same store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from earlyprune.demo import DEFAULT_OUT, DEFAULT_STORE, DEMO_ABLATIONS, FULL, QUICK, Grid
+from earlyprune.errors import SpecError
+from earlyprune.verdicts import MIN_EFFECT, Verdict, verdicts
+
+#: Built-in methods the user method is compared with (random and magnitude for the verdicts).
+REFERENCE_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+USAGE = "expected FILE.py:FUNCTION, package.module:FUNCTION or a registered method name"
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved scoring method: its run-spec name, the ``Method``, and the user's function."""
+
+    name: str
+    method: Any  # earlyprune.scoring.Method
+    function: Callable[..., Any] | None  # None for a built-in method
+    label: str  # what the user typed, for messages
+
+
+def resolve(target: str) -> Target:
+    """Imports ``target`` and checks its signature; every mistake is a one-line ``SpecError``."""
+    from earlyprune.scoring import METHODS, method_from_function
+
+    if ":" not in target:
+        if target in METHODS:
+            return Target(target, METHODS.get(target), None, target)
+        raise SpecError(f"{target!r}: {USAGE} (registered: {', '.join(METHODS.names())})")
+    where, _, func = target.rpartition(":")
+    if not where or not func.isidentifier():
+        raise SpecError(f"{target!r}: {USAGE}")
+    module, source = _import(where)
+    fn = getattr(module, func, None)
+    if fn is None:
+        found = sorted(n for n, v in vars(module).items() if inspect.isfunction(v)
+                       and not n.startswith("_"))  # fmt: skip
+        raise SpecError(f"{where} has no function {func!r} (functions found: "
+                        f"{', '.join(found) or 'none'})")  # fmt: skip
+    if not callable(fn):
+        raise SpecError(f"{target}: {func!r} is a {type(fn).__name__}, not a function")
+    check_signature(fn, target)
+    stem = Path(where).stem if where.endswith(".py") else where
+    digest = hashlib.sha256(source).hexdigest()[:8] if source is not None else "nosource"
+    name = f"{stem}:{func}@{digest}"
+    return Target(name, method_from_function(name, fn, f"user scoring function {target}"), fn,
+                  target)  # fmt: skip
+
+
+def _import(where: str) -> tuple[Any, bytes | None]:
+    """The module of a file path or dotted name, and its source bytes (for the run name)."""
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise SpecError(f"no such file: {where}")
+        source = path.read_bytes()
+        mod_name = f"earlyprune_user_{path.stem}_{hashlib.sha256(source).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(mod_name, path)
+        if spec is None or spec.loader is None:
+            raise SpecError(f"cannot load {where} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            raise SpecError(f"importing {where} failed: {_one_line(exc)}") from None
+        return module, source
+    # Like `python -m`: modules in the current folder are importable.
+    with _cwd_on_path():
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise SpecError(f"cannot import module {where!r}: {_one_line(exc)}") from None
+    try:
+        source = Path(inspect.getsourcefile(module) or "").read_bytes()
+    except (OSError, TypeError):
+        source = None
+    return module, source
+
+
+@contextlib.contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added:
+            sys.path.remove(cwd)
+
+
+def check_signature(fn: Callable[..., Any], label: str) -> None:
+    """The function must be callable as ``fn(model, batch)``."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: the probe call finds out
+    try:
+        sig.bind(object(), object())
+    except TypeError:
+        raise SpecError(
+            f"{label}{sig} must take two positional arguments: "
+            "def f(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]"
+        ) from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def register_target(target: str) -> str:
+    """Registers ``target``'s method in this process (for worker processes) and returns its name."""
+    from earlyprune.scoring import METHODS
+
+    t = resolve(target)
+    if t.function is not None:
+        METHODS.add(t.name, t.method, replace=True)
+    return t.name
+
+
+@contextlib.contextmanager
+def registered(target: Target) -> Iterator[None]:
+    """Registers a user method for the duration of a check; built-in methods are left alone."""
+    from earlyprune.scoring import METHODS
+
+    if target.function is None:
+        yield
+        return
+    previous = METHODS.get(target.name) if target.name in METHODS else None
+    METHODS.add(target.name, target.method, replace=True)
+    try:
+        yield
+    finally:
+        METHODS.remove(target.name)
+        if previous is not None:
+            METHODS.add(target.name, previous)
+
+
+def probe(target: Target, grid: Grid) -> None:
+    """Calls the method once on the demo network and checks what it returns, before any run.
+
+    The function gets a freshly initialized ``smallcnn`` and the scoring batch a run would pass
+    (10 training images per class). It must return one real-valued, NaN-free score tensor per
+    prunable weight (``ep.prunable(model)``: names and shapes), leave the weights unchanged, and
+    its scores must give a mask at every sparsity of ``grid``.
+    """
+    import torch
+
+    from earlyprune.api import prune
+    from earlyprune.data import scoring_batch
+    from earlyprune.masking import prunable
+    from earlyprune.scoring import preserved_state
+    from earlyprune.spec import RunSpec
+    from earlyprune.stages import fresh_model, prepare
+
+    setup = prepare(RunSpec(epochs=grid.epochs))
+    model = fresh_model(setup)
+    batch = scoring_batch(setup.bundle, per_class=10, seed=0, device=setup.device)
+    label = target.label
+    if target.function is not None:
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        try:
+            with preserved_state(model):
+                raw = target.function(model, batch)
+        except Exception as exc:
+            raise SpecError(f"{label} raised {_one_line(exc)} when called on the demo network "
+                            "(smallcnn, a batch of 100 Fashion-MNIST images)") from None  # fmt: skip
+        check_scores(raw, {n: tuple(p.shape) for n, p in prunable(model).items()}, label)
+        if any(not torch.equal(before[n], p) for n, p in model.named_parameters()):
+            raise SpecError(f"{label} changed the model's weights; scoring must leave them as "
+                            "they are (work on a copy or under torch.no_grad())")  # fmt: skip
+    for s in grid.sparsities:
+        try:
+            prune(model, target.method, s, batch=batch, seed=0)
+        except ValueError as exc:
+            raise SpecError(f"{label}: pruning to {100 * s:.1f} % failed: {exc}") from None
+
+
+def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> None:
+    """One clear ``SpecError`` for the first problem with a returned score dict."""
+    import torch
+
+    if not isinstance(raw, dict):
+        raise SpecError(f"{label} must return a dict of parameter name → Tensor, "
+                        f"got {type(raw).__name__}")  # fmt: skip
+    missing = [n for n in shapes if n not in raw]
+    extra = [str(k) for k in raw if k not in shapes]
+    if missing or extra:
+        what = f"no scores for {', '.join(missing)}" if missing else ""
+        what += ("; " if missing and extra else "") + (
+            f"scores for {', '.join(extra)}, which are not prunable" if extra else ""
+        )
+        raise SpecError(f"{label} returned {what}; the keys must be the prunable weights "
+                        f"(ep.prunable(model)): {', '.join(shapes)}")  # fmt: skip
+    for name, shape in shapes.items():
+        value = raw[name]
+        if not isinstance(value, torch.Tensor):
+            raise SpecError(f"{label}: scores[{name!r}] is a {type(value).__name__}, "
+                            "expected a torch.Tensor")  # fmt: skip
+        if tuple(value.shape) != shape:
+            raise SpecError(f"{label}: scores[{name!r}] has shape {tuple(value.shape)}, expected "
+                            f"{shape} (one score per weight)")  # fmt: skip
+        if value.dtype == torch.bool or value.is_complex():
+            raise SpecError(f"{label}: scores[{name!r}] must hold real numbers, got {value.dtype}")
+        if value.is_floating_point() and torch.isnan(value).any():
+            raise SpecError(f"{label}: scores[{name!r}] contains NaN")
+
+
+def battery_specs(name: str, grid: Grid) -> tuple[list[Any], list[Any]]:
+    """The method's runs (every ablation) and the reference methods' unmodified runs."""
+    from earlyprune.demo import demo_specs
+
+    own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS)
+    references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",))
+    return own, references
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What `check-method` found: verdicts, the text it printed, and the files it wrote."""
+
+    name: str
+    verdicts: list[Verdict]
+    text: str
+    index: Path
+    summary_file: Path
+
+
+def check_method(
+    target: str,
+    store: str | Path = DEFAULT_STORE,
+    out: str | Path = DEFAULT_OUT,
+    *,
+    grid: Grid = FULL,
+    workers: int | None = None,
+    progress: bool | None = None,
+    min_effect: float = MIN_EFFECT,
+) -> CheckReport:
+    """Runs the paper's sanity checks on a scoring method and writes the report.
+
+    Args:
+        target: ``FILE.py:FUNCTION``, ``package.module:FUNCTION`` or a registered method name.
+        store: Run store; finished runs (the demo's, earlier checks') are reused.
+        out: Report folder: the store's report plus ``check_<method>.txt`` and ``.json``.
+        grid: ``FULL`` (the demo's sparsities and seeds), ``QUICK``, or a custom (test) grid.
+        workers: Parallel worker processes for the built-in methods' runs.
+        progress: Progress bars (default: on a terminal).
+        min_effect: Smallest accuracy difference (fraction) a verdict counts.
+
+    Raises:
+        SpecError: A bad target, signature or score dict, before anything is written.
+    """
+    from earlyprune.analysis import write_report
+    from earlyprune.demo import results_table
+    from earlyprune.store import RunStore
+    from earlyprune.sweep import run_specs
+    from earlyprune.verdicts import layer_table
+
+    resolved = resolve(target)
+    with registered(resolved):
+        probe(resolved, grid)
+        own, references = battery_specs(resolved.name, grid)
+        runs = RunStore(store)
+        run_specs(references, runs, workers=workers, progress=progress)
+        # Worker processes import the method registry afresh and do not know a user method,
+        # so its runs go in this process (see the module docstring of earlyprune.check).
+        in_process = 1 if resolved.function is not None else workers
+        run_specs(own, runs, workers=in_process, progress=progress)
+    results = [r for r in (runs.read_result(s.run_id) for s in [*own, *references]) if r]
+    found = verdicts(results, resolved.name, grid.sparsities, min_effect)
+    methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
+    parts = [
+        f"check-method {resolved.label} (method {resolved.name!r}; {grid.label()})",
+        "",
+        *(v.line() for v in found),
+        "",
+        *(layer_table(results, methods, s) for s in grid.sparsities),
+        results_table(store, [*own, *references]),
+    ]
+    text = "\n".join(parts)
+    out = Path(out)
+    index = write_report(store, out)
+    slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in resolved.name)
+    summary_file = out / f"check_{slug}.txt"
+    summary_file.write_text(text, encoding="utf-8")
+    (out / f"check_{slug}.json").write_text(
+        json.dumps([v.to_dict() for v in found], indent=1), encoding="utf-8"
+    )
+    return CheckReport(resolved.name, found, text, index, summary_file)
+
+
+def cli_check_method(args: argparse.Namespace) -> int:
+    """``earlyprune check-method TARGET [--quick] [--store DIR] [--out DIR] [--workers N]``."""
+    report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
+                          grid=QUICK if args.quick else FULL, workers=args.workers)  # fmt: skip
+    print(report.text, end="")
+    print(f"verdicts: {report.summary_file}   report: {report.index}")
+    return 0

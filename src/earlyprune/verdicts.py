@@ -1,0 +1,255 @@
+"""Plain-language verdicts on the paper's sanity checks, computed from stored run results.
+
+A pruning-at-init method passes the paper's test (Sections 4–5) when it beats random pruning and
+its per-weight choices matter: accuracy drops when its mask is shuffled within layers, when its
+kept weights are reinitialized, and when its ranking is inverted. Each check compares two groups
+of runs (same sparsity, different method or ablation) by their test accuracies over seeds.
+
+The rule (``decide``), with ``effect`` the difference of the two means in the direction the check
+asks about (method − reference; unmodified − ablated), ``se = sqrt(s1²/n1 + s2²/n2)`` its
+standard error from the two groups' sample standard deviations, and ``min_effect`` (default one
+percentage point) the smallest difference worth reporting:
+
+- **yes**: ``effect ≥ min_effect`` and ``effect > 2·se`` (a real difference, beyond seed noise);
+- **no**: ``effect < min_effect`` and ``se ≤ min_effect`` (no worthwhile difference, and the
+  seeds are precise enough that one of ``min_effect`` would have shown);
+- **unclear**: anything else, or fewer than two ok seeds on a side: run more seeds.
+
+This module reads result dicts only (``result.json`` contents) and never imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MIN_EFFECT = 0.01
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Test accuracy over seeds: mean and sample std (fractions), and the number of ok runs."""
+
+    mean: float
+    std: float
+    n: int
+
+    def text(self) -> str:
+        if self.n == 0:
+            return "no ok runs"
+        std = "" if math.isnan(self.std) else f" ± {100 * self.std:.1f}"
+        return f"{100 * self.mean:.1f}{std}"
+
+
+def stat(values: Iterable[float]) -> Stat:
+    """Mean, sample standard deviation (NaN below two values) and count."""
+    xs = [float(v) for v in values]
+    if not xs:
+        return Stat(math.nan, math.nan, 0)
+    std = statistics.stdev(xs) if len(xs) > 1 else math.nan
+    return Stat(statistics.fmean(xs), std, len(xs))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One sanity check: which group is compared with which, and what each answer means."""
+
+    name: str
+    ablation: str  # the ablation of the compared group ("none" for comparisons with a method)
+    reference: str | None  # a reference method (beats-checks) or None (ablation checks)
+    meaning_yes: str
+    meaning_no: str
+
+
+CHECKS = (
+    Check("beats random", "none", "random",
+          "its choices are better than uniform random pruning",
+          "no better than pruning at random"),
+    Check("beats magnitude", "none", "magnitude",
+          "better than pruning the smallest initial weights",
+          "no better than pruning the smallest initial weights"),
+    Check("sensitive to shuffling", "shuffle", None,
+          "per-weight choices matter beyond layer-wise proportions",
+          "per-weight choices carry no information beyond layer-wise proportions"),
+    Check("sensitive to reinitialization", "reinit", None,
+          "the kept weights' initial values matter",
+          "the mask works as well with freshly drawn weights"),
+    Check("sensitive to inversion", "invert", None,
+          "its ranking matters: keeping the lowest scores is worse",
+          "keeping the lowest-scoring weights works as well: the ranking carries no information"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check at one sparsity.
+
+    Attributes:
+        check: The check's name ("beats random", "sensitive to shuffling", ...).
+        sparsity: Fraction removed.
+        answer: "yes", "no" or "unclear" (see the module docstring for the rule).
+        effect: Difference of means in the asked direction (fraction; NaN if a side is empty).
+        se: Standard error of ``effect`` (NaN with fewer than two ok seeds on a side).
+        subject: Accuracy of the method (unmodified).
+        other: Accuracy of the reference method, or of the ablated method.
+        meaning: What the answer says about the method, in words.
+    """
+
+    check: str
+    sparsity: float
+    answer: str
+    effect: float
+    se: float
+    subject: Stat
+    other: Stat
+    meaning: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (NaN becomes None), with the one-line text under ``"line"``."""
+        data = dataclasses.asdict(self)
+        data["line"] = self.line()
+        return _no_nan(data)
+
+    def line(self) -> str:
+        """``beats random at 97.2 %: yes, +4.1 ± 0.6 points (77.0 ± 0.4 vs 72.9 ± 0.5 %, 3 seeds)``."""
+        head = f"{self.check} at {100 * self.sparsity:.1f} %: {self.answer}"
+        if math.isnan(self.effect):
+            return f"{head} — {self.meaning}"
+        n = min(self.subject.n, self.other.n)
+        if self.check.startswith("beats"):
+            delta = self.effect
+            compare = f"{self.subject.text()} vs {self.other.text()} %"
+        else:  # report the change the ablation causes: negative = it hurts
+            delta = -self.effect
+            compare = f"{self.subject.text()} → {self.other.text()} % when ablated"
+        se = "" if math.isnan(self.se) else f" ± {100 * self.se:.1f}"
+        return (
+            f"{head}, {100 * delta:+.1f}{se} points ({compare}, {n} seed{'s' * (n != 1)})"
+            f" — {self.meaning}"
+        )
+
+
+def decide(effect: float, se: float, min_effect: float = MIN_EFFECT) -> str:
+    """``yes`` / ``no`` / ``unclear`` for an effect and its standard error (module docstring)."""
+    if math.isnan(effect) or math.isnan(se):
+        return "unclear"
+    if effect >= min_effect and effect > 2 * se:
+        return "yes"
+    if effect < min_effect and se <= min_effect:
+        return "no"
+    return "unclear"
+
+
+def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
+    """Test accuracies of the ok runs by (method, ablation, sparsity rounded to 6 decimals)."""
+    out: dict[tuple[str, str, float], list[float]] = {}
+    for r in results:
+        spec = r.get("spec") or {}
+        key = (spec.get("method"), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
+        group = out.setdefault(key, [])  # type: ignore[arg-type]
+        if r.get("status") == "ok" and r.get("test_accuracy") is not None:
+            group.append(float(r["test_accuracy"]))
+    return out
+
+
+def verdicts(
+    results: Iterable[dict[str, Any]],
+    method: str,
+    sparsities: Iterable[float],
+    min_effect: float = MIN_EFFECT,
+) -> list[Verdict]:
+    """Every check of ``CHECKS`` for ``method`` at each sparsity, check by check.
+
+    Args:
+        results: Result dicts (``result.json``) holding the method's runs (none, shuffle,
+            reinit, invert) and the reference methods' unmodified runs at the same sparsities.
+        method: The method checked.
+        sparsities: The sparsities to judge.
+        min_effect: Smallest difference (fraction) that counts; 0.01 is one point.
+    """
+    acc = accuracies(results)
+    out = []
+    for check in CHECKS:
+        if check.reference == method:  # "random beats random" says nothing
+            continue
+        for s in sparsities:
+            s = round(float(s), 6)
+            subject = stat(acc.get((method, "none", s), []))
+            if check.reference is not None:
+                other = stat(acc.get((check.reference, "none", s), []))
+                effect = subject.mean - other.mean
+            else:
+                other = stat(acc.get((method, check.ablation, s), []))
+                effect = subject.mean - other.mean
+            se = math.sqrt(subject.std**2 / max(subject.n, 1) + other.std**2 / max(other.n, 1))
+            answer = decide(effect, se, min_effect)
+            meaning = {
+                "yes": check.meaning_yes,
+                "no": check.meaning_no,
+                "unclear": "the difference is within seed noise: run more seeds"
+                if not math.isnan(se)
+                else "needs at least two ok seeds on each side",
+            }[answer]
+            out.append(Verdict(check.name, s, answer, effect, se, subject, other, meaning))
+    return out
+
+
+def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], sparsity: float) -> str:
+    """Per-layer density and neuron collapse of each method's unmodified masks at one sparsity.
+
+    Densities are the share of each prunable tensor's weights kept (%); collapse is the share of
+    conv channels pruned entirely (%); both are means over the ok runs (seeds).
+    """
+    s = round(float(sparsity), 6)
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        spec = r.get("spec") or {}
+        if (spec.get("ablation") == "none" and round(float(spec.get("sparsity", 0)), 6) == s
+                and r.get("status") == "ok" and r.get("layer_density")):  # fmt: skip
+            by_method.setdefault(spec["method"], []).append(r)
+    shown = [m for m in methods if m in by_method]
+    if not shown:
+        return f"layer-wise densities at {100 * s:.1f} %: no ok runs\n"
+    first = by_method[shown[0]][0]
+    layers = list(first["layer_density"])
+    rows = [
+        ["method", *layers, "collapse"],
+        ["(weights)", *map(str, first["layer_numel"].values()), ""],
+    ]
+    for m in shown:
+        runs = by_method[m]
+        dens = [statistics.fmean(r["layer_density"][n] for r in runs) for n in layers]
+        collapse = statistics.fmean(_collapse(r) for r in runs)
+        rows.append([m, *(f"{100 * d:.1f}" for d in dens), f"{100 * collapse:.1f}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"layer-wise density at {100 * s:.1f} % sparsity (% of each layer's weights kept) and "
+        "neuron collapse (% of conv channels pruned entirely), mean over seeds"
+    ]
+    for row in rows:
+        cells = [
+            row[0].ljust(widths[0]),
+            *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)),
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _collapse(result: dict[str, Any]) -> float:
+    nc = result.get("neuron_collapse") or {}
+    thresholds, overall = nc.get("thresholds", []), nc.get("overall", [])
+    return float(overall[thresholds.index(1.0)]) if 1.0 in thresholds else math.nan
+
+
+def _no_nan(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
