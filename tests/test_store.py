@@ -164,6 +164,23 @@ def test_heartbeat_keeps_a_long_claim_alive(store, monkeypatch):
     assert store.claim_state(RID) == "live"
 
 
+def test_an_old_claim_of_a_live_process_on_this_host_is_never_stale(store):
+    # The owner can be asked directly: a long epoch without heartbeat is not death.
+    write_claim(store, os.getppid(), socket.gethostname(), age_s=store_module.CLAIM_TTL_S * 10)
+    assert store.claim_state(RID) == "live"
+
+
+def test_a_held_claim_beats_by_itself(store, monkeypatch):
+    monkeypatch.setattr(store_module, "CLAIM_TTL_S", 0.2)
+    with store.claim(RID):
+        p = store.path(RID, "claim")
+        os.utime(p, (time.time() - 100, time.time() - 100))
+        deadline = time.monotonic() + 5
+        while time.time() - p.stat().st_mtime > 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert time.time() - p.stat().st_mtime < 50
+
+
 def test_waiting_claim_gets_the_run_once_it_is_freed(store):
     write_claim(store, dead_pid(), socket.gethostname())
     with store.claim(RID, wait=True, poll_s=0.01):

@@ -134,8 +134,12 @@ def train_run(
     stop_step: int | None = None,
     resume: dict[str, Any] | None = None,
     progress: bool | None = None,
+    replay: bool = False,
 ) -> TrainState:
     """Trains ``model`` (masked if ``mask``) with the full schedule, checkpointing each epoch.
+
+    ``replay=True`` recomputes part of a finished run only to keep ``save_steps``: it writes no
+    resume point and no metrics.
 
     Resumes from ``resume`` (default: the run's ``latest.pt``). ``save_steps`` are also kept as
     ``step_<t>.pt`` (model + optimizer), for pruning at step t and rewinding.
@@ -174,7 +178,7 @@ def train_run(
         precision=spec.precision,
         channels_last=spec.channels_last,
         on_step=[at_step] if save_steps else [],
-        on_epoch=[at_epoch, *callbacks],
+        on_epoch=[] if replay else [at_epoch, *callbacks],
         progress=progress if setup.job is None or setup.job.is_main else False,
         desc=f"{spec.method} {run_id}",
         job=setup.job,
@@ -205,9 +209,7 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
                 model = fresh_model(dense_setup)
                 start = _nearest_kept(store, did, step)
                 train_run(dense_setup, store, did, model, None, save_steps=[step],
-                          stop_step=step, resume=start or {})  # fmt: skip
-                # The dense run is finished: a resume point left by this replay is litter.
-                store.delete(did, "latest.pt")
+                          stop_step=step, resume=start or {}, replay=True)  # fmt: skip
                 found = store.load_tensors(did, name)
     if found is None:
         raise RuntimeError(f"dense checkpoint {name} of run {did} is missing")

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,9 +75,7 @@ class RunStore:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
         except OSError as exc:
-            reason = {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
-                      errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror)  # fmt: skip
-            raise StoreError(f"cannot write {target}: {reason}") from None
+            raise StoreError(f"cannot write {target}: {_reason(exc)}") from None
 
     def write_json(self, run_id: str, name: str, obj: Any) -> None:
         text = json.dumps(obj, indent=1, sort_keys=False, allow_nan=True)
@@ -102,7 +101,15 @@ class RunStore:
     def save_tensors(self, run_id: str, name: str, obj: Any) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
-                torch.save(obj, f)
+                sink = _Sink(f)
+                try:
+                    torch.save(obj, sink)
+                except RuntimeError:
+                    # torch's zip writer turns a failed write (disk full) into an opaque
+                    # RuntimeError ("unexpected pos ..."): report the OSError behind it.
+                    if sink.error is not None:
+                        raise sink.error from None
+                    raise
                 f.flush()
                 os.fsync(f.fileno())
 
@@ -145,24 +152,36 @@ class RunStore:
             with open(p, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as exc:
-            raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+            raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
 
     # ---- claims ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def claim(self, run_id: str, *, wait: bool = True, poll_s: float = 0.5) -> Iterator[None]:
         """Holds an exclusive claim on a run (an O_EXCL lock file with pid, host and heartbeat).
 
-        A claim from a dead process on this host, or whose heartbeat is older than
-        ``CLAIM_TTL_S``, is broken. With ``wait=False`` a live claim raises ``ClaimBusy``.
+        A claim from a dead process on this host, or (from another host) whose heartbeat is
+        older than ``CLAIM_TTL_S``, is broken. While held, a background thread refreshes the
+        heartbeat every ``CLAIM_TTL_S / 4`` — an epoch may take longer than the TTL (VGG-16 on a
+        CPU), and a live run must never be taken for abandoned. With ``wait=False`` a live claim
+        raises ``ClaimBusy``.
         """
         p = self.path(run_id, "claim")
         while not self._try_claim(p):
             if not wait:
                 raise ClaimBusy(run_id)
             time.sleep(poll_s)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(CLAIM_TTL_S / 4):
+                with contextlib.suppress(OSError):
+                    os.utime(p)
+
+        threading.Thread(target=beat, name=f"claim-{run_id}", daemon=True).start()
         try:
             yield
         finally:
+            stop.set()
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
@@ -190,10 +209,15 @@ class RunStore:
                     return False
                 continue
             except OSError as exc:
-                raise StoreError(f"cannot write {p}: {exc.strerror}") from None
+                raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
             info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-            with os.fdopen(fd, "w") as f:
-                json.dump(info, f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(info, f)
+            except OSError as exc:  # disk full: an empty claim would block the run for a while
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
             return True
         return False
 
@@ -232,9 +256,32 @@ class RunStore:
                 return time.time() - p.stat().st_mtime > 5.0
             except OSError:
                 return False
-        if info.get("host") == socket.gethostname() and not _pid_alive(int(info.get("pid", -1))):
-            return True
+        if info.get("host") == socket.gethostname():  # on this host we can ask the process itself
+            return not _pid_alive(int(info.get("pid", -1)))
         return age > CLAIM_TTL_S
+
+
+class _Sink:
+    """A file for ``torch.save`` that remembers the ``OSError`` of a failed write."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _reason(exc: OSError) -> str:
+    return {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
+            errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
 
 
 def _pid_alive(pid: int) -> bool:

@@ -9,17 +9,16 @@ spec at once, and its pid + host let the next sweep break the claim of a killed 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
 from earlyprune.errors import DatasetError, SpecError
 from earlyprune.spec import BASELINES, DENSE, RunSpec
-from earlyprune.store import CLAIM_TTL_S, ClaimBusy, RunStore, _pid_alive
+from earlyprune.store import ClaimBusy, RunStore, _pid_alive
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
 BUSY = "busy"
@@ -49,11 +48,8 @@ def run_one(
     rid = spec.run_id
     if not wait and store.read_result(rid) is None and store.claim_state(rid) == "live":
         return BUSY  # another worker is on it: do other runs first instead of waiting here
-    dense = spec.dense_spec().run_id
     try:
-        with _heartbeat(store, [rid, dense]):
-            result = run(spec, store, data_root=data_root, progress=False,
-                         retry_failed=retry_failed)  # fmt: skip
+        result = run(spec, store, data_root=data_root, progress=False, retry_failed=retry_failed)
         return str(result["status"])
     except Exception as exc:
         return record_failure(spec, store, exc, data_root)
@@ -85,36 +81,6 @@ def record_failure(
     except ClaimBusy:
         return BUSY
     return "failed"
-
-
-@contextlib.contextmanager
-def _heartbeat(store: RunStore, run_ids: list[str]) -> Iterator[None]:
-    """Keeps this process's claims fresh while a run trains.
-
-    The pipeline refreshes its claim once an epoch; an epoch longer than ``CLAIM_TTL_S`` (VGG-16
-    on a CPU) would let a concurrent sweep take the run for abandoned and start it twice.
-    """
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.wait(CLAIM_TTL_S / 4):
-            for rid in run_ids:
-                if _claim_pid(store, rid) == os.getpid():
-                    store.heartbeat(rid)
-
-    thread = threading.Thread(target=beat, name="earlyprune-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-
-
-def _claim_pid(store: RunStore, run_id: str) -> int | None:
-    try:
-        return int(json.loads(store.path(run_id, "claim").read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def dense_first(specs: list[RunSpec]) -> list[RunSpec]:
