@@ -194,7 +194,7 @@ def probe(target: Target, grid: Grid) -> None:
     from earlyprune.spec import RunSpec
     from earlyprune.stages import fresh_model, prepare
 
-    setup = prepare(RunSpec(epochs=grid.epochs))
+    setup = prepare(RunSpec(**grid.base()))
     model = fresh_model(setup)
     batch = scoring_batch(setup.bundle, per_class=10, seed=0, device=setup.device)
     label = target.label
@@ -307,7 +307,9 @@ def check_method(
         # so its runs go in this process (see the module docstring of earlyprune.check).
         in_process = 1 if resolved.function is not None else workers
         run_specs(own, runs, workers=in_process, progress=progress)
-    results = [r for r in (runs.read_result(s.run_id) for s in [*own, *references]) if r]
+    # A built-in target is among the references too: each run must count once.
+    specs = list({s.run_id: s for s in [*own, *references]}.values())
+    results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
     found = verdicts(results, resolved.name, grid.sparsities, min_effect)
     methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
     parts = [
@@ -316,7 +318,7 @@ def check_method(
         *(v.line() for v in found),
         "",
         *(layer_table(results, methods, s) for s in grid.sparsities),
-        results_table(store, [*own, *references]),
+        results_table(store, specs),
     ]
     text = "\n".join(parts)
     out = Path(out)

@@ -110,6 +110,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     preset_name = args.preset or DEFAULT_PRESET.get(args.dataset)
     if preset_name is None:
+        from earlyprune.data import list_datasets
+
+        if args.dataset not in list_datasets():  # a typo: say so, rather than "pass --preset"
+            raise ValueError(f"unknown dataset {args.dataset!r}; choose one of: "
+                             f"{', '.join(list_datasets())}")  # fmt: skip
         raise ValueError(f"no preset for dataset {args.dataset!r}: pass --preset "
                          f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
     preset = PRESETS.get(preset_name)

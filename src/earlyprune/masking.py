@@ -155,7 +155,10 @@ def _candidates(scores: list[Tensor], alive: list[Tensor], bound: Tensor | None)
     """Flat indices of alive entries (with score ≤ ``bound`` when given), per tensor."""
     if bound is None:
         return [torch.nonzero(a).flatten() for a in alive]
-    return [torch.nonzero(a & (s <= bound)).flatten() for s, a in zip(scores, alive, strict=True)]
+    return [
+        torch.nonzero(torch.le(s, bound).logical_and_(a)).flatten()
+        for s, a in zip(scores, alive, strict=True)
+    ]
 
 
 def _sampled_bound(
@@ -207,7 +210,7 @@ def select(
     names = list(mask)
     flat = [scores[n].reshape(-1) for n in names]
     alive = [mask[n].reshape(-1).to(s.device) for n, s in zip(names, flat, strict=True)]
-    counts = [int(a.sum()) for a in alive]
+    counts = [int(torch.count_nonzero(a)) for a in alive]  # a bool sum would cast to int64
     total_alive = sum(counts)
     n_remove = total_alive - n_keep
     if n_remove < 0:

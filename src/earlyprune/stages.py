@@ -189,8 +189,9 @@ def train_run(
 def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, Any]:
     """The dense network's state dict at ``step`` (None = end of training), computed once.
 
-    Runs (or waits for) the dense training run; a step that was not kept is recomputed from
-    the nearest earlier kept step (bit-identical: data order depends only on the step) and kept.
+    Runs (or waits for) the dense training run; a step that was not kept, or a checkpoint found
+    unreadable, is recomputed from the nearest earlier kept step (bit-identical: data order
+    depends only on the step) and kept.
     """
     from earlyprune.pipeline import run
 
@@ -201,15 +202,19 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
         raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
     name = "final.pt" if step is None else f"step_{step}.pt"
     found = store.load_tensors(did, name)
-    if found is None and step is not None:
+    if found is None:  # never kept, or set aside as unreadable (final.pt too: a bad disk, a copy)
         with store.claim(did):
             found = store.load_tensors(did, name)
             if found is None:
                 dense_setup = prepare(dense, setup.data_root, setup.job)
                 model = fresh_model(dense_setup)
-                start = _nearest_kept(store, did, step)
-                train_run(dense_setup, store, did, model, None, save_steps=[step],
-                          stop_step=step, resume=start or {}, replay=True)  # fmt: skip
+                end = dense_setup.sched.total_steps if step is None else step
+                start = _nearest_kept(store, did, end)
+                state = train_run(dense_setup, store, did, model, None,
+                                  save_steps=[] if step is None else [step], stop_step=step,
+                                  resume=start or {}, replay=True)  # fmt: skip
+                if step is None and not state.diverged:
+                    store.save_tensors(did, name, {"model": model.state_dict(), "step": state.step})
                 found = store.load_tensors(did, name)
     if found is None:
         raise RuntimeError(f"dense checkpoint {name} of run {did} is missing")

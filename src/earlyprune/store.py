@@ -210,7 +210,8 @@ class RunStore:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
+                    "start": _started(os.getpid())}  # fmt: skip
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(info, f)
@@ -257,7 +258,11 @@ class RunStore:
             except OSError:
                 return False
         if info.get("host") == socket.gethostname():  # on this host we can ask the process itself
-            return not _pid_alive(int(info.get("pid", -1)))
+            pid = int(info.get("pid", -1))
+            # A restarted container reuses pids (same host name): a live process with the
+            # owner's pid but another start time is not the owner.
+            reused = info.get("start") is not None and info.get("start") != _started(pid)
+            return reused or not _pid_alive(pid)
         return age > CLAIM_TTL_S
 
 
@@ -282,6 +287,15 @@ class _Sink:
 def _reason(exc: OSError) -> str:
     return {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
             errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks after boot, Linux), to tell a reused pid apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def _pid_alive(pid: int) -> bool:

@@ -11,8 +11,9 @@ standard error from the two groups' sample standard deviations, and ``min_effect
 percentage point) the smallest difference worth reporting:
 
 - **yes**: ``effect ≥ min_effect`` and ``effect > 2·se`` (a real difference, beyond seed noise);
-- **no**: ``effect < min_effect`` and ``se ≤ min_effect`` (no worthwhile difference, and the
-  seeds are precise enough that one of ``min_effect`` would have shown);
+- **no**: ``effect + 2·se < min_effect`` (even an optimistic reading stays below a worthwhile
+  difference), or ``effect < min_effect`` with ``se ≤ min_effect`` (no worthwhile difference, and
+  the seeds are precise enough that one would have shown);
 - **unclear**: anything else, or fewer than two ok seeds on a side: run more seeds.
 
 This module reads result dicts only (``result.json`` contents) and never imports torch.
@@ -139,15 +140,22 @@ def decide(effect: float, se: float, min_effect: float = MIN_EFFECT) -> str:
         return "unclear"
     if effect >= min_effect and effect > 2 * se:
         return "yes"
-    if effect < min_effect and se <= min_effect:
+    if effect + 2 * se < min_effect or (effect < min_effect and se <= min_effect):
         return "no"
     return "unclear"
 
 
 def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
-    """Test accuracies of the ok runs by (method, ablation, sparsity rounded to 6 decimals)."""
+    """Test accuracies of the ok runs by (method, ablation, sparsity rounded to 6 decimals).
+
+    A run listed twice (same ``run_id``) counts once.
+    """
     out: dict[tuple[str, str, float], list[float]] = {}
+    seen: set[str] = set()
     for r in results:
+        if r.get("run_id") in seen:
+            continue
+        seen.add(r.get("run_id"))  # type: ignore[arg-type]
         spec = r.get("spec") or {}
         key = (spec.get("method"), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
         group = out.setdefault(key, [])  # type: ignore[arg-type]
@@ -253,3 +261,36 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_no_nan(v) for v in value]
     return value
+
+
+def verdict_matrix(
+    results: Iterable[dict[str, Any]],
+    methods: Iterable[str],
+    sparsity: float,
+    min_effect: float = MIN_EFFECT,
+) -> str:
+    """One row per method, one column per check: ``yes +13.5±3.4`` (points), at one sparsity."""
+    results = list(results)
+    names = [c.name.replace("sensitive to ", "") for c in CHECKS]
+    rows = [["method", *names]]
+    for m in methods:
+        found = {v.check: v for v in verdicts(results, m, [sparsity], min_effect)}
+        cells = []
+        for c in CHECKS:
+            v = found.get(c.name)
+            if v is None or math.isnan(v.effect):
+                cells.append("—" if v is None else v.answer)
+                continue
+            delta = v.effect if c.reference else -v.effect
+            se = "" if math.isnan(v.se) else f"±{100 * v.se:.1f}"
+            cells.append(f"{v.answer} {100 * delta:+.1f}{se}")
+        rows.append([m, *cells])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    head = (
+        f"the paper's checks at {100 * sparsity:.1f} % sparsity: verdict, difference in points "
+        "(vs random / magnitude; ablated − unmodified)"
+    )
+    lines = [head]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines) + "\n"

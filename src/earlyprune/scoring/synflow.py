@@ -11,7 +11,7 @@ import copy
 from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from earlyprune.masking import Mask, Scores, prunable
@@ -31,31 +31,53 @@ def linearized_copy(model: nn.Module) -> nn.Module:
     return net
 
 
+class _Scorer:
+    """SynFlow rounds on one float64 copy whose weights are masked in place.
+
+    When a round's mask only removes weights (as in :func:`earlyprune.prune`), just the newly
+    removed ones are zeroed, so no round re-reads or re-allocates every weight to mask it; a mask
+    that revives weights rebuilds the copy from the model. Either way the weights used equal
+    |w| · mask exactly (the copy keeps |w| where the mask keeps w).
+    """
+
+    def __init__(self, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+        self.model = model
+        self._rebuild()
+        device = next(iter(self.weights.values())).device
+        self.ones = torch.ones((1, *input_shape), dtype=torch.float64, device=device)
+
+    def _rebuild(self) -> None:
+        self.net = linearized_copy(self.model)
+        self.weights: dict[str, Tensor] = {n: p.detach() for n, p in prunable(self.net).items()}
+        self.kept: Mask | None = None  # None: nothing zeroed yet
+        # |w| · 0 is NaN for an infinite weight: only finite weights may be zeroed by indexing.
+        self.finite = all(bool(torch.isfinite(w).all()) for w in self.weights.values())
+
+    def __call__(self, mask: Mask) -> Scores:
+        if self.kept is not None and any(bool((mask[n] > k).any()) for n, k in self.kept.items()):
+            self._rebuild()
+        with torch.no_grad():
+            for n, w in self.weights.items():
+                if not self.finite:
+                    w.mul_(mask[n])  # the bool mask promotes: same bits as w * 1.0 / 0.0
+                else:
+                    w[~mask[n] if self.kept is None else self.kept[n] > mask[n]] = 0.0
+        self.kept = {n: m.clone() for n, m in mask.items()}
+        leaves = {n: w.detach().requires_grad_(True) for n, w in self.weights.items()}
+        flow = functional_call(self.net, leaves, (self.ones,)).sum()
+        grads = torch.autograd.grad(flow, list(leaves.values()))
+        with torch.no_grad():  # scores go into the fresh gradient buffers: no extra full copy
+            return {
+                n: g.mul_(w) if g.is_contiguous() else g * w
+                for (n, w), g in zip(self.weights.items(), grads, strict=True)
+            }
+
+
 def prepare_synflow(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
     """Builds the float64 copy once; each round only reruns one forward/backward pass."""
     if batch is None or not isinstance(batch[0], torch.Tensor):
         raise ValueError("method 'synflow' needs the input shape: pass batch=(inputs, labels)")
-    net = linearized_copy(model)
-    abs_weights = {n: p.detach() for n, p in prunable(net).items()}
-    device = next(iter(abs_weights.values())).device
-    ones = torch.ones((1, *batch[0].shape[1:]), dtype=torch.float64, device=device)
-
-    def score(mask: Mask) -> Scores:
-        # Big networks make every full pass over the weights count (VGG-16: 14.7 M float64 per
-        # round, 100 rounds), so the bool mask multiplies directly (same bits as w * 1.0 / 0.0)
-        # and the scores are written into the fresh gradient buffers.
-        with torch.no_grad():
-            weights = {n: w.mul(mask[n]) for n, w in abs_weights.items()}
-        leaves = [w.requires_grad_(True) for w in weights.values()]
-        flow = functional_call(net, weights, (ones,)).sum()
-        grads = torch.autograd.grad(flow, leaves)
-        with torch.no_grad():
-            return {
-                n: g.mul_(w) if g.is_contiguous() else g * w
-                for (n, w), g in zip(weights.items(), grads, strict=True)
-            }
-
-    return score
+    return _Scorer(model, tuple(batch[0].shape[1:]))
 
 
 METHODS.add(

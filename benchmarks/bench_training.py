@@ -1,0 +1,193 @@
+"""Training throughput: masked vs dense, and our default configuration vs a plain PyTorch loop.
+
+ResNet-20, batch 128, CIFAR-shaped synthetic data with the paper's augmentation. Four arms run
+interleaved (rotating order) on copies of one initialization, each keeping its own optimizer
+state from block to block:
+
+* ``naive``: a hand-written fp32 loop (contiguous tensors, no autocast) over the same batches;
+* ``ours``: ``earlyprune.training.train`` with the ``RunSpec`` defaults (channels_last, fp32);
+* ``ours_bf16``: the same with ``precision="bf16"`` (opt-in);
+* ``masked``: ``ours`` with a 90 %-sparse random mask (gradient masking + re-masking each step).
+
+A block's throughput is the batch size over its median step time (step = batch generation,
+forward, backward, optimizer step, masking); the reported ratios are medians over repetitions of
+the per-repetition ratios. Targets: masked/dense ≥ 0.98, defaults/naive ≥ 1.25.
+
+Usage: ``python benchmarks/bench_training.py [--device cpu|cuda] [--quick|--tiny]``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from _common import (
+    base_parser,
+    context,
+    emit,
+    interleaved,
+    median,
+    median_ratio,
+    rate,
+    size_of,
+    sync,
+    synthetic_cifar,
+)
+from torch import Tensor, nn
+
+import earlyprune as ep
+from earlyprune.spec import RunSpec
+from earlyprune.training import Schedule, TrainState, make_optimizer, train
+
+#: size → (batch, steps per block, repetitions, warm-up steps)
+SIZES = {"full": (128, 6, 7, 3), "quick": (128, 4, 3, 2), "tiny": (8, 2, 1, 1)}
+SPARSITY = 0.9
+
+
+def _schedule(bundle: Any, batch: int) -> Schedule:
+    # The paper's ResNet-20 optimizer; a schedule long enough never to end or drop the LR.
+    return Schedule(
+        total_steps=10**9,
+        steps_per_epoch=bundle.steps_per_epoch(batch),
+        batch_size=batch,
+        lr=0.1,
+        milestones=(),
+        momentum=0.9,
+        weight_decay=1e-4,
+    )
+
+
+class OurArm:
+    """Blocks of steps of the real training loop, continued from block to block."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        bundle: Any,
+        sched: Schedule,
+        device: torch.device,
+        precision: str,
+        channels_last: bool,
+        mask: dict[str, Tensor] | None,
+    ) -> None:
+        self.model, self.bundle, self.sched, self.device = model, bundle, sched, device
+        self.precision, self.channels_last, self.mask = precision, channels_last, mask
+        self.optimizer = make_optimizer(model, sched)
+        self.state = TrainState()
+
+    def block(self, steps: int) -> float:
+        """Runs ``steps`` steps; returns images/s from the median step time."""
+        stamps: list[float] = []
+
+        def stamp(*_: object) -> None:
+            sync(self.device)
+            stamps.append(time.perf_counter())
+
+        sync(self.device)
+        stamps.append(time.perf_counter())
+        train(self.model, self.bundle, self.sched, seed=0, state=self.state,
+              optimizer=self.optimizer, mask=self.mask, stop_step=self.state.step + steps,
+              precision=self.precision, channels_last=self.channels_last, on_step=[stamp],
+              progress=False)  # fmt: skip
+        if self.state.diverged:
+            raise RuntimeError("training diverged during the benchmark")
+        return rate(self.sched.batch_size, stamps)
+
+
+class NaiveArm:
+    """A plain PyTorch loop: fp32, contiguous memory format, no autocast, no masking."""
+
+    def __init__(self, model: nn.Module, bundle: Any, sched: Schedule, device: torch.device):
+        self.model, self.bundle, self.sched, self.device = model, bundle, sched, device
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=0.9,
+                                         weight_decay=1e-4)  # fmt: skip
+        self.batches = self._forever()
+
+    def _forever(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch = 0
+        while True:
+            yield from self.bundle.train_batches(
+                self.sched.batch_size, seed=0, epoch=epoch, device=self.device
+            )
+            epoch += 1
+
+    def block(self, steps: int) -> float:
+        self.model.train()
+        stamps = []
+        sync(self.device)
+        stamps.append(time.perf_counter())
+        for _ in range(steps):
+            x, y = next(self.batches)
+            loss = F.cross_entropy(self.model(x), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            sync(self.device)
+            stamps.append(time.perf_counter())
+        return rate(self.sched.batch_size, stamps)
+
+
+def measure(device: torch.device, size: str) -> dict[str, Any]:
+    batch, steps, reps, warmup = SIZES[size]
+    defaults = RunSpec()
+    bundle = synthetic_cifar(n_train=batch * 40)
+    sched = _schedule(bundle, batch)
+    base = ep.create_model("resnet20", 10, seed=0).to(device)
+    mask = ep.prune(base, "random", SPARSITY, seed=0)
+
+    def ours(precision: str, masked: bool) -> OurArm:
+        return OurArm(copy.deepcopy(base), bundle, sched, device, precision,
+                      defaults.channels_last, mask if masked else None)  # fmt: skip
+
+    arms_obj: dict[str, Any] = {
+        "naive": NaiveArm(copy.deepcopy(base), bundle, sched, device),
+        "ours": ours(defaults.precision, False),
+        "ours_bf16": ours("bf16", False),
+        "masked": ours(defaults.precision, True),
+    }
+    for arm in arms_obj.values():  # allocator, kernels and caches warm up outside the timing
+        arm.block(warmup + 1)
+    arms: dict[str, Callable[[], float]] = {
+        name: (lambda a=arm: a.block(steps)) for name, arm in arms_obj.items()
+    }
+    ips = interleaved(arms, reps)
+    return {
+        "benchmark": "training",
+        "model": "resnet20",
+        "batch_size": batch,
+        "steps_per_block": steps,
+        "repetitions": reps,
+        "ours_config": {"channels_last": defaults.channels_last, "precision": defaults.precision},
+        "sparsity": SPARSITY,
+        "images_per_s": {k: round(median(v), 1) for k, v in ips.items()},
+        "masked_over_dense": round(median_ratio(ips["masked"], ips["ours"]), 3),
+        "defaults_over_naive": round(median_ratio(ips["ours"], ips["naive"]), 3),
+        "bf16_over_naive": round(median_ratio(ips["ours_bf16"], ips["naive"]), 3),
+        "ratio_spread": {
+            "masked_over_dense": _spread(ips["masked"], ips["ours"]),
+            "defaults_over_naive": _spread(ips["ours"], ips["naive"]),
+        },
+    }
+
+
+def _spread(num: list[float], den: list[float]) -> list[float]:
+    """Lowest and highest per-repetition ratio: how noisy the median is."""
+    ratios = [a / b for a, b in zip(num, den, strict=True)]
+    return [round(min(ratios), 3), round(max(ratios), 3)]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
+    device = torch.device(args.device)
+    ctx = context(device)
+    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
+    emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
