@@ -52,12 +52,14 @@ class Counter:
     def __init__(self) -> None:
         self.forward = self.backward = self.backward_with_graph = 0
 
-    def hook(self, _module: nn.Module, _inputs: Any) -> None:
-        self.forward += 1
-
     @contextlib.contextmanager
     def counting(self, model: nn.Module) -> Iterator[None]:
-        handle = model.register_forward_pre_hook(self.hook)
+        def hook(_module: nn.Module, _inputs: Any) -> None:
+            self.forward += 1
+
+        # A plain function, not a bound method: deepcopy (SynFlow's copy) shares functions but
+        # would copy a bound method's object, and the copy's passes would go uncounted.
+        handle = model.register_forward_pre_hook(hook)
         grad, backward = torch.autograd.grad, torch.autograd.backward
 
         def counted(fn: Callable[..., Any]) -> Callable[..., Any]:

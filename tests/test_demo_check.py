@@ -62,6 +62,17 @@ def extra_key(model, batch):
     return scores
 
 
+SEEN = {}
+
+
+def flaky(model, batch):
+    # Scores the batch of seed 0 (the one the probe uses too) and fails on any other.
+    key = float(batch[0].sum())
+    if SEEN.setdefault("first", key) != key:
+        raise RuntimeError("flaky")
+    return {n: w.detach().abs() for n, w in ep.prunable(model).items()}
+
+
 def changes_weights(model, batch):
     for w in ep.prunable(model).values():
         w.data.zero_()
@@ -175,6 +186,16 @@ def test_check_method_on_builtin_snip_matches_the_demo_without_retraining(demo_s
     snip = [r["test_accuracy"] for r in results_in(store) if r["spec"]["method"] == "snip"
             and r["spec"]["ablation"] == "none" and r["spec"]["seed"] in TINY.seeds]  # fmt: skip
     assert report.verdicts[0].subject == stat(snip) and stat(snip).n == len(TINY.seeds)
+
+
+def test_runs_that_fail_are_reported_and_their_verdicts_unclear(demo_store, user_file):
+    store, _ = demo_store
+    report = check.check_method(f"{user_file}:flaky", store, store.parent / "report_flaky",
+                                grid=TINY2, workers=1, progress=False)  # fmt: skip
+    assert len(report.problems) == 4  # seed 1 of each ablation
+    assert all("failed RuntimeError: flaky" in line for line in report.problems)
+    assert {v.answer for v in report.verdicts} == {"unclear"}
+    assert "needs at least two ok seeds on each side" in report.text
 
 
 def test_dotted_module_targets_resolve_like_files(tmp_path, monkeypatch, user_file):

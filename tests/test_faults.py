@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import random
 import shutil
@@ -160,6 +161,28 @@ def sweep(files: dict[str, Path], store: Path, workers: int) -> list[str]:
             "--store", str(store), "--workers", str(workers)]  # fmt: skip
 
 
+def two_cores() -> None:
+    """In a child process: two cores, so that `--workers 2` gives each worker one thread."""
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
+
+
+def sweep_here(files: dict[str, Path], store: Path) -> int:
+    """`earlyprune sweep run` in this process (one worker, so monkeypatches apply)."""
+    return cli.main(["sweep", "run", str(files["toml"]), "--store", str(store), "--workers", "1"])
+
+
+def claim_owners(store: Path, since: float = 0.0) -> dict[str, str]:
+    """Run id → owner pid of the claims now in the store (taken after ``since``)."""
+    owners = {}
+    for claim in store.glob("*/claim"):
+        try:  # claims come and go while we look
+            if claim.stat().st_mtime >= since:
+                owners[claim.parent.name] = claim.read_text().split('"pid": ')[-1].split(",")[0]
+        except FileNotFoundError:
+            continue
+    return owners
+
+
 def results(store: Path) -> dict[str, tuple[int, bytes]]:
     """Each stored result.json: (inode, content). A run done again would replace the file."""
     return {p.parent.name: (p.stat().st_ino, p.read_bytes()) for p in store.glob("*/result.json")}
@@ -196,10 +219,10 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     # A kill at a random instant of the real command with two worker processes.
     started = time.time()
     proc = subprocess.Popen(sweep(files, store, 2), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+                            stderr=subprocess.DEVNULL, preexec_fn=two_cores)  # fmt: skip
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        if any(p.stat().st_mtime >= started for p in store.glob("*/claim")):
+        if claim_owners(store, since=started):
             break
         time.sleep(0.01)
     time.sleep(rng.uniform(0.0, 1.5))
@@ -207,13 +230,14 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     proc.wait()
     assert {rid: results(store)[rid] for rid in seen} == seen
     final = subprocess.run(sweep(files, store, 2), env=ENV, capture_output=True, text=True,
-                           timeout=180)  # fmt: skip
+                           timeout=180, preexec_fn=two_cores)  # fmt: skip
     assert final.returncode == 0, final.stderr
     assert final.stdout.strip().endswith(
         "4 done (4 ok, 0 diverged), 0 failed, 0 running, 0 pending"
     )
     assert {rid: results(store)[rid] for rid in seen} == seen
     assert litter(store) == []  # the half-written temporaries were never taken for files
+    assert not list(store.rglob("*.corrupt"))  # and no file was ever found torn
     assert_no_live_claims(store, run_ids(files["toml"]))
     assert_same_report(store, files["reference"])
 
@@ -229,7 +253,7 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
         data = (source or store / rid / name).read_bytes()
         (store / rid / name).write_bytes(data[: len(data) // 2])
 
-    cut(dense, "final.pt")  # magnitude after training needs it: replayed from step_20.pt
+    cut(dense, "final.pt")  # magnitude after training needs it: replayed from a kept step
     cut(dense, "step_5.pt")  # random at step 5 needs it: replayed from step 0
     cut(snip, "result.json")
     cut(snip, "latest.pt", source=ref / dense / "step_5.pt")  # a real checkpoint, truncated
@@ -251,14 +275,36 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
     assert_same_report(store, ref)
 
 
-# ---- claims of dead workers; two sweeps at once -----------------------------------------------
-def plant_claim(store: Path, rid: str, pid: int, host: str, age_s: float, **extra: object) -> None:
-    import json
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+@pytest.mark.xfail(strict=True, reason="executors/local.py runs the last run in-process with "
+                   "every core's threads, not the thread count its pool workers use")  # fmt: skip
+def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    snip = run_ids(files["toml"])[1]
+    store = copy_reference(files, tmp_path / "store", [snip])
+    user_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    proc = subprocess.run(sweep(files, store, 2), env=user_env, capture_output=True, text=True,
+                          timeout=180, preexec_fn=two_cores)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got, want = (
+        json.loads((s / snip / "result.json").read_text()) for s in (store, files["reference"])
+    )
+    assert got["curve"] == want["curve"]  # the reference: a pool of 2 workers, 1 thread each
 
+
+# ---- claims of dead workers; two sweeps at once -----------------------------------------------
+def plant_claim(store: Path, rid: str, **info: object) -> None:
+    """A claim as a worker writes it, its heartbeat fresh (written now)."""
     p = store / rid / "claim"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"pid": pid, "host": host, "time": time.time() - age_s, **extra}))
-    os.utime(p, (time.time() - age_s, time.time() - age_s))
+    p.write_text(json.dumps({**info, "time": time.time()}))
+
+
+def _reaped_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", ""])
+    proc.wait()  # reaped: the pid is free
+    return proc.pid
 
 
 def run_in_thread(specs: list[RunSpec], store: RunStore, limit_s: float) -> None:
@@ -278,18 +324,26 @@ def run_in_thread(specs: list[RunSpec], store: RunStore, limit_s: float) -> None
     assert errors == []
 
 
-@pytest.mark.parametrize("owner", ["other host, silent", "this host, pid reused"])
+OWNERS = {
+    # A node that died: its heartbeat stops and the TTL runs out.
+    "other host": {"pid": 4242, "host": "node-17.cluster"},
+    # A container with host networking: same host name, but its pids mean nothing here.
+    "other container": {"host": socket.gethostname(), "pidns": "pid:[1]"},
+    # A restarted container: the owner's pid now belongs to another live process.
+    "reused pid": {"pid": os.getpid(), "host": socket.gethostname(), "start": "1"},
+}
+
+
+@pytest.mark.parametrize("owner", OWNERS)
 def test_a_claim_of_a_dead_worker_expires_and_the_run_is_finished(
     files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str
 ) -> None:
     ids = run_ids(files["toml"])
     store = copy_reference(files, tmp_path / "store", [ids[1]])
     monkeypatch.setattr(store_module, "CLAIM_TTL_S", 1.0)
-    if owner.startswith("other"):  # a node that died: its heartbeat stops, the TTL runs out
-        plant_claim(store, ids[1], 4242, "node-17.cluster", age_s=0.0)
-        assert RunStore(store).claim_state(ids[1]) == "live"  # until the TTL has passed
-    else:  # its pid now belongs to a live process (a restarted container): not the owner
-        plant_claim(store, ids[1], os.getpid(), socket.gethostname(), age_s=0.0, start="1")
+    plant_claim(store, ids[1], **{"pid": _reaped_pid(), **OWNERS[owner]})
+    if owner != "reused pid":  # its heartbeat is fresh: it must be waited for, then taken over
+        assert RunStore(store).claim_state(ids[1]) == "live"
     run_in_thread(load_sweep(files["toml"]).specs, RunStore(store), limit_s=60)
     assert not (store / ids[1] / "claim").exists()
     assert_same_report(store, files["reference"])
@@ -307,15 +361,17 @@ def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
                          stderr=subprocess.PIPE, text=True)  # fmt: skip
     held = []
     while a.poll() is None and b.poll() is None:  # both hold a claim: kill the first one
-        owners = {c.read_text().partition('"pid": ')[2].partition(",")[0]
-                  for c in store.glob("*/claim")}  # fmt: skip
-        if {str(a.pid), str(b.pid)} <= owners:
-            held = [c.parent.name for c in store.glob("*/claim") if str(a.pid) in c.read_text()]
+        owners = claim_owners(store)
+        if {str(a.pid), str(b.pid)} <= set(owners.values()):
+            held = [rid for rid, pid in owners.items() if pid == str(a.pid)]
             a.kill()
             break
         time.sleep(0.01)
     a.wait()
-    out, err = b.communicate(timeout=120)
+    try:
+        out, err = b.communicate(timeout=120)
+    finally:
+        b.kill()  # only if it hangs (then the test fails): never leave it running
     assert held, "the two sweeps never ran at the same time"
     assert b.returncode == 0, err
     assert out.strip().endswith("4 done (4 ok, 0 diverged), 0 failed, 0 running, 0 pending")
@@ -323,7 +379,7 @@ def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
         steps = [line.split('"step": ')[1].split(",")[0]
                  for line in (store / rid / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
         assert len(steps) == len(set(steps)), rid
-    assert litter(store) == []
+    assert litter(store) == [] and not list(store.rglob("*.corrupt"))
     assert_same_report(store, files["reference"])
 
 
@@ -380,7 +436,7 @@ def test_a_full_disk_names_the_path_and_damages_nothing(
     store = copy_reference(files, tmp_path / "store", [ids[1], ids[3]])
     before = snapshot(store)
     fill_disk(monkeypatch, large_only)
-    code = cli.main(["sweep", "run", str(files["toml"]), "--store", str(store), "--workers", "1"])
+    code = sweep_here(files, store)
     out, err = capsys.readouterr()
     assert code in (1, 2) and "Traceback" not in out + err
     assert f"cannot write {store / ids[1]}/" in out + err and ": disk full" in out + err
@@ -398,7 +454,7 @@ def test_a_disk_filling_up_stops_the_sweep_and_records_no_failure(
     ids = run_ids(files["toml"])
     store = copy_reference(files, tmp_path / "store", [ids[1], ids[3]])
     fill_disk(monkeypatch, large_only=True)
-    code = cli.main(["sweep", "run", str(files["toml"]), "--store", str(store), "--workers", "1"])
+    code = sweep_here(files, store)
     err = capsys.readouterr().err
     # Freeing space and running the same command again must just go on: no "failed" to retry.
     assert code == 2 and err.count("\n") == 1 and "disk full" in err
@@ -424,9 +480,7 @@ def test_a_read_only_store_names_the_path_and_damages_nothing(
         real_open = os.open
         monkeypatch.setattr(os, "open", refusing_open)
     try:
-        code = cli.main(
-            ["sweep", "run", str(files["toml"]), "--store", str(store), "--workers", "1"]
-        )
+        code = sweep_here(files, store)
     finally:
         for d in [store, *(p for p in store.iterdir() if p.is_dir())]:
             d.chmod(0o755)

@@ -213,8 +213,10 @@ def probe(target: Target, grid: Grid) -> None:
     for s in grid.sparsities:
         try:
             prune(model, target.method, s, batch=batch, seed=0)
-        except ValueError as exc:
-            raise SpecError(f"{label}: pruning to {100 * s:.1f} % failed: {exc}") from None
+        except Exception as exc:  # e.g. scores of a dtype torch cannot rank
+            raise SpecError(
+                f"{label}: pruning to {100 * s:.1f} % failed: {_one_line(exc)}"
+            ) from None
 
 
 def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> None:
@@ -265,6 +267,7 @@ class CheckReport:
     text: str
     index: Path
     summary_file: Path
+    problems: list[str]  # one line per run that did not end ok
 
 
 def check_method(
@@ -292,7 +295,7 @@ def check_method(
         SpecError: A bad target, signature or score dict, before anything is written.
     """
     from earlyprune.analysis import write_report
-    from earlyprune.demo import results_table
+    from earlyprune.demo import not_ok, results_table
     from earlyprune.store import RunStore
     from earlyprune.sweep import run_specs
     from earlyprune.verdicts import layer_table
@@ -310,6 +313,7 @@ def check_method(
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
+    problems = not_ok(results)
     found = verdicts(results, resolved.name, grid.sparsities, min_effect)
     methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
     parts = [
@@ -329,13 +333,18 @@ def check_method(
     (out / f"check_{slug}.json").write_text(
         json.dumps([v.to_dict() for v in found], indent=1), encoding="utf-8"
     )
-    return CheckReport(resolved.name, found, text, index, summary_file)
+    return CheckReport(resolved.name, found, text, index, summary_file, problems)
 
 
 def cli_check_method(args: argparse.Namespace) -> int:
-    """``earlyprune check-method TARGET [--quick] [--store DIR] [--out DIR] [--workers N]``."""
+    """``earlyprune check-method TARGET [--quick] [--store DIR] [--out DIR] [--workers N]``.
+
+    Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
+    """
     report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
                           grid=QUICK if args.quick else FULL, workers=args.workers)  # fmt: skip
     print(report.text, end="")
+    for line in report.problems:
+        print(f"not ok: {line}")
     print(f"verdicts: {report.summary_file}   report: {report.index}")
-    return 0
+    return 1 if report.problems else 0

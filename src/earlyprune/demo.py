@@ -61,6 +61,8 @@ class Grid:
         return f"sparsities {spars} %, {len(self.seeds)} seeds"
 
 
+# Sized by measurement on the 2-core dev machine while other jobs ran (load average 2-6): the
+# full demo took 156-197 s, --quick 35-62 s, with 2 worker processes.
 #: k = 10, 13, 16: 89.3 % (random still close), 94.5 % and 97.2 % (random falls behind).
 FULL = Grid(sparsities=_grid_k(10, 13, 16), seeds=(0, 1, 2))
 #: One sparsity where the paper's findings show clearly, two seeds: a subset of ``FULL``.
@@ -107,6 +109,17 @@ def results_table(store: str | Path, specs: list[RunSpec]) -> str:
     return summary_text(summarize(df[df["run_id"].isin(wanted)]))
 
 
+def not_ok(results: list[dict[str, Any]]) -> list[str]:
+    """One line per run that did not end ``ok``: what it was, its status and error."""
+    return [
+        f"{r['run_id']} {r['spec'].get('method')} {r['spec'].get('ablation')} "
+        f"s={r['spec'].get('sparsity')} seed={r['spec'].get('seed')}: {r['status']} "
+        f"{r.get('error') or ''}".rstrip()
+        for r in results
+        if r["status"] != "ok"
+    ]
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What the demo printed and wrote."""
@@ -138,13 +151,7 @@ def run_demo(
 
     specs = demo_specs(grid)
     results = run_grid(specs, store, workers=workers, progress=progress)
-    problems = [
-        f"{r['run_id']} {r['spec'].get('method')} {r['spec'].get('ablation')} "
-        f"s={r['spec'].get('sparsity')} seed={r['spec'].get('seed')}: {r['status']} "
-        f"{r.get('error') or ''}".rstrip()
-        for r in results
-        if r["status"] != "ok"
-    ]
+    problems = not_ok(results)
     checked = [m for m in DEMO_METHODS if m != "random"]
     text = (
         results_table(store, specs) + "\n" + verdict_matrix(results, checked, max(grid.sparsities))

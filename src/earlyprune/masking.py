@@ -121,62 +121,82 @@ def _check_scores(scores: Mapping[str, Tensor], mask: Mask) -> None:
 
 
 #: Below this many survivors a selection over all of them is cheap; above it a sampled bound
-#: first cuts the candidates down to about the number removed (a few % per SynFlow round).
+#: first narrows the candidates to about the smaller side of the cut.
 _DIRECT = 1 << 17
 #: Roughly how many entries the bound's strided sample reads.
 _SAMPLE = 1 << 18
 
 
-def _lowest(scores: list[Tensor], alive: list[Tensor], total: int, n_remove: int) -> list[Tensor]:
-    """Flat indices, per tensor, of the ``n_remove`` lowest of the ``total`` alive scores.
+def _survivors(
+    scores: list[Tensor], alive: list[Tensor], total: int, n_remove: int
+) -> list[Tensor]:
+    """New alive vectors once the ``n_remove`` lowest of the ``total`` alive scores are removed.
 
-    Ties at the threshold go to the earlier tensor, then the lower index. The result is the
-    k-th smallest alive score and is independent of how candidates are found: the sampled bound
-    only decides which alive weights are compared at all (every alive score ≤ the bound is), and
-    falls back to all survivors when fewer than ``n_remove`` lie under it.
+    The cut is the k-th smallest alive score; ties at it go to the earlier tensor, then the
+    lower index. It is found among candidates on the smaller side of the cut (the removed ones
+    when fewer than half go, else the kept ones): a sampled bound only decides which alive
+    scores are compared at all, so the result never depends on it, and when the sample misleads
+    (too few candidates) every survivor becomes a candidate.
     """
-    bound = _sampled_bound(scores, alive, n_remove, total) if total > _DIRECT else None
-    cand = _candidates(scores, alive, bound)
-    if bound is not None and sum(len(i) for i in cand) < n_remove:
-        cand = _candidates(scores, alive, None)  # the sample misled us: no shortcut this time
-    if n_remove >= sum(len(i) for i in cand):
-        return cand
-    vals = torch.cat([s[i] for s, i in zip(scores, cand, strict=True)])
-    # kthvalue is a selection (O(n)), not a sort.
-    threshold = torch.kthvalue(vals, n_remove).values
-    removed = vals < threshold
-    need = n_remove - int(removed.sum())
-    if need > 0:  # candidates are in network then row-major order: earlier ties go first
-        removed[torch.nonzero(vals == threshold).flatten()[:need]] = True
-    return [i[r] for i, r in zip(cand, removed.split([len(i) for i in cand]), strict=True)]
+    if n_remove <= 0 or n_remove >= total:
+        return [a.clone() if n_remove <= 0 else torch.zeros_like(a) for a in alive]
+    low = 2 * n_remove <= total
+    rank = n_remove if low else total - n_remove + 1  # counted from the low or the high end
+    bound = _sampled_bound(scores, alive, rank / total, low) if total > _DIRECT else None
+    cand = _candidates(scores, alive, bound, low)
+    if bound is not None and sum(int(torch.count_nonzero(c)) for c in cand) < rank:
+        cand = alive  # the sample misled us: no shortcut this time
+    if low and 16 * n_remove <= total:  # an iterative round: few go, mark them by index
+        index = [torch.nonzero(c).flatten() for c in cand]
+        vals = torch.cat([s[i] for s, i in zip(scores, index, strict=True)])
+        threshold = torch.kthvalue(vals, n_remove).values  # a selection, not a sort
+        removed = vals < threshold
+        need = n_remove - int(removed.sum())
+        if need > 0:  # candidates are in network then row-major order: earlier ties go first
+            removed[torch.nonzero(vals == threshold).flatten()[:need]] = True
+        out = [a.clone() for a in alive]
+        for new, i, r in zip(out, index, removed.split([len(i) for i in index]), strict=True):
+            new[i[r]] = False
+        return out
+    # Many go (one-shot pruning): compare densely, with no index list as long as the weights.
+    vals = torch.cat([s[c] for s, c in zip(scores, cand, strict=True)])
+    threshold = torch.kthvalue(vals, rank if low else len(vals) - rank + 1).values
+    below = int((vals < threshold).sum()) if low else total - int((vals >= threshold).sum())
+    need, ties = n_remove - below, int((vals == threshold).sum())  # ties to remove, ties in all
+    out = [(torch.ge if need == 0 else torch.gt)(s, threshold).logical_and_(a)
+           for s, a in zip(scores, alive, strict=True)]  # fmt: skip
+    if 0 < need < ties:  # the first ``need`` ties go, the later ones stay
+        for s, a, new in zip(scores, alive, out, strict=True):
+            tied = torch.nonzero(torch.eq(s, threshold).logical_and_(a)).flatten()
+            new[tied[max(need, 0) :]] = True
+            need -= len(tied)
+    return out
 
 
-def _candidates(scores: list[Tensor], alive: list[Tensor], bound: Tensor | None) -> list[Tensor]:
-    """Flat indices of alive entries (with score ≤ ``bound`` when given), per tensor."""
+def _candidates(
+    scores: list[Tensor], alive: list[Tensor], bound: Tensor | None, low: bool
+) -> list[Tensor]:
+    """Alive entries whose score is at most (``low``) or at least ``bound``, per tensor."""
     if bound is None:
-        return [torch.nonzero(a).flatten() for a in alive]
-    return [
-        torch.nonzero(torch.le(s, bound).logical_and_(a)).flatten()
-        for s, a in zip(scores, alive, strict=True)
-    ]
+        return alive
+    compare = torch.le if low else torch.ge
+    return [compare(s, bound).logical_and_(a) for s, a in zip(scores, alive, strict=True)]
 
 
-def _sampled_bound(
-    scores: list[Tensor], alive: list[Tensor], n_remove: int, total: int
-) -> Tensor | None:
-    """A score that probably has a little more than ``n_remove`` alive scores at or below it.
+def _sampled_bound(scores: list[Tensor], alive: list[Tensor], q: float, low: bool) -> Tensor | None:
+    """A score with probably a little more than a share ``q`` of the alive scores at or below
+    it (``low``) or at or above it; None when no useful bound exists.
 
-    Reads a strided sample of the alive scores and takes a quantile a few binomial standard
-    deviations above ``n_remove / total``. Returns None when no useful bound exists.
+    Reads a strided sample of the alive scores and goes a few binomial standard deviations past
+    the ``q`` quantile.
     """
     stride = max(1, sum(s.numel() for s in scores) // _SAMPLE)
     sample = torch.cat([s[::stride][a[::stride]] for s, a in zip(scores, alive, strict=True)])
     m = sample.numel()
-    q = n_remove / total
     rank = math.ceil(q * m + 5.0 * math.sqrt(q * m) + 16)
     if m < 1024 or rank >= m:
         return None
-    return torch.kthvalue(sample, rank).values
+    return torch.kthvalue(sample, rank if low else m - rank + 1).values
 
 
 def select(
@@ -216,21 +236,16 @@ def select(
     if n_remove < 0:
         raise ValueError(f"cannot keep {n_keep} weights when only {total_alive} survive")
     if scope == "global":
-        removed = _lowest(flat, alive, total_alive, n_remove) if n_remove else [None] * len(names)
+        kept = _survivors(flat, alive, total_alive, n_remove)
     else:
-        removed = [
-            _lowest([s], [a], c, r)[0] if r else None
-            for s, a, c, r in zip(
-                flat, alive, counts, _layer_removals(mask, counts, n_keep, density), strict=True
-            )
+        removals = _layer_removals(mask, counts, n_keep, density)
+        kept = [
+            _survivors([s], [a], c, r)[0]
+            for s, a, c, r in zip(flat, alive, counts, removals, strict=True)
         ]
-    out: Mask = {}
-    for name, rem in zip(names, removed, strict=True):
-        new = mask[name].reshape(-1).clone()
-        if rem is not None:
-            new[rem.to(new.device)] = False
-        out[name] = new.reshape(mask[name].shape)
-    return out
+    return {
+        n: k.to(mask[n].device).reshape(mask[n].shape) for n, k in zip(names, kept, strict=True)
+    }
 
 
 def _layer_removals(mask: Mask, alive: list[int], n_keep: int, density: float | None) -> list[int]:

@@ -211,7 +211,7 @@ class RunStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
             info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-                    "start": _started(os.getpid())}  # fmt: skip
+                    "start": _started(os.getpid()), "pidns": _pid_namespace()}  # fmt: skip
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(info, f)
@@ -257,7 +257,10 @@ class RunStore:
                 return time.time() - p.stat().st_mtime > 5.0
             except OSError:
                 return False
-        if info.get("host") == socket.gethostname():  # on this host we can ask the process itself
+        # On this host (and in this PID namespace: containers with host networking share the
+        # host name, not the pids) we can ask the process itself.
+        here = _pid_namespace()
+        if info.get("host") == socket.gethostname() and info.get("pidns", here) == here:
             pid = int(info.get("pid", -1))
             # A restarted container reuses pids (same host name): a live process with the
             # owner's pid but another start time is not the owner.
@@ -295,6 +298,13 @@ def _started(pid: int) -> str | None:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(") ", 1)[1].split()[19]
     except (OSError, IndexError):
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:  # not Linux
         return None
 
 

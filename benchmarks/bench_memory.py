@@ -1,0 +1,147 @@
+"""Peak memory of pruning ResNet-50 with each method, one fresh subprocess per method.
+
+In each child: build ResNet-50 (1000 classes), make a small ImageNet-like batch, reset the
+kernel's peak-RSS counter (``/proc/self/clear_refs``), run ``ep.prune`` to 90 % sparsity
+(SynFlow: 2 of its rounds, enough to reach its per-round steady state), and read the peak
+(``VmHWM``). Reported per method: the peak's growth over the RSS before pruning, divided by the
+model's own weight bytes (parameters + buffers). The input is kept small (4 × 3 × 64 × 64) so
+that weight-sized copies, not activations, dominate what is measured; the activation share is
+estimated by the same run with the batch doubled.
+
+On CUDA the children report ``torch.cuda.max_memory_allocated`` growth instead of RSS.
+
+Expected floor: the scores themselves (one weight-sized tensor; float64 for SynFlow, i.e. two)
+plus the bool mask (¼). "At most one extra copy of the weights" is read as: working copies beyond
+the returned scores ≤ 1× (SynFlow: its float64 copy, which is 2× the float32 bytes by design).
+
+Usage: ``python benchmarks/bench_memory.py [--device cpu|cuda] [--quick|--tiny]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import base_parser, context, emit, size_of
+
+#: size → (model, num_classes, batch, image side)
+SIZES = {
+    "full": ("resnet50", 1000, 4, 64),
+    "quick": ("resnet50", 1000, 4, 64),
+    "tiny": ("resnet20", 10, 2, 32),
+}
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def child(method: str, mode: str, device_name: str, spec: str) -> None:
+    """Measures one method in this (fresh) process and prints one JSON line.
+
+    ``mode`` "score": the method's scorer alone (SynFlow: two rounds, the second with a 90 %
+    mask made beforehand); "prune": the whole ``ep.prune`` (scorer and mask selection).
+    """
+    import earlyprune as ep
+    from earlyprune.scoring import METHODS
+
+    model_name, classes, batch, side = (int(v) if v.isdigit() else v for v in spec.split(","))
+    device = torch.device(device_name)
+    model = ep.create_model(model_name, classes, input_shape=(3, side, side), seed=0).to(device)
+    weight_bytes = sum(
+        t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]
+    )
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, side, side, generator=gen).to(device)
+    y = torch.randint(0, classes, (batch,), generator=gen).to(device)
+    rounds = min(METHODS.get(method).rounds, 2)
+    masks = [ep.prune(model, "random", s, seed=0) for s in (0.0, 0.9)[:rounds]]
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        before = _status_kib("VmRSS") * 1024
+    if mode == "score":
+        scorer = METHODS.get(method).prepare(model, (x, y), 0)
+        for mask in masks:
+            scores = scorer(mask)
+            del scores
+    else:
+        ep.prune(model, method, 0.9, batch=(x, y), rounds=rounds)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = _status_kib("VmHWM") * 1024
+    print(json.dumps({"before": before, "peak": peak, "weight_bytes": weight_bytes,
+                      "rounds": rounds}))  # fmt: skip
+
+
+def run_child(method: str, mode: str, device: str, size: str, batch_scale: int) -> dict[str, Any]:
+    model, classes, batch, side = SIZES[size]
+    cmd = [sys.executable, __file__, "--child", method, "--mode", mode, "--device", device,
+           "--child-spec", f"{model},{classes},{batch * batch_scale},{side}"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory child for {method} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(device: torch.device, size: str) -> dict[str, Any]:
+    from earlyprune.scoring import METHODS
+
+    model, _, batch, side = SIZES[size]
+    per: dict[str, Any] = {}
+    for method in METHODS.names():
+        one = run_child(method, "score", str(device), size, 1)
+        two = run_child(method, "score", str(device), size, 2)
+        whole = run_child(method, "prune", str(device), size, 1)
+        w = one["weight_bytes"]
+        extra, extra2 = one["peak"] - one["before"], two["peak"] - two["before"]
+        per[method] = {
+            "score_peak_over_weights": round(extra / w, 2),
+            "activation_share_estimate": round(max(extra2 - extra, 0) / w, 2),
+            "prune_peak_over_weights": round((whole["peak"] - whole["before"]) / w, 2),
+            "rounds": one["rounds"],
+        }
+    return {
+        "benchmark": "memory",
+        "model": model,
+        "input": [batch, 3, side, side],
+        "weight_mib": round(one["weight_bytes"] / 2**20, 1),
+        "measure": "cuda max_memory_allocated" if device.type == "cuda" else "VmHWM - VmRSS",
+        "methods": per,
+        "max_score_peak_over_weights": max(v["score_peak_over_weights"] for v in per.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one method
+    parser.add_argument("--child-spec", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="score", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child, args.mode, args.device, args.child_spec)
+        return None
+    device = torch.device(args.device)
+    ctx = context(device)
+    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
+    emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
