@@ -267,3 +267,29 @@ def test_verdict_line_format():
     shuffled = Verdict("sensitive to shuffling", 0.9, "no", -0.002, 0.004, Stat(0.8, 0.004, 3),
                        Stat(0.802, 0.004, 3), "no information")  # fmt: skip
     assert "+0.2 ± 0.4 points (80.0 ± 0.4 → 80.2 ± 0.4 % when ablated" in shuffled.line()
+
+
+def test_a_user_method_runs_in_pool_workers(tmp_path):
+    """Worker processes start with the built-in registry; `methods=` teaches them the user's."""
+    from earlyprune.spec import RunSpec
+    from earlyprune.store import RunStore
+    from earlyprune.sweep import run_specs
+
+    source = tmp_path / "mine.py"
+    source.write_text(
+        "import earlyprune as ep\n\n"
+        "def my_score(model, batch):\n"
+        "    return {n: w.detach().abs() for n, w in ep.prunable(model).items()}\n"
+    )
+    target = f"{source}:my_score"
+    resolved = check.resolve(target)
+    with check.registered(resolved):
+        mine = [RunSpec(method=resolved.name, sparsity=0.9, epochs=0.25, seed=s) for s in (0, 1)]
+    ref = [RunSpec(method="magnitude", sparsity=0.9, epochs=0.25, seed=s) for s in (0, 1)]
+    results = run_specs([*mine, *ref], RunStore(tmp_path / "runs"), workers=2, progress=False,
+                        methods=(target,))  # fmt: skip
+    assert [r["status"] for r in results] == ["ok"] * 4, [r.get("error") for r in results]
+    # |w| is magnitude pruning: same masks, same training, same accuracy (same thread count).
+    for own, magnitude in zip(results[:2], results[2:], strict=True):
+        assert own["layer_density"] == magnitude["layer_density"]
+        assert own["test_accuracy"] == magnitude["test_accuracy"]

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +51,7 @@ sparsity = 0.5
 prune_step = 5
 """
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+CPUS = sorted(os.sched_getaffinity(0))
 # Runs `earlyprune ARGS` in-process and SIGKILLs itself at one moment. HOOK: "none", "step:N"
 # (after the N-th optimizer step), "write:NAME:N" (half-way through the N-th atomic write of the
 # store file NAME) or "after:NAME:N" (just after that write is complete). No product hooks.
@@ -103,11 +105,18 @@ sys.exit(cli.main(argv))
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_core():
+    """Every run of this module on one thread, as each worker of `--workers 2` on two cores.
+
+    Thread counts change CPU results in the last bits, so every process gets its cores
+    explicitly: this one and the drivers one core, `--workers 2` sweeps two (``cores(2)``).
+    """
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as every sweep worker: deterministic and no thread fights
+    os.sched_setaffinity(0, CPUS[:1])
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+    os.sched_setaffinity(0, CPUS)
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +170,10 @@ def sweep(files: dict[str, Path], store: Path, workers: int) -> list[str]:
             "--store", str(store), "--workers", str(workers)]  # fmt: skip
 
 
-def two_cores() -> None:
-    """In a child process: two cores, so that `--workers 2` gives each worker one thread."""
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:2])
+def cores(n: int, first: int = 0) -> Callable[[], None]:
+    """For ``preexec_fn``: the child process may use ``n`` cores, from the ``first``-th on."""
+    chosen = CPUS[first : first + n] or CPUS[:1]
+    return lambda: os.sched_setaffinity(0, chosen)
 
 
 def sweep_here(files: dict[str, Path], store: Path) -> int:
@@ -208,8 +218,9 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     ]
     store, seen = tmp_path / "store", {}
     for hook in moments:
-        proc = subprocess.run([sys.executable, str(files["driver"]), hook, *sweep(files, store, 1)[3:]],
-                              env=ENV, capture_output=True, text=True, timeout=120)  # fmt: skip
+        argv = [sys.executable, str(files["driver"]), hook, *sweep(files, store, 1)[3:]]
+        proc = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
+                              preexec_fn=cores(1))  # fmt: skip
         assert proc.returncode == -signal.SIGKILL, (hook, proc.stderr)
         if hook.startswith("write:"):  # the half-written file is there, under a temporary name
             assert any(f".{hook.split(':')[1]}." in name for name in litter(store)), hook
@@ -219,7 +230,7 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     # A kill at a random instant of the real command with two worker processes.
     started = time.time()
     proc = subprocess.Popen(sweep(files, store, 2), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=two_cores)  # fmt: skip
+                            stderr=subprocess.DEVNULL, preexec_fn=cores(2))  # fmt: skip
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if claim_owners(store, since=started):
@@ -230,7 +241,7 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     proc.wait()
     assert {rid: results(store)[rid] for rid in seen} == seen
     final = subprocess.run(sweep(files, store, 2), env=ENV, capture_output=True, text=True,
-                           timeout=180, preexec_fn=two_cores)  # fmt: skip
+                           timeout=180, preexec_fn=cores(2))  # fmt: skip
     assert final.returncode == 0, final.stderr
     assert final.stdout.strip().endswith(
         "4 done (4 ok, 0 diverged), 0 failed, 0 running, 0 pending"
@@ -275,7 +286,7 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
     assert_same_report(store, ref)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+@pytest.mark.skipif(len(CPUS) < 2, reason="needs two cores")
 @pytest.mark.xfail(strict=True, reason="executors/local.py runs the last run in-process with "
                    "every core's threads, not the thread count its pool workers use")  # fmt: skip
 def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
@@ -285,7 +296,7 @@ def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
     store = copy_reference(files, tmp_path / "store", [snip])
     user_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     proc = subprocess.run(sweep(files, store, 2), env=user_env, capture_output=True, text=True,
-                          timeout=180, preexec_fn=two_cores)  # fmt: skip
+                          timeout=180, preexec_fn=cores(2))  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     got, want = (
         json.loads((s / snip / "result.json").read_text()) for s in (store, files["reference"])
@@ -354,11 +365,11 @@ def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
 ) -> None:
     store = tmp_path / "store"
     a = subprocess.Popen(sweep(files, store, 1), env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)  # fmt: skip
+                         stderr=subprocess.DEVNULL, preexec_fn=cores(1, 0))  # fmt: skip
     while a.poll() is None and not list(store.glob("*/claim")):
         time.sleep(0.01)
     b = subprocess.Popen(sweep(files, store, 1), env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+                         stderr=subprocess.PIPE, text=True, preexec_fn=cores(1, 1))  # fmt: skip
     held = []
     while a.poll() is None and b.poll() is None:  # both hold a claim: kill the first one
         owners = claim_owners(store)

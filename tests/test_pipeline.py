@@ -377,3 +377,25 @@ def test_a_gpu_index_that_is_not_there_is_a_user_mistake(monkeypatch):
     assert stages.resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(SpecError, match="only 1 CUDA device"):
         stages.resolve_device("cuda:1")
+
+
+def test_a_result_from_another_preset_definition_is_refused(tmp_path):
+    """Run ids hash the preset's name; changed hyperparameters must not be served silently."""
+    import json as _json
+
+    from earlyprune.errors import SpecError as _SpecError
+    from earlyprune.sweep import run_specs
+
+    spec = RunSpec(epochs=0.25, device="cpu")
+    store = RunStore(tmp_path)
+    result = run(spec, store, progress=False)
+    assert result["preset"]["name"] == "demo"
+    assert run(spec, store)["run_id"] == spec.run_id  # unchanged preset: served
+    path = tmp_path / spec.run_id / "result.json"
+    stale = _json.loads(path.read_text())
+    stale["preset"]["lr"] = 123.0
+    path.write_text(_json.dumps(stale))
+    with pytest.raises(_SpecError, match="another definition of preset 'demo'"):
+        run(spec, store)
+    with pytest.raises(_SpecError, match="another definition"):
+        run_specs([spec], store, workers=1, progress=False)

@@ -84,6 +84,14 @@ def resolve(target: str) -> Target:
                   target)  # fmt: skip
 
 
+def _absolute(target: str) -> str:
+    """``target`` with a file path made absolute, so that any worker process can import it."""
+    where, _, func = target.rpartition(":")
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        return f"{os.path.abspath(where)}:{func}"
+    return target
+
+
 def _import(where: str) -> tuple[Any, bytes | None]:
     """The module of a file path or dotted name, and its source bytes (for the run name)."""
     if where.endswith(".py") or os.sep in where or "/" in where:
@@ -305,11 +313,10 @@ def check_method(
         probe(resolved, grid)
         own, references = battery_specs(resolved.name, grid)
         runs = RunStore(store)
-        run_specs(references, runs, workers=workers, progress=progress)
-        # Worker processes import the method registry afresh and do not know a user method,
-        # so its runs go in this process (see the module docstring of earlyprune.check).
-        in_process = 1 if resolved.function is not None else workers
-        run_specs(own, runs, workers=in_process, progress=progress)
+        # Worker processes start with the built-in registry: they register the user's function
+        # themselves from its (absolute) target before running anything.
+        plugin = (_absolute(target),) if resolved.function is not None else ()
+        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin)
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]

@@ -6,6 +6,8 @@ evaluate → record. Finished runs are served from the store; interrupted ones r
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import platform
 import time
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ from earlyprune.masking import (
     neuron_collapse,
     overall_density,
 )
-from earlyprune.spec import RunSpec
+from earlyprune.spec import PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -65,7 +67,7 @@ def run(
     """
     stored = store.read_result(spec.run_id)
     if stored is not None and not (retry_failed and stored["status"] == "failed"):
-        return stored
+        return check_preset(stored, store)
     setup = prepare(spec, data_root, job)
     rid = spec.run_id
     with store.claim(rid):
@@ -84,6 +86,27 @@ def run(
             result = failure(setup, exc, time.perf_counter() - started)
         store.write_json(rid, "result.json", result)
         store.delete(rid, "latest.pt")
+    return result
+
+
+def preset_fingerprint(name: str) -> dict[str, Any]:
+    """The preset's hyperparameters as stored in ``result.json`` (JSON types: lists, not tuples)."""
+    return json.loads(json.dumps(dataclasses.asdict(PRESETS.get(name))))
+
+
+def check_preset(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
+    """Refuses a stored result trained under another definition of its preset.
+
+    Run ids hash the preset's *name*; if a preset's hyperparameters change between versions,
+    old results would otherwise be served as if they were this version's.
+    """
+    stored = result.get("preset")
+    name = result.get("spec", {}).get("preset")
+    if stored is not None and name in PRESETS and stored != preset_fingerprint(name):
+        raise SpecError(
+            f"run {result['run_id']} in {store.root} was trained with another definition of "
+            f"preset {name!r} (an older earlyprune?); use a new --store"
+        )
     return result
 
 
@@ -168,6 +191,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "error": error,
         "prune_step": setup.prune_step,
         "total_steps": setup.sched.total_steps,
+        "preset": preset_fingerprint(spec.preset),
         "timings": {"total_s": round(seconds, 3)},
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},

@@ -33,6 +33,7 @@ import argparse
 import itertools
 import sys
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,7 @@ def run_specs(
     data_root: str | None = None,
     retry_failed: bool = False,
     progress: bool | None = None,
+    methods: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -127,20 +129,28 @@ def run_specs(
         data_root: Folder holding the datasets.
         retry_failed: Run ``failed`` runs again.
         progress: A bar over runs (default: on a terminal).
+        methods: User scoring functions (``file.py:func`` or ``pkg.module:func``) that the
+            workers must register before running (see ``earlyprune check-method``).
     """
     executor = EXECUTORS.get(backend)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):  # fmt: skip
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
     every = with_prerequisites(specs)
-    todo = [s for s in every if _to_run(store.read_result(s.run_id), retry_failed)]
+    from earlyprune.pipeline import check_preset
+
+    stored = {s.run_id: store.read_result(s.run_id) for s in every}
+    for result in stored.values():
+        if result is not None:
+            check_preset(result, store)
+    todo = [s for s in every if _to_run(stored[s.run_id], retry_failed)]
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
         check_specs(todo, data_root, need_data=backend == "local")
         if progress is None:
             progress = sys.stderr.isatty()
         executor(todo, store, workers=workers, data_root=data_root, retry_failed=retry_failed,
-                 progress=progress)  # fmt: skip
+                 progress=progress, methods=methods)  # fmt: skip
     tidy(store, [s.run_id for s in every])
     results = [store.read_result(s.run_id) for s in specs]
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]

@@ -1,13 +1,16 @@
 """Executors: how a sweep's pending runs get run. One registry, one fixed signature.
 
-An executor is ``f(specs, store, *, workers, data_root, retry_failed, progress) -> None``: it
+An executor is ``f(specs, store, *, workers, data_root, retry_failed, progress, methods)``: it
 runs every spec in ``specs`` (all pending, prerequisites included) so that each ends with a
 stored result, running a dense prerequisite before the runs that need it
-(``base.drive`` does the ordering). Register a new one with ``EXECUTORS.add(name, f)``.
+(``base.drive`` does the ordering). ``methods`` are user scoring functions
+(``file.py:func`` or ``pkg.module:func``) to register in every worker before it runs anything —
+a worker process starts with the built-in registry only. Register a new one with ``EXECUTORS.add(name, f)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from earlyprune.executors.local import run_local
@@ -27,6 +30,7 @@ class Executor(Protocol):
         data_root: str | None,
         retry_failed: bool,
         progress: bool,
+        methods: Sequence[str],
     ) -> None: ...
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
@@ -53,6 +53,15 @@ def run_one(
         return str(result["status"])
     except Exception as exc:
         return record_failure(spec, store, exc, data_root)
+
+
+def register_methods(targets: Sequence[str]) -> None:
+    """Registers user scoring functions (``file.py:func`` / ``pkg.module:func``) here."""
+    if targets:
+        from earlyprune.check import register_target
+
+        for target in targets:
+            register_target(target)
 
 
 def record_failure(

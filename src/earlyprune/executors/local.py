@@ -23,6 +23,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -38,6 +39,7 @@ from earlyprune.executors.base import (
     drive,
     parent_watchdog,
     record_failure,
+    register_methods,
     run_one,
 )
 from earlyprune.spec import RunSpec
@@ -61,6 +63,7 @@ def run_local(
     data_root: str | None,
     retry_failed: bool,
     progress: bool,
+    methods: Sequence[str] = (),
 ) -> None:
     """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process."""
     gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
@@ -70,11 +73,12 @@ def run_local(
                dynamic_ncols=True)  # fmt: skip
     with bar:
         if n == 1:  # no pool: the simplest way to debug a run, and no start-up cost
+            register_methods(methods)
             _in_process(specs, root, data, retry_failed, bar)
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):
-            errors, finished = _pool_pass(todo, n, gpus, root, data, retry_failed, bar)
+            errors, finished = _pool_pass(todo, n, gpus, root, data, retry_failed, bar, methods)
             todo, suspects = _triage(todo, errors, store)
             broken = [e for e in errors.values() if isinstance(e, BrokenProcessPool)]
             if broken and not finished and not suspects:
@@ -83,7 +87,7 @@ def run_local(
                     'a script that runs a sweep needs `if __name__ == "__main__":`'
                 )
             for spec in suspects:  # alone, so that a run that kills its worker is found out
-                if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar)[0]:
+                if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar, methods)[0]:
                     died = WorkerDied("the worker process running it died twice (out of memory? "
                                       "a crash in native code?)")  # fmt: skip
                     record_failure(spec, store, died, data)
@@ -117,6 +121,7 @@ def _pool_pass(
     data: str | None,
     retry_failed: bool,
     bar: tqdm,
+    methods: Sequence[str],
 ) -> tuple[dict[str, BaseException], int]:
     """One pool over ``specs``: the pool's own errors (a dead worker) by run id, runs finished."""
     ctx: Any = mp.get_context(START_METHOD)
@@ -130,7 +135,7 @@ def _pool_pass(
         workers,
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(slots, threads, gpus, os.getpid()),
+        initargs=(slots, threads, gpus, os.getpid(), tuple(methods)),
     )
     finished = []
 
@@ -178,7 +183,9 @@ def _task(spec: RunSpec, root: str, data: str | None, retry_failed: bool, wait: 
     return run_one(spec, root, data, retry_failed, wait)
 
 
-def _init_worker(slots: Any, threads: int, gpus: list[str], sweep_pid: int) -> None:
+def _init_worker(
+    slots: Any, threads: int, gpus: list[str], sweep_pid: int, methods: tuple[str, ...]
+) -> None:
     global _sweep_pid
     _sweep_pid = sweep_pid
     slot = slots.get()
@@ -189,6 +196,7 @@ def _init_worker(slots: Any, threads: int, gpus: list[str], sweep_pid: int) -> N
     import torch
 
     torch.set_num_threads(threads)
+    register_methods(methods)
     parent_watchdog(sweep_pid)
 
 

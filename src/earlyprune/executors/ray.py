@@ -9,10 +9,12 @@ tasks coordinate through the store's claims exactly as local workers do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tqdm import tqdm
 
 from earlyprune.errors import SpecError
-from earlyprune.executors.base import as_args, drive, record_failure, run_one
+from earlyprune.executors.base import as_args, drive, record_failure, register_methods, run_one
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
 
@@ -25,6 +27,7 @@ def run_ray(
     data_root: str | None,
     retry_failed: bool,
     progress: bool,
+    methods: Sequence[str] = (),
 ) -> None:
     """Runs ``specs`` (all pending) as Ray tasks, prerequisites first."""
     try:
@@ -50,7 +53,7 @@ def run_ray(
             errors = drive(
                 specs,
                 lambda spec, wait: task.remote(
-                    spec, root, data, retry_failed, wait, threads
+                    spec, root, data, retry_failed, wait, threads, tuple(methods)
                 ).future(),
                 lambda: bar.update(1),
             )
@@ -69,8 +72,10 @@ def _task(
     retry_failed: bool,
     wait: bool,
     threads: int,
+    methods: tuple[str, ...],
 ) -> str:
     import torch
 
     torch.set_num_threads(threads)
+    register_methods(methods)
     return run_one(spec, store_root, data_root, retry_failed, wait)
