@@ -1,18 +1,17 @@
-"""Peak memory of pruning ResNet-50 with each method, one fresh subprocess per method.
+"""Peak memory of scoring ResNet-50 with each method, one fresh subprocess per measurement.
 
 In each child: build ResNet-50 (1000 classes), make a small ImageNet-like batch, reset the
-kernel's peak-RSS counter (``/proc/self/clear_refs``), run ``ep.prune`` to 90 % sparsity
-(SynFlow: 2 of its rounds, enough to reach its per-round steady state), and read the peak
-(``VmHWM``). Reported per method: the peak's growth over the RSS before pruning, divided by the
-model's own weight bytes (parameters + buffers). The input is kept small (4 × 3 × 64 × 64) so
-that weight-sized copies, not activations, dominate what is measured; the activation share is
-estimated by the same run with the batch doubled.
+kernel's peak-RSS counter (``/proc/self/clear_refs``), run the method's scorer (SynFlow: two
+rounds, the second on a 90 % mask) or the whole ``ep.prune`` to 90 % sparsity, and read the
+peak (``VmHWM``). Children run with ``MALLOC_MMAP_THRESHOLD_`` so that freed blocks leave the
+RSS. Reported per method, over the model's own weight bytes (parameters + buffers): the peak's
+growth while scoring, the returned scores' size, and the working memory beyond the scores in
+copies of the scores' size (SynFlow's float64 network copy counts as one copy). The input is
+small (4 × 3 × 64 × 64) so that weight-sized copies, not activations, dominate; the activation
+share is estimated by rerunning with the batch doubled. On CUDA the children report
+``torch.cuda.max_memory_allocated`` growth instead.
 
-On CUDA the children report ``torch.cuda.max_memory_allocated`` growth instead of RSS.
-
-Expected floor: the scores themselves (one weight-sized tensor; float64 for SynFlow, i.e. two)
-plus the bool mask (¼). "At most one extra copy of the weights" is read as: working copies beyond
-the returned scores ≤ 1× (SynFlow: its float64 copy, which is 2× the float32 bytes by design).
+Target: no scorer keeps more than one extra copy of the weights (``working_copies`` ≤ 1).
 
 Usage: ``python benchmarks/bench_memory.py [--device cpu|cuda] [--quick|--tiny]``.
 """
@@ -22,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,10 +73,12 @@ def child(method: str, mode: str, device_name: str, spec: str) -> None:
     else:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
         before = _status_kib("VmRSS") * 1024
+    scores_bytes = 0
     if mode == "score":
         scorer = METHODS.get(method).prepare(model, (x, y), 0)
         for mask in masks:
             scores = scorer(mask)
+            scores_bytes = sum(t.numel() * t.element_size() for t in scores.values())
             del scores
     else:
         ep.prune(model, method, 0.9, batch=(x, y), rounds=rounds)
@@ -86,14 +88,17 @@ def child(method: str, mode: str, device_name: str, spec: str) -> None:
     else:
         peak = _status_kib("VmHWM") * 1024
     print(json.dumps({"before": before, "peak": peak, "weight_bytes": weight_bytes,
-                      "rounds": rounds}))  # fmt: skip
+                      "scores_bytes": scores_bytes, "rounds": rounds}))  # fmt: skip
 
 
 def run_child(method: str, mode: str, device: str, size: str, batch_scale: int) -> dict[str, Any]:
     model, classes, batch, side = SIZES[size]
     cmd = [sys.executable, __file__, "--child", method, "--mode", mode, "--device", device,
            "--child-spec", f"{model},{classes},{batch * batch_scale},{side}"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # Every block from 128 KiB up gets its own mapping, returned to the system when freed, so
+    # the RSS follows live memory instead of glibc's heap reusing earlier garbage unseen.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"memory child for {method} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -112,6 +117,10 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
         extra, extra2 = one["peak"] - one["before"], two["peak"] - two["before"]
         per[method] = {
             "score_peak_over_weights": round(extra / w, 2),
+            "scores_over_weights": round(one["scores_bytes"] / w, 2),
+            # Working memory beyond the returned scores, in copies of the scores' own size
+            # (float64 for SynFlow: its float64 copy of the network counts as one copy).
+            "working_copies": round((extra - one["scores_bytes"]) / one["scores_bytes"], 2),
             "activation_share_estimate": round(max(extra2 - extra, 0) / w, 2),
             "prune_peak_over_weights": round((whole["peak"] - whole["before"]) / w, 2),
             "rounds": one["rounds"],
@@ -123,7 +132,7 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
         "weight_mib": round(one["weight_bytes"] / 2**20, 1),
         "measure": "cuda max_memory_allocated" if device.type == "cuda" else "VmHWM - VmRSS",
         "methods": per,
-        "max_score_peak_over_weights": max(v["score_peak_over_weights"] for v in per.values()),
+        "max_working_copies": max(v["working_copies"] for v in per.values()),
     }
 
 

@@ -5,8 +5,9 @@ Every sweep is one tiny grid (the demo network on the embedded data, 1.5 epochs,
 writes a mid-run checkpoint): a dense run, SNIP, magnitude after training (needs the dense
 ``final.pt``) and random pruning at step 5 (a dense step that is replayed, not kept). The
 uninterrupted sweep is the reference: whatever happens, ``earlyprune report`` must end with the
-same results.csv (run id, spec fields, status, test accuracy, density). CPU training is
-deterministic on one thread, so the comparison is exact.
+same results.csv (run id, spec fields, status, test accuracy, density). Training runs on the
+CPU, where it is deterministic for a given thread count, and every process here trains on one
+thread (as each worker of `--workers 2` on two cores does), so the comparison is exact.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ GRID = f"""
 [base]
 dataset = "fashion-mnist-mini"
 epochs = {EPOCHS}
+device = "cpu"
 [axes]
 method = ["snip", "magnitude_after_training"]
 sparsity = [0.9]

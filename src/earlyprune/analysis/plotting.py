@@ -46,7 +46,9 @@ def sparsity_axis(ax: Axes, sparsities: Sequence[float], label: bool = True) -> 
     The paper's grid ``1 - 0.8**k`` then falls at even steps, as in its figures. Sparsity grows to
     the right; with many grid points every other label is shown.
     """
-    values = sorted({float(s) for s in sparsities if 0.0 <= float(s) < 1.0})
+    # Sparsity 0 is the dense network, drawn as a horizontal reference line: no tick for it
+    # (on a coarse grid it would leave most of the axis empty).
+    values = sorted({float(s) for s in sparsities if 0.0 < float(s) < 1.0})
     ax.set_xscale("log")
     if values:
         low, high = 1.0 - values[-1], 1.0 - values[0]
