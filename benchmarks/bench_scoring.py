@@ -38,11 +38,11 @@ from earlyprune.scoring import METHODS, Method
 from earlyprune.scoring.synflow import linearized_copy
 
 SPARSITY = 0.9
-#: size → (models, repetitions of one-shot methods, SynFlow rounds)
+#: size → (models, repetitions of one-shot methods, SynFlow rounds, examples per class)
 SIZES = {
-    "full": (("resnet20", "vgg16"), 3, 100),
-    "quick": (("resnet20", "vgg16"), 1, 100),
-    "tiny": (("resnet20",), 1, 3),
+    "full": (("resnet20", "vgg16"), 3, 100, 10),
+    "quick": (("resnet20", "vgg16"), 1, 100, 10),
+    "tiny": (("resnet20",), 1, 3, 1),
 }
 
 
@@ -203,10 +203,10 @@ def selection(device: torch.device, size: str) -> dict[str, Any]:
 
 
 def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
-    models, reps, rounds = SIZES[size]
+    models, reps, rounds, per_class = SIZES[size]
     gen = torch.Generator().manual_seed(0)
-    batch = (torch.randn(100, 3, 32, 32, generator=gen).to(device),
-             torch.arange(10).repeat(10).to(device))  # fmt: skip
+    batch = (torch.randn(10 * per_class, 3, 32, 32, generator=gen).to(device),
+             torch.arange(10).repeat(per_class).to(device))  # fmt: skip
     out: dict[str, Any] = {"benchmark": "scoring", "sparsity": SPARSITY, "models": {}}
     for name in models:
         model = ep.create_model(name, 10, seed=0).to(device)

@@ -44,7 +44,7 @@ from earlyprune.spec import RunSpec
 from earlyprune.training import Schedule, TrainState, make_optimizer, train
 
 #: size → (batch, steps per block, repetitions, warm-up steps)
-SIZES = {"full": (128, 6, 7, 3), "quick": (128, 4, 3, 2), "tiny": (8, 2, 1, 1)}
+SIZES = {"full": (128, 6, 7, 3), "quick": (128, 4, 3, 2), "tiny": (4, 2, 1, 0)}
 SPARSITY = 0.9
 
 

@@ -289,8 +289,6 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
 
 
 @pytest.mark.skipif(len(CPUS) < 2, reason="needs two cores")
-@pytest.mark.xfail(strict=True, reason="executors/local.py runs the last run in-process with "
-                   "every core's threads, not the thread count its pool workers use")  # fmt: skip
 def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -460,7 +458,6 @@ def test_a_full_disk_names_the_path_and_damages_nothing(
         assert code == 2 and err.count("\n") == 1 and err.startswith("earlyprune: error: ")
 
 
-@pytest.mark.xfail(strict=True, reason="executors/base.py run_one records a StoreError as failed")
 def test_a_disk_filling_up_stops_the_sweep_and_records_no_failure(
     files: dict[str, Path], tmp_path: Path, monkeypatch, capsys
 ) -> None:

@@ -236,6 +236,12 @@ def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
     f = dict(f)
     if "preset" not in f and "dataset" in f:
         if f["dataset"] not in DEFAULT_PRESET:
+            from earlyprune.data import list_datasets
+
+            if f["dataset"] not in list_datasets():  # a typo: say so, not "set preset"
+                raise SpecError(
+                    f"unknown dataset {f['dataset']!r}; choose one of: {', '.join(list_datasets())}"
+                )
             raise SpecError(
                 f"no default preset for dataset {f['dataset']!r}: set preset "
                 f"(one of: {', '.join(PRESETS.names())})"

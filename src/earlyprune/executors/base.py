@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
-from earlyprune.errors import DatasetError, SpecError
+from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.spec import BASELINES, DENSE, RunSpec
 from earlyprune.store import ClaimBusy, RunStore, _pid_alive
 
@@ -51,6 +51,8 @@ def run_one(
     try:
         result = run(spec, store, data_root=data_root, progress=False, retry_failed=retry_failed)
         return str(result["status"])
+    except StoreError:  # disk full, permission denied: the run did not fail, the store did
+        raise
     except Exception as exc:
         return record_failure(spec, store, exc, data_root)
 
@@ -137,6 +139,8 @@ def drive(
             spec = running.pop(future)
             try:
                 outcome = future.result()
+            except StoreError:  # the store itself failed (disk full...): stop, don't go on
+                raise
             except Exception as exc:
                 errors[spec.run_id], outcome = exc, None
             if outcome == BUSY:
@@ -150,16 +154,21 @@ def drive(
 
 
 def tidy(store: RunStore, run_ids: list[str]) -> None:
-    """Removes temporary files that killed writers left behind (``.*.tmp``, broken claims).
+    """Removes what killed writers left behind: temporary files, broken or dead claims, and the
+    resume checkpoint (``latest.pt``) of a run that finished before its cleanup.
 
-    Only under the run's claim: every writer of a run folder holds it, so none is mid-write.
+    Only under the run's claim: every writer of a run folder holds it, so none is mid-write
+    (taking the claim breaks a dead worker's claim).
     """
     for rid in run_ids:
         folder = store.run_dir(rid)
         if not folder.is_dir():
             continue
         litter = [*folder.glob(".*.tmp"), *folder.glob(".claim.broken.*")]
-        if not litter:
+        finished = (folder / "result.json").exists()
+        if finished and (folder / "latest.pt").exists():
+            litter.append(folder / "latest.pt")
+        if not litter and store.claim_state(rid) != "stale":
             continue
         with contextlib.suppress(ClaimBusy), store.claim(rid, wait=False):
             for path in litter:

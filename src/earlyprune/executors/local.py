@@ -67,18 +67,30 @@ def run_local(
 ) -> None:
     """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process."""
     gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
-    n = max(1, min(workers or (len(gpus) or cores()), len(specs)))
+    wanted = workers or len(gpus) or cores()
+    n = max(1, min(wanted, len(specs)))
+    # Threads per run follow the *requested* workers, not how many runs happen to be left: CPU
+    # results depend on the thread count, and a resumed sweep must give the same numbers.
+    threads = max(1, cores() // wanted)
     root, data = as_args(store, data_root)
     bar = tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress,
                dynamic_ncols=True)  # fmt: skip
     with bar:
         if n == 1:  # no pool: the simplest way to debug a run, and no start-up cost
             register_methods(methods)
-            _in_process(specs, root, data, retry_failed, bar)
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                _in_process(specs, root, data, retry_failed, bar)
+            finally:
+                torch.set_num_threads(before)
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):
-            errors, finished = _pool_pass(todo, n, gpus, root, data, retry_failed, bar, methods)
+            errors, finished = _pool_pass(todo, n, threads, gpus, root, data, retry_failed, bar,
+                                          methods)  # fmt: skip
             todo, suspects = _triage(todo, errors, store)
             broken = [e for e in errors.values() if isinstance(e, BrokenProcessPool)]
             if broken and not finished and not suspects:
@@ -87,7 +99,7 @@ def run_local(
                     'a script that runs a sweep needs `if __name__ == "__main__":`'
                 )
             for spec in suspects:  # alone, so that a run that kills its worker is found out
-                if _pool_pass([spec], 1, gpus, root, data, retry_failed, bar, methods)[0]:
+                if _pool_pass([spec], 1, threads, gpus, root, data, retry_failed, bar, methods)[0]:
                     died = WorkerDied("the worker process running it died twice (out of memory? "
                                       "a crash in native code?)")  # fmt: skip
                     record_failure(spec, store, died, data)
@@ -116,6 +128,7 @@ def _in_process(
 def _pool_pass(
     specs: list[RunSpec],
     workers: int,
+    threads: int,
     gpus: list[str],
     root: str,
     data: str | None,
@@ -130,7 +143,6 @@ def _pool_pass(
     slots = ctx.SimpleQueue()
     for slot in range(workers):
         slots.put(slot)
-    threads = max(1, cores() // workers)
     pool = ProcessPoolExecutor(
         workers,
         mp_context=ctx,
