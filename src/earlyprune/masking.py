@@ -124,7 +124,7 @@ def _check_scores(scores: Mapping[str, Tensor], mask: Mask) -> None:
 #: first narrows the candidates to about the smaller side of the cut.
 _DIRECT = 1 << 17
 #: Roughly how many entries the bound's strided sample reads.
-_SAMPLE = 1 << 18
+_SAMPLE = 1 << 17
 
 
 def _survivors(
@@ -144,10 +144,10 @@ def _survivors(
     rank = n_remove if low else total - n_remove + 1  # counted from the low or the high end
     bound = _sampled_bound(scores, alive, rank / total, low) if total > _DIRECT else None
     cand = _candidates(scores, alive, bound, low)
-    if bound is not None and sum(int(torch.count_nonzero(c)) for c in cand) < rank:
-        cand = alive  # the sample misled us: no shortcut this time
     if low and 16 * n_remove <= total:  # an iterative round: few go, mark them by index
         index = [torch.nonzero(c).flatten() for c in cand]
+        if sum(len(i) for i in index) < rank:  # the sample misled us: no shortcut this time
+            index = [torch.nonzero(a).flatten() for a in alive]
         vals = torch.cat([s[i] for s, i in zip(scores, index, strict=True)])
         threshold = torch.kthvalue(vals, n_remove).values  # a selection, not a sort
         removed = vals < threshold
@@ -159,6 +159,8 @@ def _survivors(
             new[i[r]] = False
         return out
     # Many go (one-shot pruning): compare densely, with no index list as long as the weights.
+    if bound is not None and sum(int(torch.count_nonzero(c)) for c in cand) < rank:
+        cand = alive  # the sample misled us: no shortcut this time
     vals = torch.cat([s[c] for s, c in zip(scores, cand, strict=True)])
     threshold = torch.kthvalue(vals, rank if low else len(vals) - rank + 1).values
     below = int((vals < threshold).sum()) if low else total - int((vals >= threshold).sum())

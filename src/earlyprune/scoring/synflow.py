@@ -50,19 +50,25 @@ class _Scorer:
         self.net = linearized_copy(self.model)
         self.weights: dict[str, Tensor] = {n: p.detach() for n, p in prunable(self.net).items()}
         self.kept: Mask | None = None  # None: nothing zeroed yet
+        self.n_kept = sum(w.numel() for w in self.weights.values())
         # |w| · 0 is NaN for an infinite weight: only finite weights may be zeroed by indexing.
         self.finite = all(bool(torch.isfinite(w).all()) for w in self.weights.values())
 
     def __call__(self, mask: Mask) -> Scores:
-        if self.kept is not None and any(bool((mask[n] > k).any()) for n, k in self.kept.items()):
+        n_mask = sum(int(torch.count_nonzero(m)) for m in mask.values())
+        gone = None if self.kept is None else {n: k > mask[n] for n, k in self.kept.items()}
+        if gone is not None and n_mask != self.n_kept - sum(
+            int(torch.count_nonzero(g)) for g in gone.values()
+        ):  # the mask revives weights: start again from |w|
             self._rebuild()
-        with torch.no_grad():
+            gone = None
+        with torch.no_grad():  # weights := |w| · mask, touching only what changed
             for n, w in self.weights.items():
                 if not self.finite:
                     w.mul_(mask[n])  # the bool mask promotes: same bits as w * 1.0 / 0.0
                 else:
-                    w[~mask[n] if self.kept is None else self.kept[n] > mask[n]] = 0.0
-        self.kept = {n: m.clone() for n, m in mask.items()}
+                    w[~mask[n] if gone is None else gone[n]] = 0.0
+        self.kept, self.n_kept = {n: m.clone() for n, m in mask.items()}, n_mask
         leaves = {n: w.detach().requires_grad_(True) for n, w in self.weights.items()}
         flow = functional_call(self.net, leaves, (self.ones,)).sum()
         grads = torch.autograd.grad(flow, list(leaves.values()))
