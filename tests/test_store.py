@@ -174,11 +174,14 @@ def test_a_held_claim_beats_by_itself(store, monkeypatch):
     monkeypatch.setattr(store_module, "CLAIM_TTL_S", 0.2)
     with store.claim(RID):
         p = store.path(RID, "claim")
-        os.utime(p, (time.time() - 100, time.time() - 100))
-        deadline = time.monotonic() + 5
-        while time.time() - p.stat().st_mtime > 50 and time.monotonic() < deadline:
+        backdated = time.time() - 100
+        os.utime(p, (backdated, backdated))
+        for _ in range(250):  # the beat comes every CLAIM_TTL_S / 4 = 0.05 s
+            if p.stat().st_mtime > backdated + 50:
+                break
             time.sleep(0.02)
-        assert time.time() - p.stat().st_mtime < 50
+        refreshed = p.stat().st_mtime
+        assert refreshed > backdated + 50
 
 
 def test_waiting_claim_gets_the_run_once_it_is_freed(store):

@@ -24,165 +24,27 @@ methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs i
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import importlib
-import importlib.util
-import inspect
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from earlyprune.demo import DEFAULT_OUT, DEFAULT_STORE, DEMO_ABLATIONS, FULL, QUICK, Grid
 from earlyprune.errors import SpecError
+from earlyprune.user_methods import (  # noqa: F401  (re-exported: check.resolve etc.)
+    USAGE,
+    Target,
+    check_signature,
+    register_target,
+    registered,
+    resolve,
+)
+from earlyprune.user_methods import absolute as _absolute
+from earlyprune.user_methods import one_line as _one_line
 from earlyprune.verdicts import MIN_EFFECT, Verdict, verdicts
 
 #: Built-in methods the user method is compared with (random and magnitude for the verdicts).
 REFERENCE_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
-USAGE = "expected FILE.py:FUNCTION, package.module:FUNCTION or a registered method name"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A resolved scoring method: its run-spec name, the ``Method``, and the user's function."""
-
-    name: str
-    method: Any  # earlyprune.scoring.Method
-    function: Callable[..., Any] | None  # None for a built-in method
-    label: str  # what the user typed, for messages
-
-
-def resolve(target: str) -> Target:
-    """Imports ``target`` and checks its signature; every mistake is a one-line ``SpecError``."""
-    from earlyprune.scoring import METHODS, method_from_function
-
-    if ":" not in target:
-        if target in METHODS:
-            return Target(target, METHODS.get(target), None, target)
-        raise SpecError(f"{target!r}: {USAGE} (registered: {', '.join(METHODS.names())})")
-    where, _, func = target.rpartition(":")
-    if not where or not func.isidentifier():
-        raise SpecError(f"{target!r}: {USAGE}")
-    module, source = _import(where)
-    fn = getattr(module, func, None)
-    if fn is None:
-        found = sorted(n for n, v in vars(module).items() if inspect.isfunction(v)
-                       and not n.startswith("_"))  # fmt: skip
-        raise SpecError(f"{where} has no function {func!r} (functions found: "
-                        f"{', '.join(found) or 'none'})")  # fmt: skip
-    if not callable(fn):
-        raise SpecError(f"{target}: {func!r} is a {type(fn).__name__}, not a function")
-    check_signature(fn, target)
-    stem = Path(where).stem if where.endswith(".py") else where
-    digest = hashlib.sha256(source).hexdigest()[:8] if source is not None else "nosource"
-    name = f"{stem}:{func}@{digest}"
-    return Target(name, method_from_function(name, fn, f"user scoring function {target}"), fn,
-                  target)  # fmt: skip
-
-
-def _absolute(target: str) -> str:
-    """``target`` with a file path made absolute, so that any worker process can import it."""
-    where, _, func = target.rpartition(":")
-    if where.endswith(".py") or os.sep in where or "/" in where:
-        return f"{os.path.abspath(where)}:{func}"
-    return target
-
-
-def _import(where: str) -> tuple[Any, bytes | None]:
-    """The module of a file path or dotted name, and its source bytes (for the run name)."""
-    if where.endswith(".py") or os.sep in where or "/" in where:
-        path = Path(where).expanduser()
-        if not path.is_file():
-            raise SpecError(f"no such file: {where}")
-        source = path.read_bytes()
-        mod_name = f"earlyprune_user_{path.stem}_{hashlib.sha256(source).hexdigest()[:8]}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        if spec is None or spec.loader is None:
-            raise SpecError(f"cannot load {where} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            raise SpecError(f"importing {where} failed: {_one_line(exc)}") from None
-        return module, source
-    # Like `python -m`: modules in the current folder are importable.
-    with _cwd_on_path():
-        try:
-            module = importlib.import_module(where)
-        except Exception as exc:
-            raise SpecError(f"cannot import module {where!r}: {_one_line(exc)}") from None
-    try:
-        source = Path(inspect.getsourcefile(module) or "").read_bytes()
-    except (OSError, TypeError):
-        source = None
-    return module, source
-
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added:
-            sys.path.remove(cwd)
-
-
-def check_signature(fn: Callable[..., Any], label: str) -> None:
-    """The function must be callable as ``fn(model, batch)``."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # a builtin without a signature: the probe call finds out
-    try:
-        sig.bind(object(), object())
-    except TypeError:
-        raise SpecError(
-            f"{label}{sig} must take two positional arguments: "
-            "def f(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]"
-        ) from None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def register_target(target: str) -> str:
-    """Registers ``target``'s method in this process (for worker processes) and returns its name."""
-    from earlyprune.scoring import METHODS
-
-    t = resolve(target)
-    if t.function is not None:
-        METHODS.add(t.name, t.method, replace=True)
-    return t.name
-
-
-@contextlib.contextmanager
-def registered(target: Target) -> Iterator[None]:
-    """Registers a user method for the duration of a check; built-in methods are left alone."""
-    from earlyprune.scoring import METHODS
-
-    if target.function is None:
-        yield
-        return
-    previous = METHODS.get(target.name) if target.name in METHODS else None
-    METHODS.add(target.name, target.method, replace=True)
-    try:
-        yield
-    finally:
-        METHODS.remove(target.name)
-        if previous is not None:
-            METHODS.add(target.name, previous)
 
 
 def probe(target: Target, grid: Grid) -> None:

@@ -204,7 +204,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from earlyprune.sweep import cli_sweep
+    from earlyprune.sweep_cli import cli_sweep
 
     return cli_sweep(args)
 

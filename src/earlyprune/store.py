@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from earlyprune.errors import StoreError
+from earlyprune.processes import pid_alive, pid_namespace, process_start
 
 _RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -211,7 +212,7 @@ class RunStore:
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
             info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-                    "start": _started(os.getpid()), "pidns": _pid_namespace()}  # fmt: skip
+                    "start": process_start(os.getpid()), "pidns": pid_namespace()}  # fmt: skip
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(info, f)
@@ -259,13 +260,13 @@ class RunStore:
                 return False
         # On this host (and in this PID namespace: containers with host networking share the
         # host name, not the pids) we can ask the process itself.
-        here = _pid_namespace()
+        here = pid_namespace()
         if info.get("host") == socket.gethostname() and info.get("pidns", here) == here:
             pid = int(info.get("pid", -1))
             # A restarted container reuses pids (same host name): a live process with the
             # owner's pid but another start time is not the owner.
-            reused = info.get("start") is not None and info.get("start") != _started(pid)
-            return reused or not _pid_alive(pid)
+            reused = info.get("start") is not None and info.get("start") != process_start(pid)
+            return reused or not pid_alive(pid)
         return age > CLAIM_TTL_S
 
 
@@ -290,36 +291,3 @@ class _Sink:
 def _reason(exc: OSError) -> str:
     return {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
             errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
-
-
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks after boot, Linux), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _pid_namespace() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:  # not Linux
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (killed child not yet reaped) is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return True

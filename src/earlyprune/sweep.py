@@ -29,7 +29,6 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import tomllib
@@ -40,7 +39,7 @@ from typing import Any
 
 from earlyprune.errors import SpecError
 from earlyprune.executors import EXECUTORS
-from earlyprune.executors.base import check_specs, describe_spec, tidy, with_prerequisites
+from earlyprune.executors.base import check_specs, tidy, with_prerequisites
 from earlyprune.spec import DEFAULT_PRESET, DENSE, PRESETS, RunSpec, paper_sparsities
 from earlyprune.store import RunStore
 
@@ -160,43 +159,9 @@ def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
     """Counts: ``done`` (= ``ok`` + ``diverged``), ``failed``, ``running`` (live claim), ``pending``."""
     counts = dict.fromkeys(("done", *_STATES), 0)
     for spec in specs:
-        counts[_state(spec, store)] += 1
+        counts[run_state(spec, store)] += 1
     counts["done"] = counts["ok"] + counts["diverged"]
     return counts
-
-
-def cli_sweep(args: argparse.Namespace) -> int:
-    """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
-    sweep = load_sweep(args.file)
-    store = RunStore(args.store or sweep.store or "runs")
-    if args.action == "plan":
-        for spec in sweep.specs:
-            print(plan_line(spec, _state(spec, store)))
-    elif args.action == "run":
-        run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
-                  data_root=args.data_root, retry_failed=args.retry_failed)  # fmt: skip
-    counts = sweep_status(sweep.specs, store)
-    if args.action != "plan":
-        for spec in sweep.specs:
-            result = store.read_result(spec.run_id)
-            if result is not None and result["status"] == "failed":
-                print(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}")
-    print(status_line(counts, len(sweep.specs), sweep.skipped, store))
-    return 1 if counts["failed"] and args.action == "run" else 0
-
-
-def plan_line(spec: RunSpec, state: str) -> str:
-    """One line of ``sweep plan``: run id, what it is, and its state."""
-    return f"{spec.run_id}  {describe_spec(spec)}  {state}"
-
-
-def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStore) -> str:
-    skip = f" ({skipped} combinations skipped: dense with sparsity or ablation)" if skipped else ""
-    return (
-        f"{total} runs{skip} in {store.root}: {counts['done']} done ({counts['ok']} ok, "
-        f"{counts['diverged']} diverged), {counts['failed']} failed, {counts['running']} running, "
-        f"{counts['pending']} pending"
-    )
 
 
 # ---- expansion --------------------------------------------------------------------------------
@@ -304,7 +269,8 @@ def _options(table: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---- status and checks -----------------------------------------------------------------------
-def _state(spec: RunSpec, store: RunStore) -> str:
+def run_state(spec: RunSpec, store: RunStore) -> str:
+    """ok / diverged / failed (stored), running (a live claim) or pending."""
     result = store.read_result(spec.run_id)
     if result is not None:
         return str(result["status"])

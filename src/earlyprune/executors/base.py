@@ -17,8 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.processes import pid_alive
 from earlyprune.spec import BASELINES, DENSE, RunSpec
-from earlyprune.store import ClaimBusy, RunStore, _pid_alive
+from earlyprune.store import ClaimBusy, RunStore
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
 BUSY = "busy"
@@ -60,7 +61,7 @@ def run_one(
 def register_methods(targets: Sequence[str]) -> None:
     """Registers user scoring functions (``file.py:func`` / ``pkg.module:func``) here."""
     if targets:
-        from earlyprune.check import register_target
+        from earlyprune.user_methods import register_target
 
         for target in targets:
             register_target(target)
@@ -186,7 +187,7 @@ def parent_watchdog(sweep_pid: int, poll_s: float = 0.5) -> None:
     """
 
     def watch() -> None:
-        while _pid_alive(sweep_pid):
+        while pid_alive(sweep_pid):
             time.sleep(poll_s)
         os._exit(3)
 

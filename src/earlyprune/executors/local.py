@@ -42,8 +42,9 @@ from earlyprune.executors.base import (
     register_methods,
     run_one,
 )
+from earlyprune.processes import pid_alive
 from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore, _pid_alive
+from earlyprune.store import RunStore
 
 #: Process start method of the pool (see the module docstring for why).
 START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -190,7 +191,7 @@ _sweep_pid = 0  # in a worker: the sweep process it works for
 
 
 def _task(spec: RunSpec, root: str, data: str | None, retry_failed: bool, wait: bool) -> str:
-    if not _pid_alive(_sweep_pid):  # a task queued before the sweep was killed: drop it
+    if not pid_alive(_sweep_pid):  # a task queued before the sweep was killed: drop it
         os._exit(3)
     return run_one(spec, root, data, retry_failed, wait)
 

@@ -1,0 +1,44 @@
+"""`earlyprune sweep plan|run|status FILE`: the command-line face of :mod:`earlyprune.sweep`."""
+
+from __future__ import annotations
+
+import argparse
+
+from earlyprune.executors.base import describe_spec
+from earlyprune.spec import RunSpec
+from earlyprune.store import RunStore
+from earlyprune.sweep import load_sweep, run_specs, run_state, sweep_status
+
+
+def cli_sweep(args: argparse.Namespace) -> int:
+    """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
+    sweep = load_sweep(args.file)
+    store = RunStore(args.store or sweep.store or "runs")
+    if args.action == "plan":
+        for spec in sweep.specs:
+            print(plan_line(spec, run_state(spec, store)))
+    elif args.action == "run":
+        run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
+                  data_root=args.data_root, retry_failed=args.retry_failed)  # fmt: skip
+    counts = sweep_status(sweep.specs, store)
+    if args.action != "plan":
+        for spec in sweep.specs:
+            result = store.read_result(spec.run_id)
+            if result is not None and result["status"] == "failed":
+                print(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}")
+    print(status_line(counts, len(sweep.specs), sweep.skipped, store))
+    return 1 if counts["failed"] and args.action == "run" else 0
+
+
+def plan_line(spec: RunSpec, state: str) -> str:
+    """One line of ``sweep plan``: run id, what it is, and its state."""
+    return f"{spec.run_id}  {describe_spec(spec)}  {state}"
+
+
+def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStore) -> str:
+    skip = f" ({skipped} combinations skipped: dense with sparsity or ablation)" if skipped else ""
+    return (
+        f"{total} runs{skip} in {store.root}: {counts['done']} done ({counts['ok']} ok, "
+        f"{counts['diverged']} diverged), {counts['failed']} failed, {counts['running']} running, "
+        f"{counts['pending']} pending"
+    )
