@@ -87,14 +87,33 @@ def child(method: str, mode: str, device_name: str, spec: str) -> None:
         peak = torch.cuda.max_memory_allocated(device)
     else:
         peak = _status_kib("VmHWM") * 1024
-    print(json.dumps({"before": before, "peak": peak, "weight_bytes": weight_bytes,
-                      "scores_bytes": scores_bytes, "rounds": rounds}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "before": before,
+                "peak": peak,
+                "weight_bytes": weight_bytes,
+                "scores_bytes": scores_bytes,
+                "rounds": rounds,
+            }
+        )
+    )
 
 
 def run_child(method: str, mode: str, device: str, size: str, batch_scale: int) -> dict[str, Any]:
     model, classes, batch, side = SIZES[size]
-    cmd = [sys.executable, __file__, "--child", method, "--mode", mode, "--device", device,
-           "--child-spec", f"{model},{classes},{batch * batch_scale},{side}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        method,
+        "--mode",
+        mode,
+        "--device",
+        device,
+        "--child-spec",
+        f"{model},{classes},{batch * batch_scale},{side}",
+    ]
     # Every block from 128 KiB up gets its own mapping, returned to the system when freed, so
     # the RSS follows live memory instead of glibc's heap reusing earlier garbage unseen.
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}

@@ -24,29 +24,42 @@ from earlyprune.store import RunStore
 
 #: size → [(model, epochs or None for the preset's, seeds)]
 SIZES: dict[str, list[tuple[str, float | None, tuple[int, ...]]]] = {
-    "full": [("smallcnn", None, (0, 1, 2)), ("resnet20", 2.0, (0, 1))],
+    "full": [("smallcnn", None, (0, 1, 2, 3, 4)), ("resnet20", 2.0, (0, 1, 2))],
     "quick": [("smallcnn", None, (0, 1)), ("resnet20", 1.0, (0,))],
     "tiny": [("smallcnn", 0.25, (0,))],
 }
 
 
 def measure(device: torch.device, size: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"benchmark": "precision", "dataset": "fashion-mnist-mini",
-                           "preset": "demo", "networks": {}}  # fmt: skip
+    out: dict[str, Any] = {
+        "benchmark": "precision",
+        "dataset": "fashion-mnist-mini",
+        "preset": "demo",
+        "networks": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp)
         for model, epochs, seeds in SIZES[size]:
             runs: dict[str, list[dict[str, float]]] = {"fp32": [], "bf16": []}
             for seed in seeds:
                 for precision in ("fp32", "bf16"):  # same seed back to back: same load
-                    spec = RunSpec(model=model, epochs=epochs, seed=seed, precision=precision,
-                                   device=str(device))  # fmt: skip
+                    spec = RunSpec(
+                        model=model,
+                        epochs=epochs,
+                        seed=seed,
+                        precision=precision,
+                        device=str(device),
+                    )
                     result = run(spec, store, progress=False)
                     if result["status"] != "ok":
                         raise RuntimeError(f"{spec} ended {result['status']}: {result['error']}")
-                    runs[precision].append({"seed": seed,
-                                            "test_accuracy": result["test_accuracy"],
-                                            "seconds": result["timings"]["total_s"]})  # fmt: skip
+                    runs[precision].append(
+                        {
+                            "seed": seed,
+                            "test_accuracy": result["test_accuracy"],
+                            "seconds": result["timings"]["total_s"],
+                        }
+                    )
             acc = {p: [r["test_accuracy"] for r in v] for p, v in runs.items()}
             secs = {p: [r["seconds"] for r in v] for p, v in runs.items()}
             out["networks"][model] = {
@@ -61,7 +74,7 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
                         [a / b for a, b in zip(secs["fp32"], secs["bf16"], strict=True)]
                     ),
                     3,
-                ),  # fmt: skip
+                ),
             }
     return out
 

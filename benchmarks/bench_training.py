@@ -89,10 +89,20 @@ class OurArm:
 
         sync(self.device)
         stamps.append(time.perf_counter())
-        train(self.model, self.bundle, self.sched, seed=0, state=self.state,
-              optimizer=self.optimizer, mask=self.mask, stop_step=self.state.step + steps,
-              precision=self.precision, channels_last=self.channels_last, on_step=[stamp],
-              progress=False)  # fmt: skip
+        train(
+            self.model,
+            self.bundle,
+            self.sched,
+            seed=0,
+            state=self.state,
+            optimizer=self.optimizer,
+            mask=self.mask,
+            stop_step=self.state.step + steps,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            on_step=[stamp],
+            progress=False,
+        )
         if self.state.diverged:
             raise RuntimeError("training diverged during the benchmark")
         return rate(self.sched.batch_size, stamps)
@@ -103,8 +113,9 @@ class NaiveArm:
 
     def __init__(self, model: nn.Module, bundle: Any, sched: Schedule, device: torch.device):
         self.model, self.bundle, self.sched, self.device = model, bundle, sched, device
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=sched.lr, momentum=0.9,
-                                         weight_decay=1e-4)  # fmt: skip
+        self.optimizer = torch.optim.SGD(
+            model.parameters(), lr=sched.lr, momentum=0.9, weight_decay=1e-4
+        )
         self.batches = self._forever()
 
     def _forever(self) -> Iterator[tuple[Tensor, Tensor]]:
@@ -140,8 +151,15 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
     mask = ep.prune(base, "random", SPARSITY, seed=0)
 
     def ours(precision: str, masked: bool) -> OurArm:
-        return OurArm(copy.deepcopy(base), bundle, sched, device, precision,
-                      defaults.channels_last, mask if masked else None)  # fmt: skip
+        return OurArm(
+            copy.deepcopy(base),
+            bundle,
+            sched,
+            device,
+            precision,
+            defaults.channels_last,
+            mask if masked else None,
+        )
 
     arms_obj: dict[str, Any] = {
         "naive": NaiveArm(copy.deepcopy(base), bundle, sched, device),

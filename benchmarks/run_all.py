@@ -32,7 +32,7 @@ BENCHMARKS: dict[str, dict[str, list[str]]] = {
         "full": [],
         "quick": ["--train-steps", "4", "--loader-epochs", "1"],
         "tiny": ["--train-steps", "2", "--loader-epochs", "1"],
-    },  # fmt: skip
+    },
     "scoring": {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]},
     "memory": {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]},
     "precision": {"full": [], "quick": ["--quick"], "tiny": ["--tiny"]},
@@ -59,10 +59,16 @@ def run_one(name: str, device: str, extra: list[str], timeout: float) -> dict[st
 def commit() -> str:
     """``git rev-parse HEAD`` (read-only), marked when the working tree has changes."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True, check=True).stdout  # fmt: skip
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + (" + uncommitted changes" if dirty.strip() else "")
@@ -82,8 +88,12 @@ def write_markdown(path: Path, block: str) -> None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--json", metavar="FILE", help="also write the headline numbers here")
-    parser.add_argument("--md", metavar="FILE", default=str(ROOT / "BENCHMARKS.md"),
-                        help="markdown file to refresh (default: BENCHMARKS.md)")  # fmt: skip
+    parser.add_argument(
+        "--md",
+        metavar="FILE",
+        default=str(ROOT / "BENCHMARKS.md"),
+        help="markdown file to refresh (default: BENCHMARKS.md)",
+    )
     parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per benchmark")
     args = parser.parse_args(argv)

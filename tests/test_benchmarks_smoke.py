@@ -75,8 +75,13 @@ def test_run_all_writes_markdown_and_headline_json(bench, tmp_path, capsys):
     assert text.startswith("# notes kept") and text.rstrip().endswith("tail")
     assert "old" not in text and "bf16 vs fp32, smallcnn" in text and "commit" in text
     data = json.loads(out.read_text())
-    for key in ("masked_over_dense", "defaults_over_naive", "synflow_resnet20_s",
-                "synflow_vgg16_s", "loader_over_train"):  # fmt: skip
+    for key in (
+        "masked_over_dense",
+        "defaults_over_naive",
+        "synflow_resnet20_s",
+        "synflow_vgg16_s",
+        "loader_over_train",
+    ):
         assert key in data  # None: not run in this call
     assert "error" not in data["results"]["precision"]
 
@@ -90,9 +95,16 @@ def _reference(scores: dict, n_keep: int, mask: dict) -> dict:
     order = torch.sort(s[idx], stable=True).indices
     new = alive.clone()
     new[idx[order[: idx.numel() - n_keep]]] = False
-    return dict(zip(names, [p.reshape(mask[n].shape) for n, p in
-                            zip(names, new.split([mask[n].numel() for n in names]), strict=True)],
-                    strict=True))  # fmt: skip
+    return dict(
+        zip(
+            names,
+            [
+                p.reshape(mask[n].shape)
+                for n, p in zip(names, new.split([mask[n].numel() for n in names]), strict=True)
+            ],
+            strict=True,
+        )
+    )
 
 
 @pytest.mark.parametrize("levels", [0, 3, 50])

@@ -56,18 +56,24 @@ class _Scorer:
 
     def __call__(self, mask: Mask) -> Scores:
         n_mask = sum(int(torch.count_nonzero(m)) for m in mask.values())
-        gone = None if self.kept is None else {n: k > mask[n] for n, k in self.kept.items()}
-        if gone is not None and n_mask != self.n_kept - sum(
-            int(torch.count_nonzero(g)) for g in gone.values()
-        ):  # the mask revives weights: start again from |w|
-            self._rebuild()
-            gone = None
+        if self.kept is None:
+            drop = {n: ~m for n, m in mask.items()}
+        else:  # what the last mask kept and this one does not
+            drop = {n: k > mask[n] for n, k in self.kept.items()}
+        counts = {n: int(torch.count_nonzero(d)) for n, d in drop.items()}
+        if self.kept is not None and n_mask != self.n_kept - sum(counts.values()):
+            self._rebuild()  # the mask revives weights: start again from |w|
+            drop = {n: ~m for n, m in mask.items()}
+            counts = {n: int(torch.count_nonzero(d)) for n, d in drop.items()}
         with torch.no_grad():  # weights := |w| · mask, touching only what changed
             for n, w in self.weights.items():
                 if not self.finite:
                     w.mul_(mask[n])  # the bool mask promotes: same bits as w * 1.0 / 0.0
-                else:
-                    w[~mask[n] if gone is None else gone[n]] = 0.0
+                elif 16 * counts[n] < w.numel():  # few: by index (an iterative round)
+                    w[drop[n]] = 0.0
+                elif counts[n]:  # many: one dense pass, no index list as long as the weights
+                    w.masked_fill_(drop[n], 0.0)
+        del drop
         self.kept, self.n_kept = {n: m.clone() for n, m in mask.items()}, n_mask
         leaves = {n: w.detach().requires_grad_(True) for n, w in self.weights.items()}
         flow = functional_call(self.net, leaves, (self.ones,)).sum()
