@@ -144,12 +144,15 @@ def train(
     optimizer = optimizer or make_optimizer(model, sched)
     device = next(model.parameters()).device
     end = sched.total_steps if stop_step is None else min(stop_step, sched.total_steps)
-    params = prunable(model)
-    masked = [
-        (params[n], m.to(device=device, dtype=params[n].dtype)) for n, m in (mask or {}).items()
-    ]
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    params = prunable(model)
+    masked = [
+        # Built in the weight's own memory format (channels_last too): the per-step multiply
+        # then runs over contiguous memory.
+        (params[n], torch.empty_like(params[n]).copy_(m))
+        for n, m in (mask or {}).items()
+    ]
     _apply(masked)
     model.train()
     net = job.wrap(model) if job is not None else model

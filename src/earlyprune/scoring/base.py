@@ -107,7 +107,7 @@ def masked_leaves(model: nn.Module, mask: Mask, dtype: torch.dtype | None = None
     """Fresh leaf tensors w ⊙ m (requiring grad) for every prunable weight; the model is untouched."""
     out = {}
     for name, p in prunable(model).items():
-        w = p.detach() * mask[name].to(p.dtype)
+        w = p.detach() * mask[name]  # a bool mask multiplies without a float temporary
         out[name] = (w if dtype is None else w.to(dtype)).requires_grad_(True)
     return out
 

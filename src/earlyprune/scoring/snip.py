@@ -28,4 +28,5 @@ def snip_scores(model: nn.Module, batch: Batch | None, mask: Mask, seed: int) ->
         weights = masked_leaves(model, mask)
         loss = loss_of(model, weights, batch)
         grads = torch.autograd.grad(loss, list(weights.values()))
-    return {n: (g * w).abs().detach() for (n, w), g in zip(weights.items(), grads, strict=True)}
+    # In place into the gradient buffers: no further copy of the weights.
+    return {n: g.mul_(w.detach()).abs_() for (n, w), g in zip(weights.items(), grads, strict=True)}
