@@ -128,3 +128,14 @@ def emit(result: dict[str, Any]) -> None:
     """Prints the benchmark's one JSON object (with the load average at the end)."""
     result["loadavg_end"] = _loadavg()
     print(json.dumps(result, sort_keys=False))
+
+
+def measure_and_emit(
+    measure: Callable[[torch.device, str], dict[str, Any]], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Runs ``measure(device, size)`` between two readings of the machine's state; prints JSON."""
+    device = torch.device(args.device)
+    ctx = context(device)  # before measuring: it records the load average at the start
+    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
+    emit(result)
+    return result

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import base_parser, context, emit, size_of
+from _common import base_parser, measure_and_emit
 
 #: size → (model, num_classes, batch, image side)
 SIZES = {
@@ -166,11 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.child:
         child(args.child, args.mode, args.device, args.child_spec)
         return None
-    device = torch.device(args.device)
-    ctx = context(device)
-    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
-    emit(result)
-    return result
+    return measure_and_emit(measure, args)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 import torch
-from _common import base_parser, context, emit, size_of
+from _common import base_parser, measure_and_emit
 
 from earlyprune.pipeline import run
 from earlyprune.spec import RunSpec
@@ -81,11 +81,7 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    device = torch.device(args.device)
-    ctx = context(device)
-    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
-    emit(result)
-    return result
+    return measure_and_emit(measure, args)
 
 
 if __name__ == "__main__":

@@ -27,13 +27,11 @@ import torch
 import torch.nn.functional as F
 from _common import (
     base_parser,
-    context,
-    emit,
     interleaved,
+    measure_and_emit,
     median,
     median_ratio,
     rate,
-    size_of,
     sync,
     synthetic_cifar,
 )
@@ -200,11 +198,7 @@ def _spread(num: list[float], den: list[float]) -> list[float]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = base_parser(__doc__.splitlines()[0]).parse_args(argv)
-    device = torch.device(args.device)
-    ctx = context(device)
-    result = {**measure(device, size_of(args)), **ctx, "size": size_of(args)}
-    emit(result)
-    return result
+    return measure_and_emit(measure, args)
 
 
 if __name__ == "__main__":

@@ -177,3 +177,20 @@ def tiny_resnet() -> nn.Module:
 @pytest.fixture
 def batch() -> tuple[Tensor, Tensor]:
     return image_batch()
+
+
+def reference_select(scores: dict, n_keep: int, mask: dict) -> dict:
+    """Global selection by hand: stable ascending sort of alive scores, remove the first ones."""
+    names = list(mask)
+    s = torch.cat([scores[n].reshape(-1) for n in names])
+    alive = torch.cat([mask[n].reshape(-1) for n in names])
+    idx = torch.nonzero(alive).flatten()
+    order = torch.sort(s[idx], stable=True).indices
+    new = alive.clone()
+    new[idx[order[: idx.numel() - n_keep]]] = False
+    out, start = {}, 0
+    for n in names:
+        k = mask[n].numel()
+        out[n] = new[start : start + k].reshape(mask[n].shape)
+        start += k
+    return out

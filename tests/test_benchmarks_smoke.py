@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import reference_select
 
 from earlyprune import masking
 
@@ -86,27 +87,6 @@ def test_run_all_writes_markdown_and_headline_json(bench, tmp_path, capsys):
     assert "error" not in data["results"]["precision"]
 
 
-def _reference(scores: dict, n_keep: int, mask: dict) -> dict:
-    """Global selection by a stable ascending sort of the alive scores."""
-    names = list(mask)
-    s = torch.cat([scores[n].reshape(-1) for n in names])
-    alive = torch.cat([mask[n].reshape(-1) for n in names])
-    idx = torch.nonzero(alive).flatten()
-    order = torch.sort(s[idx], stable=True).indices
-    new = alive.clone()
-    new[idx[order[: idx.numel() - n_keep]]] = False
-    return dict(
-        zip(
-            names,
-            [
-                p.reshape(mask[n].shape)
-                for n, p in zip(names, new.split([mask[n].numel() for n in names]), strict=True)
-            ],
-            strict=True,
-        )
-    )
-
-
 @pytest.mark.parametrize("levels", [0, 3, 50])
 @pytest.mark.parametrize("removed_share", [0.001, 0.03, 0.2, 0.5, 0.7, 0.97])
 def test_selection_fast_paths_match_a_stable_sort(monkeypatch, levels, removed_share):
@@ -127,7 +107,7 @@ def test_selection_fast_paths_match_a_stable_sort(monkeypatch, levels, removed_s
     alive = sum(int(m.sum()) for m in mask.values())
     n_keep = alive - round(removed_share * alive)
     out = masking.select(scores, n_keep, mask)
-    expected = _reference(scores, n_keep, mask)
+    expected = reference_select(scores, n_keep, mask)
     assert all(torch.equal(out[n], expected[n]) for n in mask)
 
 
@@ -142,4 +122,4 @@ def test_selection_falls_back_when_the_sample_misleads(monkeypatch, planted):
     mask = {"w": torch.ones(n, dtype=torch.bool)}
     for n_remove in (3000, 15_000):
         out = masking.select({"w": scores}, n - n_remove, mask)
-        assert torch.equal(out["w"], _reference({"w": scores}, n - n_remove, mask)["w"])
+        assert torch.equal(out["w"], reference_select({"w": scores}, n - n_remove, mask)["w"])

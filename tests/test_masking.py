@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import reference_select
 from hypothesis import example, given
 from hypothesis import strategies as st
 from torch import Tensor, nn
@@ -225,23 +226,6 @@ def test_same_inputs_give_identical_masks(specs, s, scope):
 
 
 # --------------------------------------------------------------------------- select() directly
-
-
-def reference_select(scores: dict, n_keep: int, mask: dict) -> dict:
-    """Global selection by hand: stable ascending sort of alive scores, remove the first ones."""
-    names = list(mask)
-    s = torch.cat([scores[n].reshape(-1) for n in names])
-    alive = torch.cat([mask[n].reshape(-1) for n in names])
-    idx = torch.nonzero(alive).flatten()
-    order = torch.sort(s[idx], stable=True).indices
-    new = alive.clone()
-    new[idx[order[: idx.numel() - n_keep]]] = False
-    out, start = {}, 0
-    for n in names:
-        k = mask[n].numel()
-        out[n] = new[start : start + k].reshape(mask[n].shape)
-        start += k
-    return out
 
 
 @st.composite
