@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from earlyprune.masking import (
     prunable,
     select,
 )
-from earlyprune.scoring import METHODS, Batch, Method
+from earlyprune.scoring import METHODS, Batch, Method, method_from_function
 
 
 def list_methods() -> list[str]:
@@ -28,13 +28,19 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-def _method(method: str | Method) -> Method:
-    return method if isinstance(method, Method) else METHODS.get(method)
+def _method(method: str | Method | Callable[..., Scores]) -> Method:
+    """A ``Method`` from a registered name, a ``Method``, or a user scoring function."""
+    if isinstance(method, Method):
+        return method
+    if callable(method):
+        name = getattr(method, "__name__", type(method).__name__)
+        return method_from_function(name, method, f"user scoring function {name}")
+    return METHODS.get(method)
 
 
 def score(
     model: nn.Module,
-    method: str | Method,
+    method: str | Method | Callable[..., Scores],
     batch: Batch | None = None,
     mask: Mapping[str, Tensor] | None = None,
     seed: int = 0,
@@ -43,7 +49,9 @@ def score(
 
     Args:
         model: Any ``nn.Module``.
-        method: A registered method name (see :func:`list_methods`) or a ``Method``.
+        method: A registered method name (see :func:`list_methods`), a ``Method``, or your own
+            scoring function ``f(model, batch, mask, seed)`` or ``f(model, batch)`` returning
+            ``dict[str, Tensor]`` over ``prunable(model)`` (higher = keep).
         batch: ``(inputs, labels)``; SynFlow only uses the input shape, random/magnitude none.
         mask: Current mask (pruned weights are scored as zero weights); ``None`` keeps all.
         seed: Seed for methods that draw random numbers.
@@ -55,7 +63,7 @@ def score(
 
 def prune(
     model: nn.Module,
-    method: str | Method,
+    method: str | Method | Callable[..., Scores],
     sparsity: float,
     batch: Batch | None = None,
     rounds: int | None = None,
@@ -70,7 +78,8 @@ def prune(
 
     Args:
         model: Any ``nn.Module``.
-        method: Method name or ``Method``.
+        method: Method name, ``Method``, or a scoring function ``f(model, batch, mask, seed)``
+            (rescored with the current mask every round) or ``f(model, batch)``.
         sparsity: Fraction of prunable weights to remove, in [0, 1).
         batch: ``(inputs, labels)`` used by data-dependent methods.
         rounds: Pruning rounds (default: the method's own, 1 for one-shot methods).

@@ -5,8 +5,12 @@ Write the scoring function in a file of your own::
     # my_method.py
     import earlyprune as ep
 
-    def my_score(model, batch):  # batch = (inputs, labels): 10 training images per class
+    def my_score(model, batch, mask, seed):  # batch = (inputs, labels): 10 images per class
         return {name: w.detach().abs() for name, w in ep.prunable(model).items()}  # higher = keep
+
+(the signature of ``@register_method`` scorers; ``mask`` is the current mask, all True for
+one-shot pruning, and ``seed`` the run's seed; the short form ``def my_score(model, batch)`` is
+accepted too)
 
 then ``earlyprune check-method my_method.py:my_score`` (or ``package.module:my_score``, or a
 registered method name such as ``snip``) runs the battery on the demo setting (``smallcnn`` on
@@ -24,6 +28,7 @@ methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs i
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,7 @@ from earlyprune.errors import SpecError
 from earlyprune.user_methods import (  # noqa: F401  (re-exported: check.resolve etc.)
     USAGE,
     Target,
+    arity,
     check_signature,
     register_target,
     registered,
@@ -59,7 +65,7 @@ def probe(target: Target, grid: Grid) -> None:
 
     from earlyprune.api import prune
     from earlyprune.data import scoring_batch
-    from earlyprune.masking import prunable
+    from earlyprune.masking import full_mask, prunable
     from earlyprune.scoring import preserved_state
     from earlyprune.spec import RunSpec
     from earlyprune.stages import fresh_model, prepare
@@ -72,7 +78,8 @@ def probe(target: Target, grid: Grid) -> None:
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
         try:
             with preserved_state(model):
-                raw = target.function(model, batch)
+                fn = target.function
+                raw = fn(model, batch, full_mask(model), 0) if arity(fn) == 4 else fn(model, batch)
         except Exception as exc:
             raise SpecError(f"{label} raised {_one_line(exc)} when called on the demo network "
                             "(smallcnn, a batch of 100 Fashion-MNIST images)") from None  # fmt: skip
@@ -206,12 +213,14 @@ def check_method(
 
 
 def cli_check_method(args: argparse.Namespace) -> int:
-    """``earlyprune check-method TARGET [--quick] [--store DIR] [--out DIR] [--workers N]``.
+    """``earlyprune check-method TARGET [--quick] [--model M] [--dataset D] [--store DIR] ...``.
 
     Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
     """
+    grid = dataclasses.replace(QUICK if args.quick else FULL, model=args.model,
+                               dataset=args.dataset)  # fmt: skip
     report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
-                          grid=QUICK if args.quick else FULL, workers=args.workers)  # fmt: skip
+                          grid=grid, workers=args.workers)  # fmt: skip
     print(report.text, end="")
     for line in report.problems:
         print(f"not ok: {line}")

@@ -34,10 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="train, prune and retrain one network (stored by run id)")
-    p.add_argument("--model", help="network (default: the dataset's preset network)")
-    p.add_argument("--dataset", required=True, help="dataset name (see `earlyprune list`)")
+    p.add_argument("--model", help="network name, FILE.py:FACTORY or pkg.module:FACTORY "
+                   "(default: the preset's network)")  # fmt: skip
+    p.add_argument(
+        "--dataset",
+        required=True,
+        help="dataset name (see `earlyprune list`), npz:FILE.npz or FILE.py:LOADER",
+    )
     p.add_argument("--method", required=True, help="pruning method, or 'dense'")
-    p.add_argument("--sparsity", type=_sparsity, required=True, help="fraction removed, [0, 1)")
+    p.add_argument(
+        "--sparsity",
+        type=_sparsity,
+        default=None,
+        help="fraction removed, [0, 1) (imp: follows from --levels)",
+    )
+    p.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="imp: pruning levels, each removing 20%% of the survivors",
+    )
     p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps")
     p.add_argument("--ablation", default="none", help="none|shuffle|reinit|invert|init_normal")
     p.add_argument("--seed", type=int, default=0)
@@ -71,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name == "check-method":
             p.add_argument("target", help="path/to/file.py:FUNC or package.module:FUNC")
+            p.add_argument("--model", default=None, help="your network (FILE.py:FACTORY) "
+                           "instead of the demo's smallcnn")  # fmt: skip
+            p.add_argument("--dataset", default=None, help="your data (npz:FILE.npz, "
+                           "FILE.py:LOADER) instead of fashion-mnist-mini")  # fmt: skip
         p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
@@ -104,11 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.distributed import Distributed, DistStore
     from earlyprune.pipeline import run
-    from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
+    from earlyprune.spec import IMP, PRESETS, RunSpec, default_preset
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
 
-    preset_name = args.preset or DEFAULT_PRESET.get(args.dataset)
+    preset_name = args.preset or default_preset(args.dataset)
     if preset_name is None:
         from earlyprune.data import list_datasets
 
@@ -120,7 +140,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     preset = PRESETS.get(preset_name)
     spec = RunSpec(
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
-        method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
+        method=args.method, sparsity=_run_sparsity(args, IMP), prune_step=args.prune_step,
+        levels=args.levels,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
     )  # fmt: skip
@@ -139,6 +160,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             job.close()
     say(summary_line(result))
     return 0 if result["status"] == "ok" else 1
+
+
+def _run_sparsity(args: argparse.Namespace, imp: str) -> float:
+    if args.sparsity is None:
+        if args.method == imp and args.levels is not None:
+            return 0.0  # the spec derives it from the level
+        raise ValueError(
+            "--sparsity is required" + (" (or --levels)" if args.method == imp else "")
+        )
+    return args.sparsity
 
 
 def summary_line(result: dict) -> str:
@@ -173,6 +204,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
             f"  {name:<24} baseline: magnitude mask of the trained network"
             + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
         )
+    print("  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
+          " level (--levels), rewound to step t")  # fmt: skip
     print("  dense                    the unpruned network (sparsity 0)")
     print("ablations:")
     for name, text in ABLATIONS.items():

@@ -42,16 +42,23 @@ class Grid:
         epochs: Training length override (None = the preset's 3 epochs).
         preset: Training preset on the demo network and data. Tests register a tinier one;
             worker processes only know presets defined in ``earlyprune.spec`` (use workers=1).
+        model: Another network (a name or ``FILE.py:FACTORY``) trained with the same preset.
+        dataset: Other data (``npz:FILE``, ``FILE.py:LOADER``), same preset (its subsets cap
+            the training and test splits).
     """
 
     sparsities: tuple[float, ...]
     seeds: tuple[int, ...]
     epochs: float | None = None
     preset: str = "demo"
+    model: str | None = None
+    dataset: str | None = None
 
     def base(self) -> dict[str, Any]:
-        """The RunSpec fields every run of the grid shares."""
+        """The RunSpec fields every run of the grid shares (``model``/``dataset``: the user's
+        own network or data for `check-method`, else the preset's)."""
         fields: dict[str, Any] = {"preset": self.preset}
+        fields.update({k: v for k, v in (("model", self.model), ("dataset", self.dataset)) if v})
         if self.epochs is not None:
             fields["epochs"] = self.epochs
         return fields

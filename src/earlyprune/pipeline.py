@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import __version__
+from earlyprune import __version__, imp
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.masking import (
@@ -28,7 +28,7 @@ from earlyprune.masking import (
     neuron_collapse,
     overall_density,
 )
-from earlyprune.spec import PRESETS, RunSpec
+from earlyprune.spec import IMP, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -114,6 +114,7 @@ def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
     """Weights at step t → scores → mask → ablation → rewind; ``mask.pt`` is the trained mask."""
     rid = setup.spec.run_id
     model = weights_to_prune(setup, store)
+    previous = imp.previous_level(setup, store) if setup.spec.method == IMP else None
     mask = store.load_tensors(rid, "mask.pt")
     try:
         mask = None if mask is None else check_mask(model, mask)
@@ -121,7 +122,10 @@ def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
         mask = None
     if mask is None:
         if setup.job is None or setup.job.is_main:  # computed once, on rank 0
-            mask = ablate_mask(setup, choose_mask(setup, model))
+            chosen = (
+                choose_mask(setup, model) if previous is None else imp.level_mask(setup, previous)
+            )
+            mask = ablate_mask(setup, chosen)
         if setup.job is not None:
             mask = setup.job.broadcast_mask(mask, like=full_mask(model))
         store.save_tensors(rid, "mask.pt", {n: m.cpu() for n, m in mask.items()})

@@ -22,9 +22,13 @@ from earlyprune.api import prune
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
 from earlyprune.masking import Mask
-from earlyprune.spec import DENSE, PRESETS, Preset, RunSpec
+from earlyprune.models.user import check_user_model, is_user_model
+from earlyprune.spec import DENSE, IMP, PRESETS, Preset, RunSpec, register_user_inputs
 from earlyprune.store import RunStore
 from earlyprune.training import Schedule, StepCallback, TrainState, make_optimizer, train
+
+#: Methods whose prune step defaults to the preset's rewind step (and that rewind to it).
+REWINDING = ("ltr", IMP)
 
 
 @dataclass
@@ -73,6 +77,7 @@ def resolve_device(name: str) -> torch.device:
 
 def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None = None) -> Setup:
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
+    register_user_inputs(spec)  # a worker process imports the user's network and data here
     preset = PRESETS.get(spec.preset)
     bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
     epochs = spec.epochs if spec.epochs is not None else preset.epochs
@@ -91,14 +96,21 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     if spec.prune_step is not None:
         step = spec.prune_step
     else:
-        step = preset.rewind_step if spec.method == "ltr" else 0
+        step = default_rewind_step(preset) if spec.method in REWINDING else 0
     if step > total:
         raise SpecError(
             f"prune step {step} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
     device = resolve_device(job.device() if job else spec.device)
+    if is_user_model(spec.model):  # a wrong output shape is the user's mistake, not a failed run
+        check_user_model(spec.model, bundle)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
+
+
+def default_rewind_step(preset: Preset) -> int:
+    """The step LTR and IMP rewind to when the spec names none."""
+    return preset.rewind_step
 
 
 def derived_seed(seed: int, purpose: str) -> int:
@@ -238,6 +250,8 @@ def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | N
 def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
     """The network whose weights are scored: at step t, or fully trained for the baselines."""
     model = fresh_model(setup)
+    if setup.spec.method == IMP:  # scored on the previous level's weights (earlyprune.imp)
+        return model
     if setup.spec.method in ("magnitude_after_training", "ltr"):
         model.load_state_dict(dense_weights(setup, store, None))
     elif setup.prune_step > 0:
@@ -269,7 +283,7 @@ def ablate_mask(setup: Setup, mask: Mask) -> Mask:
 def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Module:
     """LTR's rewind to step t and the reinit ablation; returns the network to retrain."""
     spec = setup.spec
-    if spec.method == "ltr":
+    if spec.method in REWINDING:
         if setup.prune_step == 0:
             model = fresh_model(setup)
         else:

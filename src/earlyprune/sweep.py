@@ -40,7 +40,7 @@ from typing import Any
 from earlyprune.errors import SpecError
 from earlyprune.executors import EXECUTORS
 from earlyprune.executors.base import check_specs, tidy, with_prerequisites
-from earlyprune.spec import DEFAULT_PRESET, DENSE, PRESETS, RunSpec, paper_sparsities
+from earlyprune.spec import DENSE, PRESETS, RunSpec, default_preset, paper_sparsities
 from earlyprune.store import RunStore
 
 _TOP_KEYS = ("store", "base", "axes", "options", "include")
@@ -200,7 +200,7 @@ def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
     """preset ← the dataset's default preset; model and dataset ← the preset's (as the CLI)."""
     f = dict(f)
     if "preset" not in f and "dataset" in f:
-        if f["dataset"] not in DEFAULT_PRESET:
+        if default_preset(f["dataset"]) is None:
             from earlyprune.data import list_datasets
 
             if f["dataset"] not in list_datasets():  # a typo: say so, not "set preset"
@@ -211,7 +211,7 @@ def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
                 f"no default preset for dataset {f['dataset']!r}: set preset "
                 f"(one of: {', '.join(PRESETS.names())})"
             )
-        f["preset"] = DEFAULT_PRESET[f["dataset"]]
+        f["preset"] = default_preset(f["dataset"])
     if "preset" in f:
         try:
             preset = PRESETS.get(f["preset"])

@@ -41,9 +41,22 @@ def resolve(target: str) -> Target:
         if target in METHODS:
             return Target(target, METHODS.get(target), None, target)
         raise SpecError(f"{target!r}: {USAGE} (registered: {', '.join(METHODS.names())})")
+    fn, name = load_function(target, USAGE)
+    check_signature(fn, target)
+    return Target(name, method_from_function(name, fn, f"user scoring function {target}"), fn,
+                  target)  # fmt: skip
+
+
+def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
+    """Imports ``FILE.py:FUNC`` or ``pkg.module:FUNC``; returns it and its content-hashed name.
+
+    The name is ``<file stem or module>:<function>@<8 hex digits of the file's SHA-256>``: it
+    stays the same while the file is unchanged and changes with any edit, wherever the file
+    lies. Shared by user scoring functions, networks (``--model``) and data loaders.
+    """
     where, _, func = target.rpartition(":")
     if not where or not func.isidentifier():
-        raise SpecError(f"{target!r}: {USAGE}")
+        raise SpecError(f"{target!r}: {usage}")
     module, source = _import(where)
     fn = getattr(module, func, None)
     if fn is None:
@@ -53,12 +66,9 @@ def resolve(target: str) -> Target:
                         f"{', '.join(found) or 'none'})")  # fmt: skip
     if not callable(fn):
         raise SpecError(f"{target}: {func!r} is a {type(fn).__name__}, not a function")
-    check_signature(fn, target)
     stem = Path(where).stem if where.endswith(".py") else where
     digest = hashlib.sha256(source).hexdigest()[:8] if source is not None else "nosource"
-    name = f"{stem}:{func}@{digest}"
-    return Target(name, method_from_function(name, fn, f"user scoring function {target}"), fn,
-                  target)  # fmt: skip
+    return fn, f"{stem}:{func}@{digest}"
 
 
 def absolute(target: str) -> str:
@@ -115,18 +125,28 @@ def _cwd_on_path() -> Iterator[None]:
 
 
 def check_signature(fn: Callable[..., Any], label: str) -> None:
-    """The function must be callable as ``fn(model, batch)``."""
+    """The function must be callable as ``fn(model, batch, mask, seed)`` or ``fn(model, batch)``."""
+    if arity(fn) is None:
+        raise SpecError(
+            f"{label}{inspect.signature(fn)} must take the positional arguments "
+            "(model, batch, mask, seed) — as @register_method scorers do — or just (model, batch)"
+        )
+
+
+def arity(fn: Callable[..., Any]) -> int | None:
+    """4 if ``fn`` can be called as ``fn(model, batch, mask, seed)``, else 2 if as
+    ``fn(model, batch)``, else None. A signature torch cannot inspect counts as 4."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return  # a builtin without a signature: the probe call finds out
-    try:
-        sig.bind(object(), object())
-    except TypeError:
-        raise SpecError(
-            f"{label}{sig} must take two positional arguments: "
-            "def f(model: nn.Module, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]"
-        ) from None
+        return 4  # a builtin without a signature: the probe call finds out
+    for n in (4, 2):
+        try:
+            sig.bind(*[object()] * n)
+        except TypeError:
+            continue
+        return n
+    return None
 
 
 def one_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.processes import pid_alive
-from earlyprune.spec import BASELINES, DENSE, RunSpec
+from earlyprune.spec import BASELINES, DENSE, IMP, RunSpec
 from earlyprune.store import ClaimBusy, RunStore
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
@@ -29,7 +29,12 @@ Submit = Callable[[RunSpec, bool], "Future[str]"]
 
 
 def prerequisite(spec: RunSpec) -> RunSpec | None:
-    """The dense training run ``spec`` reuses (baselines and pruning at step t > 0), or None."""
+    """The run ``spec`` reuses: the dense training run (baselines, pruning at step t > 0), the
+    previous IMP level (``earlyprune.imp``), or None."""
+    if spec.method == IMP:
+        from earlyprune.imp import previous_spec
+
+        return previous_spec(spec)
     if spec.method in BASELINES or (spec.method != DENSE and (spec.prune_step or 0) > 0):
         return spec.dense_spec()
     return None
@@ -205,9 +210,15 @@ def as_args(store: RunStore, data_root: str | None) -> tuple[str, str | None]:
 
 
 def with_prerequisites(specs: list[RunSpec]) -> list[RunSpec]:
-    """Distinct specs plus their dense prerequisites; dense runs first, else in order."""
-    pres = [p for p in (prerequisite(s) for s in specs) if p is not None]
-    unique = list({s.run_id: s for s in [*specs, *pres]}.values())
+    """Distinct specs plus their prerequisites (transitively: IMP levels chain); dense runs
+    first, else in order."""
+    found = {s.run_id: s for s in specs}
+    frontier = list(found.values())
+    while frontier:
+        pres = [p for p in (prerequisite(s) for s in frontier) if p is not None]
+        frontier = list({p.run_id: p for p in pres if p.run_id not in found}.values())
+        found.update({p.run_id: p for p in frontier})
+    unique = list(found.values())
     return sorted(unique, key=lambda s: s.method != DENSE)
 
 
@@ -221,7 +232,7 @@ def check_specs(specs: list[RunSpec], data_root: str | None, *, need_data: bool)
             spec.dataset,
             spec.preset,
             spec.epochs,
-            spec.method == "ltr",
+            spec.method in ("ltr", IMP),
             spec.prune_step,
             spec.device,
         )

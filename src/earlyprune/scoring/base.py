@@ -64,18 +64,26 @@ def register_method(
     return decorate
 
 
-def method_from_function(
-    name: str, fn: Callable[[nn.Module, Batch], Scores], summary: str = ""
-) -> Method:
-    """Wraps a user scoring function ``fn(model, batch) -> Scores`` (as `check-method` takes).
+def method_from_function(name: str, fn: Callable[..., Scores], summary: str = "") -> Method:
+    """Wraps a user scoring function as a ``Method`` (for `check-method`, ``ep.prune``, ``ep.score``).
 
-    The function is called on the model as given; it sees no mask (one-shot pruning).
+    Two signatures are accepted: ``fn(model, batch, mask, seed)`` — the one ``@register_method``
+    scorers have, called with the current mask each round — and the short ``fn(model, batch)``,
+    which sees no mask (fine for one-shot pruning). The model's mode and buffers are restored
+    after each call.
     """
+    from earlyprune.user_methods import arity
+
+    n_args = arity(fn)
+    if n_args is None:
+        raise ValueError(
+            f"scoring function {name!r} must take (model, batch, mask, seed) or (model, batch)"
+        )
 
     def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
         def score(mask: Mask) -> Scores:
             with preserved_state(model):
-                out = fn(model, batch)
+                out = fn(model, batch, mask, seed) if n_args == 4 else fn(model, batch)
             if not isinstance(out, dict):
                 raise ValueError(
                     f"scoring function {name!r} must return dict[str, Tensor], "
