@@ -44,6 +44,11 @@ def one_arg(model):
     return {}
 
 
+def full_form(model, batch, mask, seed):
+    # The @register_method signature: magnitude of the surviving weights.
+    return {n: w.detach().abs() * mask[n] for n, w in ep.prunable(model).items()}
+
+
 def three_args(model, batch, mask):
     return {}
 
@@ -172,6 +177,17 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
     assert (out / "index.html").is_file() and report.summary_file.read_text() == report.text
 
 
+def test_check_method_takes_the_register_method_signature_too(demo_store, user_file):
+    store, _ = demo_store
+    report = check.check_method(f"{user_file}:full_form", store, store.parent / "report_full",
+                                grid=TINY, workers=1, progress=False)  # fmt: skip
+    assert report.name.startswith("my_method:full_form@") and not report.problems
+    # |w| of the survivors is magnitude pruning: the unmodified runs keep magnitude's layers.
+    by = {(r["spec"]["method"], r["spec"]["ablation"]): r for r in results_in(store)}
+    assert by[(report.name, "none")]["layer_density"] == by[("magnitude", "none")]["layer_density"]
+    assert len([v for v in report.verdicts]) == len(CHECKS)
+
+
 def test_check_method_on_builtin_snip_matches_the_demo_without_retraining(demo_store):
     store, result = demo_store
     before = mtimes(store)
@@ -220,8 +236,8 @@ def test_dotted_module_targets_resolve_like_files(tmp_path, monkeypatch, user_fi
     [
         ("nope.py:my_score", "no such file"),
         ("USER:missing", "has no function 'missing'"),
-        ("USER:one_arg", "must take two positional arguments"),
-        ("USER:three_args", "must take two positional arguments"),
+        ("USER:one_arg", "must take the positional arguments (model, batch, mask, seed)"),
+        ("USER:three_args", "must take the positional arguments (model, batch, mask, seed)"),
         ("USER:wrong_shape", "has shape (3,), expected (16, 1, 5, 5)"),
         ("USER:not_tensors", "expected a torch.Tensor"),
         ("USER:extra_key", "which are not prunable"),
