@@ -14,7 +14,8 @@ accepted too)
 
 then ``earlyprune check-method my_method.py:my_score`` (or ``package.module:my_score``, or a
 registered method name such as ``snip``) runs the battery on the demo setting (``smallcnn`` on
-the embedded Fashion-MNIST subset, the demo's sparsities and seeds): the method with and without
+the embedded Fashion-MNIST subset, the demo's sparsities and seeds; ``--model FILE.py:F`` and
+``--dataset npz:FILE`` put your own network or data in their place): the method with and without
 each ablation (shuffle, reinit, invert), next to random, magnitude, SNIP, GraSP and SynFlow. It
 prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
 densities and neuron collapse of every method, and writes the report folder.

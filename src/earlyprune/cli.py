@@ -214,7 +214,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name in PRESETS.names():
         p = PRESETS.get(name)
         print(
-            f"  {name:<24} {p.model} on {p.dataset}: {p.epochs} epochs, batch {p.batch_size}, "
+            f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch {p.batch_size}, "
             f"lr {p.lr}, drops at {list(p.milestones)}, rewind step {p.rewind_step}"
         )
     return 0

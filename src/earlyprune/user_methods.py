@@ -1,7 +1,10 @@
 """User scoring functions: import ``file.py:func`` or ``package.module:func``, check, register.
 
 Used by ``earlyprune check-method`` and by sweep workers, which start with the built-in registry
-and register the user's function themselves (``run_specs(..., methods=...)``).
+and register the user's function themselves (``run_specs(..., methods=...)``). The importer
+(:func:`load_function`) also loads user networks (``earlyprune.models.user``) and data loaders
+(``earlyprune.data.user``). A scoring function is ``f(model, batch, mask, seed)`` — the
+``@register_method`` signature — or the short ``f(model, batch)``.
 """
 
 from __future__ import annotations

@@ -52,8 +52,8 @@ def resolve_dataset(dataset: str, dataset_file: str) -> tuple[str, str]:
         SpecError: The file is missing or changed since the spec was made, or the loader
             cannot be imported. Bad arrays are found when the data is loaded (``DatasetError``).
     """
-    if dataset in DATASETS:
-        return dataset, dataset_file
+    if dataset in DATASETS:  # a built-in dataset has no file (a stale one is dropped)
+        return dataset, dataset_file if USER_NAME.match(dataset) else ""
     if USER_NAME.match(dataset):
         if not dataset_file:
             raise SpecError(f"dataset {dataset!r} is user data but the spec has no dataset_file "

@@ -229,6 +229,7 @@ def check_specs(specs: list[RunSpec], data_root: str | None, *, need_data: bool)
     seen = set()
     for spec in specs:
         key = (
+            spec.model,  # a user network is checked on the data in prepare
             spec.dataset,
             spec.preset,
             spec.epochs,

@@ -38,8 +38,8 @@ def resolve_model(model: str, model_file: str) -> tuple[str, str]:
         SpecError: The file cannot be imported, has no such factory, or changed since the spec
             was made.
     """
-    if model in MODELS:
-        return model, model_file
+    if model in MODELS:  # a built-in network has no file (a stale one from replace() is dropped)
+        return model, model_file if is_user_model(model) else ""
     if USER_NAME.match(model):
         if not model_file:
             raise SpecError(f"model {model!r} is a user network but the spec has no model_file "
