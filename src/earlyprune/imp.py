@@ -4,7 +4,8 @@ Level k (``method="imp", levels=k``) takes level k − 1's trained weights and m
 the dense training run), removes ``level_fraction`` (20 %) of the survivors by magnitude — so
 that exactly ``round(s_k · N)`` weights are gone, s_k = 1 − 0.8^k, the paper's grid — rewinds the
 survivors to the rewind step t (0 = the original lottery ticket: the initialization; otherwise
-the dense run's weights at step t, like LTR) and retrains with the full schedule.
+the dense run's weights at step t, like LTR) and retrains with the full schedule. The rewind
+step is the run's prune step (``Setup.prune_step``; unset: ``stages.default_rewind_step``).
 
 Every level is a stored run of its own. Level k reads level k − 1's ``final.pt`` and ``mask.pt``
 from the store and runs level k − 1 first only if it is not stored (which recurses down to the
@@ -26,13 +27,6 @@ from earlyprune.store import RunStore
 
 #: Ablations that modify one level's mask or weights; the levels below it stay unmodified.
 _LEVEL_ABLATIONS = ("shuffle", "reinit", "invert")
-
-
-def rewind_step(setup: Setup) -> int:
-    """The step IMP rewinds the survivors to: the run's prune step (default: the preset's
-    rewind step; 0 = initialization). One place, so a separate rewind-step field can be wired
-    in here."""
-    return setup.prune_step
 
 
 def previous_spec(spec: RunSpec) -> RunSpec:

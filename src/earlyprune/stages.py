@@ -96,7 +96,7 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     if spec.prune_step is not None:
         step = spec.prune_step
     else:
-        step = default_rewind_step(preset) if spec.method in REWINDING else 0
+        step = default_rewind_step(spec, preset) if spec.method in REWINDING else 0
     if step > total:
         raise SpecError(
             f"prune step {step} is beyond training: preset {preset.name!r} with "
@@ -108,8 +108,11 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
 
-def default_rewind_step(preset: Preset) -> int:
-    """The step LTR and IMP rewind to when the spec names none."""
+def default_rewind_step(spec: RunSpec, preset: Preset) -> int:
+    """The step LTR and IMP rewind to when the spec gives no prune step: the preset's.
+
+    The one place a separate rewind-step run field would be read.
+    """
     return preset.rewind_step
 
 
