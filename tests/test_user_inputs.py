@@ -224,3 +224,11 @@ def test_prune_and_score_take_a_function_in_either_signature():
     assert torch.equal(scores["0.weight"], prunable(model)["0.weight"].detach().abs())
     with pytest.raises(ValueError, match=r"\(model, batch, mask, seed\) or \(model, batch\)"):
         ep.prune(model, lambda model: {}, 0.5)
+
+
+def test_an_npz_file_edited_after_registration_is_not_read_under_the_old_name(files):
+    np.savez(files / "fresh.npz", **arrays(seed=5))  # content no other test registered
+    spec = RunSpec(dataset=f"npz:{files}/fresh.npz", preset="custom")
+    np.savez(files / "fresh.npz", **arrays(seed=3))
+    with pytest.raises(DatasetError, match="changed since it was registered"):
+        ep.load_dataset(spec.dataset)

@@ -107,6 +107,13 @@ def file_digest(path: Path) -> str:
 def load_npz(path: Path, name: str) -> DataBundle:
     """Reads and checks an npz file of the four arrays (see the module docstring)."""
     try:
+        digest = file_digest(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read it ({exc})") from None
+    if not name.endswith(f"@{digest}"):  # edited after this name was registered in the process
+        raise DatasetError(f"{path} changed since it was registered as {name!r}: its runs need "
+                           "the old content; plan them again")  # fmt: skip
+    try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
