@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument(
+        "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
+    )
+    p.add_argument("--allow-disconnected", action="store_true",
+                   help="train a mask even if it leaves no input→output path")  # fmt: skip
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -123,6 +128,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
+        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)

@@ -8,7 +8,6 @@ computed once and shared by every run of the same (network, data, preset, seed).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,11 +100,6 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
 
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed for one purpose (shuffle, reinit) of a run seeded ``seed``."""
-    return int(hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()[:8], 16)
-
-
 def fresh_model(setup: Setup) -> nn.Module:
     from earlyprune.models import create_model
 
@@ -117,6 +111,7 @@ def fresh_model(setup: Setup) -> nn.Module:
         init=spec.effective_init,
         bn_gamma=spec.bn_gamma,
         seed=spec.seed,
+        bias=spec.bias_init,
     )
     return model.to(setup.device)
 
@@ -262,7 +257,7 @@ def ablate_mask(setup: Setup, mask: Mask) -> Mask:
     """The shuffle ablation: the method's per-layer proportions at random positions."""
     spec = setup.spec
     if spec.ablation == "shuffle":
-        return ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+        return ablations.shuffle(mask, seed=spec.seed)
     return mask
 
 
@@ -275,8 +270,9 @@ def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Modu
         else:
             model.load_state_dict(dense_weights(setup, store, setup.prune_step))
     if spec.ablation == "reinit":
-        ablations.reinitialize(model, seed=derived_seed(spec.seed, "reinit"),
-                               init=spec.effective_init, bn_gamma=spec.bn_gamma)  # fmt: skip
+        ablations.reinitialize(model, seed=spec.seed,
+                               init=spec.effective_init, bn_gamma=spec.bn_gamma,
+                               bias=spec.bias_init)  # fmt: skip
     return model
 
 
