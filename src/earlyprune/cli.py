@@ -29,6 +29,9 @@ def _sparsity(text: str) -> float:
     return value
 
 
+_STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="earlyprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--allow-disconnected", action="store_true",
                    help="train a mask even if it leaves no input→output path")  # fmt: skip
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -63,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="local", help="local|ray")
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
@@ -132,6 +137,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
+    if args.recompute_stale and (job is None or job.is_main):
+        from earlyprune.executors.base import prerequisite
+        from earlyprune.numerics import forget_stale
+
+        dense = prerequisite(spec)
+        forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
     if store.read_result(spec.run_id) is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     say = print if job is None or job.is_main else (lambda *a: None)

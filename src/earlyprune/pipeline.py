@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import __version__
+from earlyprune import __version__, numerics
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.masking import (
@@ -28,7 +28,7 @@ from earlyprune.masking import (
     neuron_collapse,
     overall_density,
 )
-from earlyprune.spec import PRESETS, RunSpec
+from earlyprune.spec import BASELINES, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -67,13 +67,18 @@ def run(
     """
     stored = store.read_result(spec.run_id)
     if stored is not None and not (retry_failed and stored["status"] == "failed"):
-        return check_preset(stored, store)
+        return check_stored(stored, store)
     setup = prepare(spec, data_root, job)
     rid = spec.run_id
+    if spec.method in BASELINES or (not is_dense(spec) and setup.prune_step > 0):
+        dense = store.read_result(spec.dense_spec().run_id)  # its shared weights: same numerics
+        if dense is not None:
+            check_stored(dense, store)
     with store.claim(rid):
         stored = store.read_result(rid)
         if stored is not None and not (retry_failed and stored["status"] == "failed"):
-            return stored
+            return check_stored(stored, store)
+        numerics.adopt(store, rid)  # checkpoints of older numerics are never resumed from
         store.write_json(rid, "spec.json", spec.to_dict())
         started = time.perf_counter()
         try:
@@ -92,6 +97,12 @@ def run(
 def preset_fingerprint(name: str) -> dict[str, Any]:
     """The preset's hyperparameters as stored in ``result.json`` (JSON types: lists, not tuples)."""
     return json.loads(json.dumps(dataclasses.asdict(PRESETS.get(name))))
+
+
+def check_stored(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
+    """Refuses (``SpecError``, one line) a stored result computed under other numerics or
+    another definition of its preset; returns it otherwise."""
+    return check_preset(numerics.check_current(result, store), store)
 
 
 def check_preset(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
@@ -192,6 +203,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "prune_step": setup.prune_step,
         "total_steps": setup.sched.total_steps,
         "preset": preset_fingerprint(spec.preset),
+        "numerics_version": numerics.NUMERICS_VERSION,
         "timings": {"total_s": round(seconds, 3)},
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},
