@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from earlyprune.connectivity import check_connected
 from earlyprune.masking import (
     SCOPES,
     Mask,
@@ -62,6 +64,7 @@ def prune(
     scope: str = "global",
     invert: bool = False,
     seed: int = 0,
+    allow_disconnected: bool = False,
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
@@ -77,9 +80,18 @@ def prune(
         scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
         invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation).
         seed: Seed for methods that draw random numbers.
+        allow_disconnected: Return a mask even if it keeps no weight, or if its empty layers
+            leave no path from input to output (see :mod:`earlyprune.connectivity`).
 
     Returns:
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
+
+    Raises:
+        ValueError: For bad arguments, NaN scores, or a degenerate mask (unless allowed).
+
+    Warns:
+        RuntimeWarning: One line when equal scores straddle the final threshold, so that some
+            of them are removed by network order rather than by score.
     """
     m = _method(method)
     sparsity = check_sparsity(sparsity)
@@ -95,6 +107,11 @@ def prune(
     schedule = density_schedule(sparsity, n_rounds, total)
     if schedule[-1] == total:
         return mask
+    shape = (
+        tuple(batch[0].shape[1:]) if batch is not None and isinstance(batch[0], Tensor) else None
+    )
+    if not allow_disconnected and schedule[-1] == 0:  # before any scoring: nothing can be kept
+        check_connected(model, {n: torch.zeros_like(t) for n, t in mask.items()}, shape)
     scorer = m.prepare(model, batch, seed)
     alive = total
     for n, n_keep in enumerate(schedule, start=1):
@@ -104,9 +121,40 @@ def prune(
         if invert:
             scores = {name: -s for name, s in scores.items()}
         density = (1 - sparsity) ** (n / n_rounds)
-        mask = select(scores, n_keep, mask, scope, density=density)
+        before, mask = mask, select(scores, n_keep, mask, scope, density=density)
         alive = n_keep
+        if n == n_rounds:
+            warn_straddling_ties(scores, before, mask, scope)
+    if not allow_disconnected:
+        check_connected(model, mask, shape)
     return mask
+
+
+def warn_straddling_ties(scores: Scores, before: Mask, after: Mask, scope: str) -> None:
+    """Warns (one line) when equal scores were split by the threshold: some removed, some kept.
+
+    Such weights were told apart by network order, not by the method (e.g. constant or
+    infinite scores, or many zero gradients at a high sparsity).
+    """
+    groups = [[n] for n in after] if scope == "layer" else [list(after)]
+    for names in groups:
+        kept = [scores[n][after[n]] for n in names if bool(after[n].any())]
+        gone = [scores[n][before[n] & ~after[n]] for n in names]
+        gone = [g for g in gone if g.numel()]
+        if not kept or not gone:
+            continue
+        low = min(float(k.min()) for k in kept)
+        high = max(float(g.max()) for g in gone)
+        if low == high:  # the threshold itself was shared by a kept and a removed weight
+            tied = sum(int((scores[n][before[n]] == low).sum()) for n in names)
+            removed = sum(int((g == low).sum()) for g in gone)
+            where = f" in {names[0]}" if scope == "layer" else ""
+            warnings.warn(
+                f"{tied:,} weights{where} share the threshold score {low:g}; {removed:,} of them "
+                "were removed by network order, not by score",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def save_mask(mask: Mapping[str, Tensor], path: str | os.PathLike[str]) -> None:

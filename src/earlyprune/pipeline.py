@@ -6,6 +6,7 @@ evaluate → record. Finished runs are served from the store; interrupted ones r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from earlyprune import __version__, numerics
+from earlyprune.connectivity import effective_mask
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.masking import (
@@ -74,24 +76,42 @@ def run(
         dense = store.read_result(spec.dense_spec().run_id)  # its shared weights: same numerics
         if dense is not None:
             check_stored(dense, store)
-    with store.claim(rid):
-        stored = store.read_result(rid)
-        if stored is not None and not (retry_failed and stored["status"] == "failed"):
-            return check_stored(stored, store)
-        numerics.adopt(store, rid)  # checkpoints of older numerics are never resumed from
-        store.write_json(rid, "spec.json", spec.to_dict())
-        started = time.perf_counter()
-        try:
-            model, mask = (fresh_model(setup), None) if is_dense(spec) else pruned(setup, store)
-            state = retrain(setup, store, model, mask, callbacks, progress)
-            result = record(setup, model, mask, state, time.perf_counter() - started)
-        except _USER_MISTAKES:
-            raise
-        except Exception as exc:  # the run's own failure: record it, let the sweep go on
-            result = failure(setup, exc, time.perf_counter() - started)
-        store.write_json(rid, "result.json", result)
-        store.delete(rid, "latest.pt")
+    try:
+        with store.claim(rid):
+            stored = store.read_result(rid)
+            if stored is not None and not (retry_failed and stored["status"] == "failed"):
+                return check_stored(stored, store)
+            numerics.adopt(store, rid)  # checkpoints of older numerics are never resumed from
+            store.write_json(rid, "spec.json", spec.to_dict())
+            started = time.perf_counter()
+            try:
+                model, mask = (fresh_model(setup), None) if is_dense(spec) else pruned(setup, store)
+                state = retrain(setup, store, model, mask, callbacks, progress)
+                result = record(setup, model, mask, state, time.perf_counter() - started)
+            except _USER_MISTAKES:
+                forget_attempt(store, rid)  # a mistake found mid-run (a degenerate mask)
+                raise
+            except Exception as exc:  # the run's own failure: record it, let the sweep go on
+                result = failure(setup, exc, time.perf_counter() - started)
+            store.write_json(rid, "result.json", result)
+            store.delete(rid, "latest.pt")
+    except _USER_MISTAKES:
+        for folder in (store.run_dir(rid), store.root):  # a refused first attempt leaves none
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only ever removes an empty folder
+        raise
     return result
+
+
+def forget_attempt(store: RunStore, run_id: str) -> None:
+    """Removes what a refused first attempt wrote into its own folder: its spec and marker, if
+    nothing else is there (a resumed run keeps its checkpoints and the marker that vouches for
+    them)."""
+    folder = store.run_dir(run_id)
+    own = {"spec.json", numerics.MARKER, "claim"}
+    if folder.is_dir() and all(p.name in own or p.name.startswith(".") for p in folder.iterdir()):
+        for name in ("spec.json", numerics.MARKER):
+            store.delete(run_id, name)
 
 
 def preset_fingerprint(name: str) -> dict[str, Any]:
@@ -163,6 +183,7 @@ def record(
 ) -> dict[str, Any]:
     """The result record (``result.json``)."""
     mask = mask if mask is not None else full_mask(model)
+    effective = effective_mask(model, mask, tuple(setup.bundle.input_shape))
     collapse = [neuron_collapse(model, mask, t) for t in COLLAPSE_THRESHOLDS]
     accs = [c["test_accuracy"] for c in state.curve]
     ok = not state.diverged and bool(accs)
@@ -173,6 +194,9 @@ def record(
         "test_loss": state.curve[-1]["test_loss"] if ok else None,
         "density": overall_density(mask),
         "layer_density": layer_density(mask),
+        # Weights on some input→output path (Vysogorets & Kempe 2021); ≤ density.
+        "effective_density": overall_density(effective),
+        "layer_effective_density": layer_density(effective),
         "layer_numel": {n: m.numel() for n, m in mask.items()},
         "neuron_collapse": {
             "thresholds": list(COLLAPSE_THRESHOLDS),

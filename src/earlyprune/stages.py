@@ -18,6 +18,7 @@ from torch import nn
 
 from earlyprune import ablations
 from earlyprune.api import prune
+from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
 from earlyprune.masking import Mask
@@ -249,8 +250,12 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
     batch = scoring_batch(
         setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
     )
-    return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
-                 scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed)  # fmt: skip
+    try:
+        return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
+                     scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed,
+                     allow_disconnected=spec.allow_disconnected)  # fmt: skip
+    except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
+        raise SpecError(f"{exc}") from None
 
 
 def ablate_mask(setup: Setup, mask: Mask) -> Mask:
