@@ -166,18 +166,31 @@ def save_mask(mask: Mapping[str, Tensor], path: str | os.PathLike[str]) -> None:
 
 
 def load_mask(path: str | os.PathLike[str]) -> Mask:
-    """Reads a mask written by :func:`save_mask` (``weights_only=True``: no code is executed)."""
+    """Reads a mask written by :func:`save_mask` (``weights_only=True``: no code is executed).
+
+    Raises:
+        ValueError: One short line if the file is missing, unreadable, or holds anything but a
+            dict of name → bool tensor (a checkpoint or state_dict of float weights included).
+    """
+    not_a_mask = f"{path} does not hold a mask (dict of name → bool tensor)"
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"mask file not found: {path}") from None
-    except Exception as exc:  # pickle errors, truncation, refused globals
-        raise ValueError(f"cannot read mask file {path}: {exc.__class__.__name__}: {exc}") from None
+    except Exception as exc:  # pickle errors, truncation, refused globals: torch's text is long
+        raise ValueError(f"{not_a_mask}: it is not a file written by ep.save_mask "
+                         f"({exc.__class__.__name__})") from None  # fmt: skip
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in data.items()
     ):
-        raise ValueError(f"{path} does not hold a mask (dict of name → bool tensor)")
-    return {k: v.to(torch.bool) for k, v in data.items()}
+        raise ValueError(f"{not_a_mask}: found {type(data).__name__}")
+    wrong = [k for k, v in data.items() if v.dtype != torch.bool]
+    if wrong:  # float weights (a state_dict) are not "keep" flags
+        kind = str(data[wrong[0]].dtype).replace("torch.", "")
+        raise ValueError(f"{not_a_mask}: {wrong[0]!r} is {kind} (a checkpoint or state_dict?)")
+    return dict(data)
 
 
 def to_torch_prune(model: nn.Module, mask: Mapping[str, Tensor]) -> None:

@@ -143,8 +143,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         dense = prerequisite(spec)
         forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
-    if store.read_result(spec.run_id) is None:
+    stored = store.read_result(spec.run_id)
+    if stored is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
+    else:
+        from earlyprune.pipeline import check_stored
+
+        check_stored(stored, store)  # a result of older numerics: refused before any output
     say = print if job is None or job.is_main else (lambda *a: None)
     say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
     if job is not None:

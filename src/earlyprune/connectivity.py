@@ -114,7 +114,13 @@ def effective_mask(
         leaves[name] = (checked[name].to(w.device, torch.float64) * scale).requires_grad_(True)
     device = next(iter(weights.values())).device
     ones = torch.ones((1, *shape), dtype=torch.float64, device=device)
-    out = functional_call(net, leaves, (ones,))
+    try:
+        out = functional_call(net, leaves, (ones,))
+    except RuntimeError as exc:  # a guessed or wrong shape
+        raise ValueError(
+            f"cannot trace paths through this network with input shape {shape}: pass "
+            f"input_shape ({str(exc).splitlines()[0][:120]})"
+        ) from None
     if not out.requires_grad:  # the output depends on no weight at all
         return {n: torch.zeros_like(m) for n, m in checked.items()}
     grads = torch.autograd.grad(out.sum(), list(leaves.values()), allow_unused=True)
