@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     return parser

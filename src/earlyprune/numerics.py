@@ -61,8 +61,8 @@ def stale_message(run_ids: list[str], version: int, store: RunStore) -> str:
     return (
         f"{what} in {store.root} was computed by an older earlyprune (numerics version "
         f"{version}; this is version {NUMERICS_VERSION}: {HISTORY[NUMERICS_VERSION]}), so its "
-        "numbers are not today's; add --recompute-stale (earlyprune run, sweep run) to redo it "
-        "in this store, or use a new --store"
+        "numbers are not today's; add --recompute-stale to redo it in this store, or use a new "
+        "--store"
     )
 
 
