@@ -400,3 +400,15 @@ def test_register_model_adds_a_network_and_rejects_duplicates():
         MODELS.remove("tmp_test_linear")
     with pytest.raises(ValueError, match="input_shape"):
         register_model("tmp_bad_shape", input_shape=(4, 4))  # type: ignore[arg-type]
+
+
+def test_the_bias_init_field_reaches_the_run_and_its_dense_weights():
+    from earlyprune.spec import RunSpec
+    from earlyprune.stages import fresh_model, prepare
+
+    spec = RunSpec(method="snip", sparsity=0.5, prune_step=2, bias_init="zero", device="cpu")
+    assert spec.dense_spec().bias_init == "zero"
+    biases = {n: p for n, p in fresh_model(prepare(spec)).named_parameters() if n.endswith("bias")}
+    default = dict(fresh_model(prepare(spec.replace(bias_init="default"))).named_parameters())
+    linear = [n for n in biases if torch.count_nonzero(default[n]) > 0]
+    assert linear and all(torch.count_nonzero(biases[n]) == 0 for n in linear)
