@@ -11,7 +11,6 @@ import torch
 from torch import Tensor, nn
 
 import earlyprune as ep
-from earlyprune import cli
 from earlyprune.connectivity import effective_density, effective_mask, layer_effective_density
 from earlyprune.errors import SpecError
 from earlyprune.pipeline import run
@@ -119,30 +118,7 @@ def test_ties_straddling_the_threshold_warn_in_one_line() -> None:
         ep.prune(model, "magnitude", 0.5)  # distinct scores: silent
 
 
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("options", "says"),
-    [
-        (("--sparsity", "0.999999"), "the mask keeps none of the"),
-        (("--sparsity", "0.9999", "--scope", "layer"), "no path from input to output: layer(s) "),
-    ],
-)
-def test_the_cli_refuses_degenerate_masks_in_one_line_and_writes_nothing(
-    options: tuple[str, ...], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    torch.set_num_threads(1)
-    argv = ["run", "--dataset", "fashion-mnist-mini", "--method", "magnitude", "--epochs",
-            "0.25", "--device", "cpu", "--store", str(tmp_path / "store"), *options]  # fmt: skip
-    before = snapshot(tmp_path)
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("earlyprune: error: ") and err.count("\n") == 1 and says in err, err
-    assert "--allow-disconnected" in err
-    assert snapshot(tmp_path) == before
+# The command line's refusals (one line, exit 2, nothing written) are rows of test_bad_input.py.
 
 
 def test_results_record_the_effective_density(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -174,6 +174,40 @@ def check_connected(
             f"the mask leaves no path from input to output: layer(s) {names} keep no weight; "
             f"{_HINT}"
         )
+
+
+def preflight(
+    build: Callable[[], nn.Module],
+    sparsity: float,
+    scope: str,
+    input_shape: Sequence[int],
+) -> None:
+    """Refuses, before any run starts, what the removal counts alone make degenerate.
+
+    A sparsity that rounds to keeping no weight, and (``scope="layer"``) per-layer counts that
+    empty layers whose loss cuts every path even with all other weights kept. ``build`` makes
+    the network (its weights do not matter: only shapes and structure are used).
+
+    Raises:
+        DisconnectedMask: One line, as :func:`check_connected`.
+    """
+    from earlyprune.masking import _layer_removals, density_schedule
+
+    with torch.device("meta"):  # shapes only: nothing is allocated or initialized
+        sizes = {n: p.numel() for n, p in prunable(build()).items()}
+    total = sum(sizes.values())
+    keep = density_schedule(sparsity, 1, total)[-1]
+    if keep == 0:
+        raise DisconnectedMask(f"the mask keeps none of the {total:,} weights; {_HINT}")
+    if scope != "layer":
+        return
+    shapes = {n: torch.empty(s, dtype=torch.bool) for n, s in sizes.items()}
+    removals = _layer_removals(shapes, list(sizes.values()), keep, None)
+    if any(r == sizes[n] for n, r in zip(sizes, removals, strict=True)):
+        model = build()
+        mask = {n: torch.full_like(p, r < p.numel(), dtype=torch.bool)
+                for (n, p), r in zip(prunable(model).items(), removals, strict=True)}  # fmt: skip
+        check_connected(model, mask, input_shape)
 
 
 __all__ = [

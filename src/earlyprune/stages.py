@@ -97,8 +97,22 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
             f"prune step {step} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
+    if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
+        _preflight_mask(spec, bundle)
     device = resolve_device(job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
+
+
+def _preflight_mask(spec: RunSpec, bundle: Any) -> None:
+    from earlyprune.connectivity import preflight
+    from earlyprune.models import MODELS
+
+    shape = tuple(bundle.input_shape)
+    try:
+        preflight(lambda: MODELS.get(spec.model).build(bundle.num_classes, shape),
+                  spec.sparsity, spec.scope, shape)  # fmt: skip
+    except DisconnectedMask as exc:
+        raise SpecError(f"{exc}") from None
 
 
 def fresh_model(setup: Setup) -> nn.Module:
