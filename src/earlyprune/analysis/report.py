@@ -8,11 +8,13 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from earlyprune.analysis.aggregate import matching_sparsity, summarize
+from earlyprune.analysis.aggregate import main_rows, matching_sparsity, summarize, unmodified
 from earlyprune.analysis.files import atomic_write_text
 from earlyprune.analysis.load import StoreData, load_store
+from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.names import method_label, setting_label
 from earlyprune.analysis.tables import Grid, build_grids, grid_html, tables
+from earlyprune.analysis.verdict_html import rule_text, verdict_table
 from earlyprune.errors import StoreError
 
 _CSS = """
@@ -23,6 +25,9 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; white-space: nowrap; }
 td { text-align: right; } th[scope=row] { text-align: left; font-weight: normal; }
 .scroll { overflow-x: auto; } figure { margin: 1.5em 0; } img { max-width: 100%; }
 figcaption { color: #444; font-size: 0.9em; } .warn { color: #8a4b00; }
+table.verdicts td { text-align: center; } td.yes { background: #e3f4e1; }
+td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+.seeds { color: #555; font-size: 0.8em; } .note { color: #444; font-size: 0.9em; }
 """
 
 
@@ -113,10 +118,20 @@ def _index_html(
         parts.append(
             f'<p class="warn">{len(data.skipped)} result file(s) skipped:</p><ul>{items}</ul>'
         )
-    parts.append(_matching_html(matching, reference, tolerance))
+    edges = matching_edges(summary, matching, reference)
+    parts.append(_matching_html(matching, edges, reference, tolerance))
+    parts.append(f'<p class="note">Verdicts: {esc(rule_text())}</p>')
     for model, dataset in matching:
         name = setting_label(model, dataset)
         parts.append(f"<h2>{esc(name)}</h2>")
+        runs = data.results[(data.results["model"] == model) & (data.results["dataset"] == dataset)]
+        verdict = verdict_table(runs)
+        if verdict:
+            parts.append(f'<div class="scroll">{verdict}</div>')
+        rows = summary[(summary["model"] == model) & (summary["dataset"] == dataset)]
+        masks = mask_table(rows, has_conv=bool(runs["collapse_100"].notna().any()))
+        if masks:
+            parts.append(f'<div class="scroll">{masks}</div>')
         for fig in figures.get((model, dataset), []):
             parts.append(
                 f'<figure><img src="{quote(fig.name)}" alt="{esc(fig.kind)}: {esc(name)}">'
@@ -134,18 +149,47 @@ def _link(name: str) -> str:
     return f'<a href="{quote(name)}">{html.escape(name)}</a>'
 
 
+def matching_edges(
+    summary: pd.DataFrame, matching: dict[tuple[str, str], float | None], reference: str
+) -> dict[tuple[str, str], bool]:
+    """Whether each setting's matching sparsity is the highest sparsity ``reference`` was run at.
+
+    There the true matching sparsity may lie beyond the grid: it reads "≥ 93.1 %".
+    """
+    edges = {}
+    for (model, dataset), found in matching.items():
+        rows = summary[(summary["model"] == model) & (summary["dataset"] == dataset)]
+        curve = main_rows(unmodified(rows))
+        curve = curve[(curve["method"] == reference) & curve["mean"].notna()]
+        edges[(model, dataset)] = found is not None and bool(
+            len(curve) and abs(float(curve["sparsity"].max()) - found) < 1e-9
+        )
+    return edges
+
+
+def matching_text(sparsity: float | None, at_edge: bool) -> str:
+    """``48.8%``, ``≥ 93.1%`` at the edge of the grid, ``—`` when there is none."""
+    if sparsity is None:
+        return "—"
+    return f"{'≥ ' if at_edge else ''}{100 * sparsity:.1f}%"
+
+
 def _matching_html(
-    matching: dict[tuple[str, str], float | None], reference: str, tolerance: float
+    matching: dict[tuple[str, str], float | None],
+    edges: dict[tuple[str, str], bool],
+    reference: str,
+    tolerance: float,
 ) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><th scope='row'>{esc(setting_label(m, d))}</th>"
-        f"<td>{'—' if s is None else f'{100 * s:.1f}%'}</td></tr>"
+        f"<td>{esc(matching_text(s, edges.get((m, d), False)))}</td></tr>"
         for (m, d), s in matching.items()
     )
     rule = (
         f"highest sparsity up to which {method_label(reference)} stays within one dense std and "
-        f"within {100 * tolerance:g} points of the dense network's mean accuracy"
+        f"within {100 * tolerance:g} points of the dense network's mean accuracy; “≥” where "
+        "it still matches at the highest sparsity that was run"
     )
     return (
         f"<h2>Matching sparsities</h2><p>{esc(rule)}.</p>"
