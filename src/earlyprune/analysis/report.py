@@ -9,6 +9,13 @@ from urllib.parse import quote
 import pandas as pd
 
 from earlyprune.analysis.aggregate import main_rows, matching_sparsity, summarize, unmodified
+from earlyprune.analysis.agreement import (
+    NO_TORCH,
+    Agreement,
+    agreement_html,
+    mask_agreement,
+    torch_available,
+)
 from earlyprune.analysis.files import atomic_write_text
 from earlyprune.analysis.load import StoreData, load_store
 from earlyprune.analysis.mask_table import mask_table
@@ -37,14 +44,16 @@ def write_report(
     *,
     tolerance: float = 0.005,
     reference: str = "magnitude_after_training",
+    free_y: bool = False,
 ) -> Path:
     """Writes the paper's tables and figures for every (model, dataset) in a store.
 
     Files written to ``out_dir`` (each atomically: a temporary file in the same folder, then a
     rename): ``results.csv`` (one row per run), ``summary.csv`` (mean ± std per setting),
-    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` for each figure whose
-    data exists, and ``index.html``, which shows them all and opens without a server. Figures
-    from an earlier report that no longer have data are removed.
+    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` and ``.pdf`` for each
+    figure whose data exists, ``agreement.csv`` (mask overlap, when torch can read the stored
+    masks), and ``index.html``, which shows them all, with the sanity-check verdicts first, and
+    opens without a server. Figures from an earlier report that no longer have data are removed.
 
     Args:
         store: The run store to read (only its ``result.json`` files are used).
@@ -52,6 +61,7 @@ def write_report(
         tolerance: Largest accuracy drop (a fraction) that still counts as matching the dense
             network; see :func:`matching_sparsity`.
         reference: The benchmark method whose matching sparsity is reported and marked.
+        free_y: Give each ablation panel its own y-range (default: one range per figure).
 
     Returns:
         The path of ``index.html``.
@@ -71,13 +81,37 @@ def write_report(
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(out / "tables.md", rendered["markdown"])
     atomic_write_text(out / "tables.tex", rendered["latex"])
-    figures = make_figures(data, summary, matching, out)
-    written = {f.name for files in figures.values() for f in files}
-    for old in out.glob("fig_*.png"):
+    edges = matching_edges(summary, matching, reference)
+    agreements = _agreements(data, out)
+    figures = make_figures(data, summary, matching, out, edges=edges, free_y=free_y,
+                           agreements=agreements)  # fmt: skip
+    written = {n for files in figures.values() for f in files for n in (f.name, f.pdf)}
+    for old in [*out.glob("fig_*.png"), *out.glob("fig_*.pdf")]:
         if old.name not in written:
             old.unlink(missing_ok=True)
-    page = _index_html(data, summary, matching, figures, build_grids(summary), reference, tolerance)
+    page = _index_html(
+        data, summary, matching, figures, build_grids(summary), reference, tolerance, agreements
+    )
     return atomic_write_text(out / "index.html", page)
+
+
+def _agreements(data: StoreData, out: Path) -> dict[tuple[str, str], Agreement | None] | None:
+    """Mask agreement per setting, and ``agreement.csv``; None when torch is absent."""
+    if not torch_available():
+        (out / "agreement.csv").unlink(missing_ok=True)
+        return None
+    found: dict[tuple[str, str], Agreement | None] = {}
+    frames = []
+    for (model, dataset), runs in data.results.groupby(["model", "dataset"], sort=False):
+        found[(model, dataset)] = agreement = mask_agreement(data.store, runs)
+        if agreement is not None:
+            long = agreement.jaccard.stack(future_stack=True).rename("jaccard").reset_index()
+            long.columns = ["method_a", "method_b", "jaccard"]
+            long["pairs"] = agreement.pairs.stack().to_numpy()
+            frames.append(long.assign(model=model, dataset=dataset, sparsity=agreement.sparsity))
+    if frames:
+        atomic_write_text(out / "agreement.csv", pd.concat(frames).to_csv(index=False))
+    return found
 
 
 def _prepare(out: Path) -> Path:
@@ -98,6 +132,7 @@ def _index_html(
     grids: list[Grid],
     reference: str,
     tolerance: float,
+    agreements: dict[tuple[str, str], Agreement | None] | None,
 ) -> str:
     esc = html.escape
     status = data.results["status"].value_counts()
@@ -118,6 +153,8 @@ def _index_html(
         parts.append(
             f'<p class="warn">{len(data.skipped)} result file(s) skipped:</p><ul>{items}</ul>'
         )
+    if agreements is None:
+        parts.append(f'<p class="note">{esc(NO_TORCH)}</p>')
     edges = matching_edges(summary, matching, reference)
     parts.append(_matching_html(matching, edges, reference, tolerance))
     parts.append(f'<p class="note">Verdicts: {esc(rule_text())}</p>')
@@ -135,8 +172,11 @@ def _index_html(
         for fig in figures.get((model, dataset), []):
             parts.append(
                 f'<figure><img src="{quote(fig.name)}" alt="{esc(fig.kind)}: {esc(name)}">'
-                f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
+                f"<figcaption>{esc(fig.caption)} ({_link(fig.pdf, 'PDF')})</figcaption></figure>"
             )
+        agreement = (agreements or {}).get((model, dataset))
+        if agreement is not None:
+            parts.append(f'<div class="scroll">{agreement_html(agreement)}</div>')
         for grid in grids:
             if grid.setting == (model, dataset):
                 parts.append(f'<div class="scroll">{grid_html(grid)}</div>')
@@ -145,8 +185,8 @@ def _index_html(
     return "\n".join(parts) + "\n"
 
 
-def _link(name: str) -> str:
-    return f'<a href="{quote(name)}">{html.escape(name)}</a>'
+def _link(name: str, text: str | None = None) -> str:
+    return f'<a href="{quote(name)}">{html.escape(text or name)}</a>'
 
 
 def matching_edges(
