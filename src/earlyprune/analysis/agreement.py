@@ -13,6 +13,7 @@ and goes on; the rest of :mod:`earlyprune.analysis` never imports torch.
 
 from __future__ import annotations
 
+import functools
 import html
 import itertools
 import math
@@ -49,6 +50,7 @@ class Agreement:
     chance: float
 
 
+@functools.cache
 def torch_available() -> bool:
     """Whether torch can be imported (it is only needed to read ``mask.pt``)."""
     try:

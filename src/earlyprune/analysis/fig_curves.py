@@ -116,7 +116,7 @@ def ablations(ctx: Setting) -> Drawn:
     P.figure_legend(fig, axes)
     fig.suptitle(f"{ctx.title}: ablations")
     ran = ordered(rows.loc[rows["mean"].notna(), "ablation"], ABLATION_ORDER)
-    names = [ablation_label(a).lower() for a in ran if a != "none"]
+    names = [ablation_label(a) for a in ran if a != "none"]
     scale = "each panel its own y-range" if ctx.free_y else "one y-range for all panels"
     return fig, (
         f"Unmodified vs {', '.join(names) or 'no ablation'}, per method; {scale} (Figure 5)."
