@@ -86,6 +86,7 @@ def test_dense_reference_matches_the_runs_it_is_compared_with(tmp_path):
     seeds(store, "dense-n01", [0.10, 0.12, 0.11], method="dense", **fields)
     seeds(store, "mat", [0.919, 0.919, 0.919], method="magnitude_after_training", sparsity=0.5)
     seeds(store, "snip-n", [0.3, 0.3, 0.3], method="snip", sparsity=0.5, ablation="init_normal")
+    seeds(store, "snip", [0.9, 0.9, 0.9], method="snip", sparsity=0.5)
     summary = summarize(load_results(store))
     dense = summary[summary["method"] == "dense"].set_index("ablation")["mean"]
     assert dense["none"] == pytest.approx(0.92) and dense["init_normal"] == pytest.approx(0.11)
@@ -93,6 +94,12 @@ def test_dense_reference_matches_the_runs_it_is_compared_with(tmp_path):
     assert ctx.dense["mean"] == pytest.approx(0.92)
     assert ctx.own_dense("init_normal")["mean"] == pytest.approx(0.11)
     assert ctx.matching == 0.5  # 0.919 is within one std of 0.92 (not of the mixed 0.515)
+    fig, _ = DRAW["ablations"](ctx)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["SNIP"]  # the dense runs are no panel
+    lines = {ln.get_label(): ln.get_ydata()[0] for ln in panels[0].lines}
+    assert lines["Dense (unpruned)"] == pytest.approx(92.0)
+    assert lines["Dense, Init N(0, 1)"] == pytest.approx(11.0)
 
 
 # ---- compute, effective density, collapse --------------------------------------------------
