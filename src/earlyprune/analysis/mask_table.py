@@ -28,37 +28,40 @@ def mask_table(rows: pd.DataFrame, has_conv: bool) -> str:
     if main.empty:
         return ""
     esc = html.escape
+    columns = [  # (header, summary column); a statistic no run recorded gets no column
+        ("Density (%)", "density"),
+        ("Effective density (%)", "effective_density"),
+        ("FLOPs (% of dense)", "flops_fraction"),
+        ("Channels pruned entirely (%)", "collapse_100"),
+    ]
+    columns = [
+        (h, c)
+        for h, c in columns
+        if main[c].notna().any() or (c == "collapse_100" and not has_conv)
+    ]
     body = []
     for method in ordered(main["method"], METHOD_ORDER):
         part = main[main["method"] == method].sort_values("sparsity")
         for _, r in part.iterrows():
-            collapse = _pct(r["collapse_100"]) if has_conv else "n/a"
-            cells = [
-                f"{100 * r['sparsity']:.1f}",
-                _pct(r["density"]),
-                _pct(r["effective_density"]),
-                _pct(r["flops_fraction"]),
-                collapse,
+            cells = [f"{100 * r['sparsity']:.1f}"]
+            cells += [
+                "n/a" if c == "collapse_100" and not has_conv else _pct(r[c]) for _, c in columns
             ]
             tds = "".join(f"<td>{esc(c)}</td>" for c in cells)
             body.append(f'<tr><th scope="row">{esc(method_label(method))}</th>{tds}</tr>')
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "Method",
-            "Sparsity (%)",
-            "Density (%)",
-            "Effective density (%)",
-            "FLOPs (% of dense)",
-            "Channels pruned entirely (%)",
-        )
-    )
+    head = "".join(f"<th>{h}</th>" for h in ("Method", "Sparsity (%)", *(h for h, _ in columns)))
+    described = {
+        "density": "weights kept (nominal)",
+        "effective_density": "weights on an input→output path (effective)",
+        "flops_fraction": "forward multiply-adds of the pruned network",
+        "collapse_100": "neuron collapse (n/a: no conv channels)"
+        if not has_conv
+        else "neuron collapse",
+    }
+    what = ", ".join(described[c] for _, c in columns)
     return (
-        "<table>\n<caption>Masks: weights kept (nominal), weights on an input→output path "
-        "(effective), forward multiply-adds of the pruned network, neuron collapse; means over "
-        f"seeds</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + "\n</tbody>\n</table>\n"
+        f"<table>\n<caption>Masks: {esc(what)}; means over seeds</caption>\n"
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
     )
 
 
