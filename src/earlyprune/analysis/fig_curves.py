@@ -143,7 +143,8 @@ def grasp_variants(ctx: Setting) -> Drawn:
     titled(ax, f"{ctx.title}: variants of GraSP")
     ax.grid(alpha=0.3)
     P.legend_outside(ax)
-    return fig, "The original, inverted and magnitude variants of GraSP (Figure 9)."
+    drawn = "; ".join(label for _, label, _ in curves)
+    return fig, f"Variants of GraSP: {drawn} (Figure 9)."
 
 
 def prune_step(ctx: Setting) -> Drawn:
