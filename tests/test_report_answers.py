@@ -255,3 +255,14 @@ def test_jaccard_and_agreement_by_hand(tmp_path):
     assert found.chance == pytest.approx(0.5 / 1.5)
     assert "0.292 (2)" in agreement_html(found)
     assert not np.isnan(found.jaccard.to_numpy(float)).any()
+
+
+def test_check_method_layer_table_uses_module_paths_and_na():
+    run = {"spec": {"method": "snip", "ablation": "none", "sparsity": 0.9}, "status": "ok",
+           "layer_density": {"fc1.weight": 0.1, "fc2.weight": 0.2},
+           "layer_numel": {"fc1.weight": 235200, "fc2.weight": 30000},
+           "neuron_collapse": {"thresholds": [1.0], "overall": [0.0], "per_layer": {}}}  # fmt: skip
+    lines = V.layer_table([run], ["snip"], 0.9).splitlines()
+    assert lines[1].split() == ["method", "fc1", "fc2", "collapse"]
+    assert lines[2].split() == ["(weights)", "235200", "30000"]
+    assert lines[3].split() == ["snip", "10.0", "20.0", "n/a"]
