@@ -161,11 +161,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
     if args.recompute_stale and (job is None or job.is_main):
-        from earlyprune.executors.base import prerequisite
+        from earlyprune.executors.base import with_prerequisites
         from earlyprune.numerics import forget_stale
 
-        dense = prerequisite(spec)
-        forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
+        # The run and what it reuses: its dense run, or for IMP every level below it.
+        forget_stale(store, [s.run_id for s in with_prerequisites([spec])])
     stored = store.read_result(spec.run_id)
     if stored is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
