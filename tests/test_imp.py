@@ -163,3 +163,12 @@ def test_cli_imp_levels(tmp_path, capsys):
     assert "imp  s=36.0%" in capsys.readouterr().out
     assert cli.main(argv[:-4] + ["--store", str(tmp_path / "r")]) == 2
     assert "--sparsity is required (or --levels)" in capsys.readouterr().err
+
+
+def test_a_level_that_cuts_every_path_is_refused_like_any_method(store):
+    # 11 of 106 k weights kept, chosen by trained magnitude: some layer keeps none.
+    cut = imp(1, level_fraction=0.9999)
+    with pytest.raises(SpecError, match="no path from input to output"):
+        run(cut, store, progress=False)
+    assert store.read_result(cut.run_id) is None  # refused, not stored as failed
+    assert run(cut.replace(allow_disconnected=True), store, progress=False)["status"] == "ok"

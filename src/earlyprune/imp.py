@@ -20,6 +20,8 @@ from typing import Any
 
 from torch import nn
 
+from earlyprune.connectivity import DisconnectedMask, check_connected
+from earlyprune.errors import SpecError
 from earlyprune.masking import Mask, check_mask, density_schedule, full_mask, prunable, select
 from earlyprune.spec import IMP, RunSpec, imp_sparsity
 from earlyprune.stages import Setup, dense_weights, fresh_model
@@ -76,4 +78,10 @@ def level_mask(setup: Setup, previous: tuple[dict[str, Any], Mask]) -> Mask:
         scores = {n: -s for n, s in scores.items()}
     total = sum(m.numel() for m in mask.values())
     n_keep = density_schedule(spec.sparsity, 1, total)[-1]
-    return select(scores, n_keep, mask, spec.scope, density=1 - spec.sparsity)
+    mask = select(scores, n_keep, mask, spec.scope, density=1 - spec.sparsity)
+    if not spec.allow_disconnected:  # as for every other method (ep.prune)
+        try:
+            check_connected(model, mask, tuple(setup.bundle.input_shape))
+        except DisconnectedMask as exc:
+            raise SpecError(f"{exc}") from None
+    return mask
