@@ -20,7 +20,7 @@ from torch import nn
 from earlyprune import __version__
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.flops import count_flops
+from earlyprune.flops import flops_record
 from earlyprune.masking import (
     Mask,
     check_mask,
@@ -164,7 +164,7 @@ def record(
         "density": overall_density(mask),
         "layer_density": layer_density(mask),
         "layer_numel": {n: m.numel() for n, m in mask.items()},
-        "flops": count_flops(model, setup.bundle.input_shape, mask),
+        "flops": flops_record(model, setup.bundle.input_shape, mask),
         "neuron_collapse": {
             "thresholds": list(COLLAPSE_THRESHOLDS),
             "overall": [c["overall"] for c in collapse],
