@@ -244,8 +244,11 @@ def test_jaccard_and_agreement_by_hand(tmp_path):
         rid = f"{method}-{seed}"
         write_run(store, rid, acc=0.9, method=method, sparsity=0.5, seed=seed)
         torch.save({"fc.weight": torch.tensor(kept, dtype=torch.bool)}, store / rid / "mask.pt")
+    write_run(store, "grasp-0", acc=0.9, method="grasp", sparsity=0.5)
+    (store / "grasp-0" / "mask.pt").write_bytes(b"not a torch file")  # damaged: left out
     assert jaccard(np.array([1, 1, 0], bool), np.array([1, 0, 1], bool)) == pytest.approx(1 / 3)
     found = mask_agreement(store, load_results(store))
+    assert list(found.jaccard.index) == ["magnitude", "snip"]
     j = found.jaccard
     assert j.loc["snip", "snip"] == pytest.approx(2 / 3)  # seeds 0 vs 1
     assert j.loc["magnitude", "magnitude"] == pytest.approx(1 / 3)
