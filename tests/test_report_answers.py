@@ -269,3 +269,21 @@ def test_check_method_layer_table_uses_module_paths_and_na():
     assert lines[1].split() == ["method", "fc1", "fc2", "collapse"]
     assert lines[2].split() == ["(weights)", "235200", "30000"]
     assert lines[3].split() == ["snip", "10.0", "20.0", "n/a"]
+
+
+def test_random_sparse_references_are_dashed_and_unknown_methods_just_work(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "dense", [0.92, 0.92], method="dense")
+    for method in ("erk", "rigl", "someone_new", "snip"):
+        for s in (0.5, 0.8):
+            seeds(store, f"{method}{s}", [0.9, 0.91], method=method, sparsity=s)
+    fig, caption = DRAW["accuracy"](setting(store))
+    styles = {ln.get_label(): (ln.get_linestyle(), ln.get_marker()) for ln in fig.axes[0].lines}
+    assert styles["ERK"] == ("--", "") and styles["RigL"][0] == "-"
+    assert styles["someone_new"][0] == "-" and "SNIP" in styles
+    assert "dashed: random-sparse references (ERK)" in caption
+    assert "matching" not in caption  # no magnitude after training was run
+    assert verdict_table(load_results(store)) == ""  # no random, magnitude or ablation runs
+    seeds(store, "random0.5", [0.5, 0.52], method="random", sparsity=0.5)
+    table = verdict_table(load_results(store))
+    assert "someone_new" in table and "<th>beats random</th>" in table
