@@ -22,3 +22,12 @@ def test_named_small_models_load_checkpoints_with_positional_names(name):
     assert all(torch.equal(fresh.state_dict()[k], v + 0) for k, v in zip(
         model.state_dict(), old.values(), strict=True))  # fmt: skip
     assert list(ep.prunable(fresh))[0] in ("conv1.weight", "fc1.weight")
+
+
+def test_named_models_pickle():
+    import pickle
+
+    model = ep.create_model("smallcnn", 10)
+    copy = pickle.loads(pickle.dumps(model))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                 copy.state_dict().values(), strict=True))  # fmt: skip

@@ -16,16 +16,20 @@ from torch import nn
 _POSITIONAL = re.compile(r"(\d+)\.(.+)")
 
 
-def named_sequential(layers: OrderedDict[str, nn.Module]) -> nn.Sequential:
-    """A Sequential of ``layers`` (same order, so the same initialization as a positional one)."""
-    model = nn.Sequential(layers)
-    names = list(layers)
+class NamedSequential(nn.Sequential):
+    """A Sequential whose checkpoints may use positional keys (``0.weight``) or layer names."""
 
-    def rename(state: dict[str, Any], prefix: str, *_: Any) -> None:
-        for key in [k for k in state if k.startswith(prefix)]:
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        names = list(self._modules)
+        for key in [k for k in state_dict if k.startswith(prefix)]:
             match = _POSITIONAL.fullmatch(key[len(prefix) :])
             if match and int(match.group(1)) < len(names):
-                state[f"{prefix}{names[int(match.group(1))]}.{match.group(2)}"] = state.pop(key)
+                state_dict[f"{prefix}{names[int(match.group(1))]}.{match.group(2)}"] = (
+                    state_dict.pop(key)
+                )
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
-    model._register_load_state_dict_pre_hook(rename)
-    return model
+
+def named_sequential(layers: OrderedDict[str, nn.Module]) -> nn.Sequential:
+    """A Sequential of ``layers`` (same order, so the same initialization as a positional one)."""
+    return NamedSequential(layers)
