@@ -287,3 +287,13 @@ def test_random_sparse_references_are_dashed_and_unknown_methods_just_work(tmp_p
     seeds(store, "random0.5", [0.5, 0.52], method="random", sparsity=0.5)
     table = verdict_table(load_results(store))
     assert "someone_new" in table and "<th>beats random</th>" in table
+
+
+def test_a_store_mixing_numerics_versions_is_flagged(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "snip", [0.9, 0.91], method="snip", sparsity=0.5)
+    _with(store, "snip-s1", numerics_version=2)  # snip-s0 predates versions: version 1
+    df = load_results(store)
+    assert sorted(df["numerics_version"]) == [1, 2]
+    page = quiet_report(store, tmp_path / "r")
+    assert "mixes results of several numerics versions (1 of version 1, 1 of version 2)" in page

@@ -188,6 +188,8 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
     for key in _FRACTIONS:
         row[key] = _fraction(raw.get(key), key)
     row["flops"], row["flops_dense"] = _flops(raw.get("flops"))
+    # Which definition of the computation produced the numbers (results before versions: 1).
+    row["numerics_version"] = _as_int(raw.get("numerics_version"), "numerics_version") or 1
     row["collapse_100"] = _collapse_at(raw.get("neuron_collapse"), 1.0)
     return row
 
