@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from earlyprune.allocation import ALLOCATIONS, allocate
 from earlyprune.masking import (
     SCOPES,
     Mask,
@@ -17,9 +18,12 @@ from earlyprune.masking import (
     check_sparsity,
     density_schedule,
     full_mask,
+    layer_schedule,
     prunable,
     select,
+    select_counts,
 )
+from earlyprune.placement import resolve_placement
 from earlyprune.scoring import METHODS, Batch, Method
 
 
@@ -62,21 +66,32 @@ def prune(
     scope: str = "global",
     invert: bool = False,
     seed: int = 0,
+    allocation: str | None = None,
+    placement: str | None = None,
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
-    Iterative methods (SynFlow: 100 rounds) rescore the survivors each round, round n going from
-    density (1−s)^((n−1)/N) to (1−s)^(n/N). Never modifies the model's weights, buffers or mode.
+    A mask is an allocation (how many weights each layer keeps) plus a placement (which ones).
+    By default the method's scores decide both: one global threshold (or, ``scope="layer"``,
+    the ``uniform`` allocation). Iterative methods (SynFlow: 100 rounds) rescore the survivors
+    each round, round n going from density (1−s)^((n−1)/N) to (1−s)^(n/N). Never modifies the
+    model's weights, buffers or mode.
 
     Args:
         model: Any ``nn.Module``.
         method: Method name or ``Method``.
         sparsity: Fraction of prunable weights to remove, in [0, 1).
         batch: ``(inputs, labels)`` used by data-dependent methods.
-        rounds: Pruning rounds (default: the method's own, 1 for one-shot methods).
+        rounds: Rounds of the method's own scoring (default: the method's, 1 for one-shot ones).
         scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
-        invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation).
+        invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation);
+            it flips the placement's ranking, and the method's own allocation if it is used.
         seed: Seed for methods that draw random numbers.
+        allocation: Layer counts from an allocation (``erk``, ``uniform``, ... see
+            ``earlyprune.allocation``) or from any scorer's global pruning (``"snip"``); None:
+            from ``method`` (for the baselines ``erk``, ``er``, ... their own allocation).
+        placement: Which weights each layer keeps: ``random``, ``magnitude`` or any scorer's
+            name (top-k within the layer); None: ``method``'s scores.
 
     Returns:
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
@@ -88,9 +103,69 @@ def prune(
     n_rounds = m.rounds if rounds is None else rounds
     if isinstance(n_rounds, bool) or not isinstance(n_rounds, int) or n_rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    mask = full_mask(model)
+    allocation = m.allocation if allocation is None else allocation
+    placement = m.placement if placement is None else placement
+    if allocation is None and placement is None:
+        return _prune_scored(model, m, sparsity, batch, n_rounds, scope, invert, seed)
+    if allocation is not None and scope != "global":
+        raise ValueError(f"scope {scope!r} and allocation {allocation!r} both set the layer "
+                         "counts: use allocation='uniform' for the same sparsity per layer")  # fmt: skip
+    mask = _nonempty(full_mask(model))
+    if allocation is None:  # the method's own layer counts (its global or per-layer pruning)
+        own = _prune_scored(model, m, sparsity, batch, n_rounds, scope, invert, seed)
+        final = {n: int(torch.count_nonzero(k)) for n, k in own.items()}
+    else:
+        final = _allocation_counts(model, allocation, sparsity, batch, seed, mask)
+    placer = m if placement is None else resolve_placement(placement)
+    steps = n_rounds if placement is None else placer.rounds
+    sizes = {n: t.numel() for n, t in mask.items()}
+    scorer, alive = placer.prepare(model, batch, seed), sum(sizes.values())
+    for counts in layer_schedule(final, sizes, steps):
+        if sum(counts.values()) == alive:  # nothing to remove this round
+            continue
+        scores = scorer(mask)
+        if invert:
+            scores = {name: -s for name, s in scores.items()}
+        mask = select_counts(scores, counts, mask)
+        alive = sum(counts.values())
+    return mask
+
+
+def _nonempty(mask: Mask) -> Mask:
     if not mask:
         raise ValueError("the model has no Conv or Linear weights to prune")
+    return mask
+
+
+def _allocation_counts(
+    model: nn.Module, name: str, sparsity: float, batch: Batch | None, seed: int, mask: Mask
+) -> dict[str, int]:
+    """Final kept counts per layer of a named allocation rule or of a scorer's global pruning."""
+    total = sum(t.numel() for t in mask.values())
+    if name in ALLOCATIONS:
+        counts = allocate(
+            name, [tuple(t.shape) for t in mask.values()], total - round(sparsity * total)
+        )
+        return dict(zip(mask, counts, strict=True))
+    if name not in METHODS:
+        valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
+        raise ValueError(f"unknown allocation {name!r}; choose one of: {', '.join(valid)}")
+    own = prune(model, METHODS.get(name), sparsity, batch=batch, seed=seed)
+    return {n: int(torch.count_nonzero(k)) for n, k in own.items()}
+
+
+def _prune_scored(
+    model: nn.Module,
+    m: Method,
+    sparsity: float,
+    batch: Batch | None,
+    n_rounds: int,
+    scope: str,
+    invert: bool,
+    seed: int,
+) -> Mask:
+    """The method's scores decide allocation and placement: global (or per-layer) selection."""
+    mask = _nonempty(full_mask(model))
     total = sum(t.numel() for t in mask.values())
     schedule = density_schedule(sparsity, n_rounds, total)
     if schedule[-1] == total:
