@@ -103,7 +103,9 @@ def prune(
     n_rounds = m.rounds if rounds is None else rounds
     if isinstance(n_rounds, bool) or not isinstance(n_rounds, int) or n_rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    allocation = m.allocation if allocation is None else allocation
+    if allocation is None and m.allocation is not None:  # a baseline: its rule, unless
+        allocation = "uniform" if scope == "layer" else m.allocation  # scope asks for uniform
+        scope = "global"
     placement = m.placement if placement is None else placement
     if allocation is None and placement is None:
         return _prune_scored(model, m, sparsity, batch, n_rounds, scope, invert, seed)
