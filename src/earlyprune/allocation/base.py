@@ -14,8 +14,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from torch import nn
+
+from earlyprune.masking import Mask, Scores
 from earlyprune.registry import Registry
-from earlyprune.scoring.base import METHODS, Method
+from earlyprune.scoring.base import METHODS, Batch, Method
 
 Shape = tuple[int, ...]
 #: (shapes in network order, total kept) -> real-valued kept count per layer.
@@ -42,14 +45,20 @@ def register_allocation(
     def decorate(rule: Rule) -> Rule:
         ALLOCATIONS.add(name, Allocation(name, rule, summary))
         if baseline:
-            from earlyprune.placement.random import prepare_random_placement
-
-            METHODS.add(name, Method(name, prepare_random_placement, needs_batch=False,
+            METHODS.add(name, Method(name, _random_placement, needs_batch=False,
                                      summary=f"{summary}; random placement (baseline)",
                                      allocation=name, placement="random"))  # fmt: skip
         return rule
 
     return decorate
+
+
+def _random_placement(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
+    """``Method.prepare`` of the baselines: the scores of the ``random`` placement."""
+    # Looked up when called: placement imports the scoring package, which imports this one.
+    from earlyprune.placement import resolve_placement
+
+    return resolve_placement("random").prepare(model, batch, seed)
 
 
 def numel(shape: Shape) -> int:

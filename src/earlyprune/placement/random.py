@@ -28,8 +28,3 @@ def random_placement(model: nn.Module, batch: Batch | None, mask: Mask, seed: in
     gen = placement_generator(seed)
     # Drawn on the CPU so the mask does not depend on the device.
     return {n: torch.rand(m.shape, generator=gen).to(m.device) for n, m in mask.items()}
-
-
-def prepare_random_placement(model: nn.Module, batch: Batch | None, seed: int):  # noqa: ANN201
-    """``Method.prepare`` of the baseline methods (erk, er, ...): random placement scores."""
-    return lambda mask: random_placement(model, batch, mask, seed)

@@ -13,7 +13,6 @@ from earlyprune.scoring.base import (
 # isort: split
 # After the scorers: allocations register their baseline methods (erk, uniform, ...) too.
 import earlyprune.allocation  # noqa: E402, F401
-import earlyprune.placement  # noqa: E402, F401
 
 __all__ = [
     "METHODS",
