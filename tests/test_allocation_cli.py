@@ -14,6 +14,7 @@ import torch
 
 from earlyprune import cli
 from earlyprune.allocation import allocate
+from earlyprune.analysis import load_results
 from earlyprune.errors import SpecError
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
@@ -83,6 +84,10 @@ def test_a_sweep_over_allocation_and_placement_axes(tmp_path):
             by_alloc.setdefault(spec.allocation, []).append(counts(r))
     assert by_alloc["erk"] == [allocate("erk", SMALLCNN, 10600)] * 2
     assert len({tuple(c) for c in by_alloc["synflow"]}) == 1  # one allocation, two placements
+    # Reports and verdicts tell the compositions apart from the plain method.
+    methods = set(load_results(tmp_path / "runs")["method"])
+    assert methods == {"dense"} | {f"random[alloc={a},place={p}]" for a in ("erk", "synflow")
+                                   for p in ("random", "magnitude")}  # fmt: skip
 
 
 def test_bad_allocation_or_placement_is_one_line_and_exit_2(tmp_path, capsys):

@@ -46,8 +46,7 @@ def test_pruning_modules_import_fresh():
     modules = sorted(
         ".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
         for p in (SRC / "earlyprune").rglob("*.py")
-        if p.parent.name in core
-        or p.stem in ("api", "masking", "density")
+        if p.parent.name in core or p.stem in ("api", "masking", "density")
     )
     code = (
         "import importlib, sys\n"

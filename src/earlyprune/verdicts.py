@@ -156,8 +156,18 @@ def decide(effect: float, se: float, min_effect: float = MIN_EFFECT) -> str:
     return "unclear"
 
 
+def method_label(spec: dict[str, Any]) -> str:
+    """The method a run used, with its allocation and placement when set: ``snip[alloc=erk]``.
+
+    Runs that only differ in allocation or placement are different methods to every table,
+    verdict and figure; with neither set the label is the method's name.
+    """
+    parts = [f"{key[:5]}={spec[key]}" for key in ("allocation", "placement") if spec.get(key)]
+    return f"{spec.get('method')}[{','.join(parts)}]" if parts else str(spec.get("method"))
+
+
 def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
-    """Test accuracies of the ok runs by (method, ablation, sparsity rounded to 6 decimals).
+    """Test accuracies of the ok runs by (method label, ablation, sparsity rounded to 6 decimals).
 
     A run listed twice (same ``run_id``) counts once.
     """
@@ -168,7 +178,7 @@ def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float]
             continue
         seen.add(r.get("run_id"))  # type: ignore[arg-type]
         spec = r.get("spec") or {}
-        key = (spec.get("method"), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
+        key = (method_label(spec), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
         group = out.setdefault(key, [])  # type: ignore[arg-type]
         if r.get("status") == "ok" and r.get("test_accuracy") is not None:
             group.append(float(r["test_accuracy"]))
@@ -229,7 +239,7 @@ def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], spars
         spec = r.get("spec") or {}
         if (spec.get("ablation") == "none" and round(float(spec.get("sparsity", 0)), 6) == s
                 and r.get("status") == "ok" and r.get("layer_density")):  # fmt: skip
-            by_method.setdefault(spec["method"], []).append(r)
+            by_method.setdefault(method_label(spec), []).append(r)
     shown = [m for m in methods if m in by_method]
     if not shown:
         return f"layer-wise densities at {100 * s:.1f} %: no ok runs\n"
