@@ -20,9 +20,10 @@ def lamp_scores(model: nn.Module, batch: Batch | None, mask: Mask, seed: int) ->
     """LAMP scores in float64 (the suffix sums of squares need the precision)."""
     out: Scores = {}
     for name, p in prunable(model).items():
-        sq = (p.detach() * mask[name]).double().reshape(-1).square()
-        order = torch.argsort(sq, stable=True)
-        ranked = sq[order]
+        # Ranked by |w| in the weights' own dtype (the same order as w², and a cheaper sort),
+        # then squared in float64.
+        magnitude, order = torch.sort((p.detach() * mask[name]).reshape(-1).abs(), stable=True)
+        ranked = magnitude.double().square()
         tail = ranked.flip(0).cumsum(0).flip(0)  # Σ over this weight and all larger ones
         score = torch.where(tail > 0, ranked / tail.clamp_min(1e-300), torch.zeros_like(ranked))
         flat = torch.empty_like(score)
