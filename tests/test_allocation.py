@@ -123,13 +123,15 @@ def _batch():
 
 def test_every_composition_keeps_the_allocation_counts():
     model = Hand()
-    for alloc in [*ALLOCATIONS.names(), "snip", "synflow"]:
-        for place in [*PLACEMENTS.names(), "snip", "synflow", "lamp"]:
-            mask = ep.prune(model, "random", 0.5, batch=_batch(), allocation=alloc,
-                            placement=place)  # fmt: skip
-            if alloc in ALLOCATIONS:
-                assert _counts(mask) == allocate(alloc, SHAPES, 220), (alloc, place)
-            assert sum(_counts(mask)) == 220
+    pairs = [(a, p) for a in [*ALLOCATIONS.names(), "snip"]
+             for p in [*PLACEMENTS.names(), "snip", "lamp"]]  # fmt: skip
+    for alloc, place in [*pairs, ("synflow", "random"), ("erk", "synflow")]:  # iterative ones
+        mask = ep.prune(model, "random", 0.5, batch=_batch(), allocation=alloc, placement=place)
+        if alloc in ALLOCATIONS:
+            assert _counts(mask) == allocate(alloc, SHAPES, 220), (alloc, place)
+        else:  # a scorer's allocation: its own global mask's counts
+            own = ep.prune(model, alloc, 0.5, batch=_batch())
+            assert _counts(mask) == _counts(own), (alloc, place)
 
 
 def test_magnitude_placement_keeps_each_layers_largest_weights():
@@ -193,3 +195,18 @@ def test_bad_names_and_conflicts_are_clear_errors():
         resolve_placement("nope")
     with pytest.raises(ValueError, match="scope 'layer' and allocation"):
         ep.prune(model, "random", 0.5, allocation="erk", scope="layer")
+
+
+@given(
+    widths=st.lists(st.integers(1, 6), min_size=2, max_size=5),
+    sparsity=st.floats(0.0, 0.99),
+    seed=st.integers(0, 3),
+)
+def test_pruned_random_networks_meet_every_allocation_exactly(widths, sparsity, seed):
+    layers = [nn.Linear(a, b, bias=False) for a, b in zip(widths, widths[1:], strict=False)]
+    model = nn.Sequential(*layers)
+    shapes = [tuple(layer.weight.shape) for layer in layers]
+    total = sum(math.prod(s) for s in shapes)
+    for name in ALLOCATIONS.names():
+        mask = ep.prune(model, name, sparsity, seed=seed)
+        assert _counts(mask) == allocate(name, shapes, total - round(sparsity * total))

@@ -55,7 +55,7 @@ def test_baseline_methods_run_end_to_end(method, tmp_path, capsys):
     assert f"{method}  s=90.0%" in capsys.readouterr().out
 
 
-def test_shuffle_ablation_equals_scorer_allocation_with_random_placement(tmp_path):
+def test_shuffle_ablation_equals_scorer_allocation_with_random_placement(tmp_path, capsys):
     store = tmp_path / "runs"
     common = [*QUICK, "--sparsity", "0.9", "--store", str(store)]
     assert cli.main(["run", "--method", "snip", "--ablation", "shuffle", *common]) == 0
@@ -66,6 +66,7 @@ def test_shuffle_ablation_equals_scorer_allocation_with_random_placement(tmp_pat
     placed = result_of(store, RunSpec(method="random", allocation="snip", placement="random",
                                       sparsity=0.9, epochs=0.1))  # fmt: skip
     assert counts(shuffled) == counts(placed)
+    assert "random[alloc=snip,place=random]  s=90.0%" in capsys.readouterr().out
     uniform = round(0.1 * 16 * 25)  # SNIP's counts are not the random method's uniform ones
     assert counts(placed)[0] != uniform
 

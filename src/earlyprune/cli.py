@@ -150,9 +150,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def summary_line(result: dict) -> str:
     """One line: id, method, sparsity, status, accuracy."""
+    from earlyprune.verdicts import method_label
+
     spec = result["spec"]
     head = (
-        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {spec['method']}"
+        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {method_label(spec)}"
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
     if result["status"] != "ok":
