@@ -79,7 +79,7 @@ for _p in (
         500,
         weight_decay=0.0,
     ),
-    # The offline demo (`earlyprune demo`, 219 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
+    # The offline demo (`earlyprune demo`, 228 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
     # seeds at 94.5-97.2 % sparsity: random trails magnitude/SNIP by 7-18 points, shuffling the
     # mask of magnitude pruning after training costs ≈ 4-6, seeds agree within ≈ 1 point.
     Preset(
