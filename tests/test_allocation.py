@@ -210,3 +210,11 @@ def test_pruned_random_networks_meet_every_allocation_exactly(widths, sparsity, 
     for name in ALLOCATIONS.names():
         mask = ep.prune(model, name, sparsity, seed=seed)
         assert _counts(mask) == allocate(name, shapes, total - round(sparsity * total))
+
+
+@pytest.mark.parametrize("method", ["snip", "magnitude", "lamp"])
+def test_a_scorers_allocation_with_its_own_placement_is_its_global_mask(method):
+    model, batch = Hand(), _batch()
+    plain = ep.prune(model, method, 0.7, batch=batch)
+    split = ep.prune(model, "random", 0.7, batch=batch, allocation=method, placement=method)
+    assert all(torch.equal(a, b) for a, b in zip(plain.values(), split.values(), strict=True))
