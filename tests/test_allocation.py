@@ -141,6 +141,12 @@ def test_magnitude_placement_keeps_each_layers_largest_weights():
         k = int(m.sum())
         top = p.detach().abs().reshape(-1).topk(k).indices
         assert m.reshape(-1)[top].all(), name
+    # invert flips the placement's ranking: the same counts, each layer's smallest weights.
+    low = ep.prune(model, "magnitude", 0.5, allocation="erk", invert=True)
+    for (name, p), m in zip(ep.prunable(model).items(), low.values(), strict=True):
+        k = int(m.sum())
+        bottom = p.detach().abs().reshape(-1).topk(k, largest=False).indices
+        assert m.reshape(-1)[bottom].all() and k == int(mask[name].sum()), name
 
 
 def test_shuffle_ablation_and_random_placement_share_the_scorers_counts():
