@@ -293,3 +293,8 @@ def test_a_user_method_runs_in_pool_workers(tmp_path):
     for own, magnitude in zip(results[:2], results[2:], strict=True):
         assert own["layer_density"] == magnitude["layer_density"]
         assert own["test_accuracy"] == magnitude["test_accuracy"]
+
+
+def test_beats_checks_show_method_minus_other_and_ablation_checks_the_change():
+    for c in CHECKS:
+        assert c.shown(0.02) == (0.02 if c.name.startswith("beats") else -0.02), c.name

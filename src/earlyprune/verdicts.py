@@ -67,6 +67,11 @@ class Check:
     meaning_yes: str
     meaning_no: str
     column: str = ""  # heading in ``verdict_matrix`` (default: the name)
+    beats: bool = False  # an ablation check phrased "beats ..." (method − ablated is shown)
+
+    def shown(self, effect: float) -> float:
+        """The difference as shown: method − other for a "beats" check, else ablated − unmodified."""
+        return effect if self.beats or self.reference is not None else -effect
 
 
 CHECKS = (
@@ -86,7 +91,7 @@ CHECKS = (
     Check("beats its own allocation with random placement (shuffle)", "shuffle", None,
           "per-weight choices matter beyond layer-wise proportions",
           "per-weight choices carry no information beyond layer-wise proportions",
-          "beats shuffle"),
+          "beats shuffle", beats=True),
     Check("sensitive to reinitialization", "reinit", None,
           "the kept weights' initial values matter",
           "the mask works as well with freshly drawn weights"),
@@ -305,7 +310,7 @@ def verdict_matrix(
             if v is None or math.isnan(v.effect):
                 cells.append("—" if v is None else v.answer)
                 continue
-            delta = v.effect if c.name.startswith("beats") else -v.effect
+            delta = c.shown(v.effect)
             se = "" if math.isnan(v.se) else f"±{100 * v.se:.1f}"
             cells.append(f"{v.answer} {100 * delta:+.1f}{se}")
         rows.append([m, *cells])
