@@ -58,8 +58,11 @@ def test_verdict_cells_by_hand(checked):
     table = verdict_table(load_results(checked))
     # beats random: Δ = 91 − 81 = +10.0, se = √(1²/3 + 1²/3) = 0.8 points → yes.
     assert "yes +10.0 ± 0.8" in table
-    # shuffling: ablated − unmodified = 90.5 − 91 = −0.5, se = √(1/3 + 0.25/3) = 0.6 → no.
-    assert "no -0.5 ± 0.6" in table
+    # beats its own allocation with random placement (shuffle): 91 − 90.5 = +0.5,
+    # se = √(1/3 + 0.25/3) = 0.6 → no.
+    assert "no +0.5 ± 0.6" in table
+    # beats ERK with random placement: 91 − 86 = +5.0, se 0.8 → yes.
+    assert "<th>beats ERK with random placement</th>" in table and "yes +5.0 ± 0.8" in table
     assert table.count("3 v 3 seeds") >= 2
     # No magnitude, reinit or invert runs: those checks are not columns.
     for absent in ("beats magnitude", "reinitialization", "inversion"):

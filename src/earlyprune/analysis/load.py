@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from earlyprune.errors import StoreError
+from earlyprune.verdicts import method_label
 
 RESULT_FILE = "result.json"
 STATUSES = ("ok", "diverged", "failed")
@@ -178,6 +179,7 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
         raise _Unusable(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
     # Spec fields first, so that a spec field never shadows the result's own columns.
     row = _flatten(spec)
+    row["method"] = method_label(spec)  # snip[alloc=erk] is not snip: its own group everywhere
     row["run_id"] = str(raw.get("run_id") or default_id)
     row["status"] = status
     row["error"] = raw.get("error")
