@@ -79,6 +79,7 @@ def test_every_other_field_changes_the_run_id():
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
         "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "allocation": "erk", "placement": "magnitude",
     }  # fmt: skip
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).
