@@ -172,3 +172,9 @@ def test_a_level_that_cuts_every_path_is_refused_like_any_method(store):
         run(cut, store, progress=False)
     assert store.read_result(cut.run_id) is None  # refused, not stored as failed
     assert run(cut.replace(allow_disconnected=True), store, progress=False)["status"] == "ok"
+
+
+def test_the_original_lottery_ticket_runs_its_dense_network_first(store):
+    # prune_step 0 needs no dense checkpoint at step t, but level 1 prunes the trained network.
+    assert run(imp(2, prune_step=0), store, progress=False)["status"] == "ok"
+    assert store.read_result(imp(1).dense_spec().run_id)["status"] == "ok"

@@ -261,7 +261,9 @@ def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | N
 # ---- pruning ------------------------------------------------------------------------------
 def needs_dense(setup: Setup) -> bool:
     """Whether this run starts from the dense run's weights (trained, or at step t > 0)."""
-    return setup.spec.method in ("magnitude_after_training", "ltr") or setup.prune_step > 0
+    # IMP: level 1 prunes the trained dense network (later levels rewind to its step t).
+    methods = ("magnitude_after_training", "ltr", IMP)
+    return setup.spec.method in methods or setup.prune_step > 0
 
 
 def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
