@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import __version__
+from earlyprune import __version__, sparse_training
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.masking import (
@@ -143,7 +143,10 @@ def retrain(
     state = train_run(setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep,
                       progress=progress)  # fmt: skip
     if not state.diverged:
-        store.save_tensors(rid, "final.pt", {"model": model.state_dict(), "step": state.step})
+        final = {"model": model.state_dict(), "step": state.step}
+        if mask is not None and sparse_training.is_sparse_training(setup.spec.method):
+            final["mask"] = {n: m.cpu() for n, m in mask.items()}  # the moved mask's final state
+        store.save_tensors(rid, "final.pt", final)
     return state
 
 
@@ -172,6 +175,7 @@ def record(
         },
         "curve": state.curve,
         "steps_trained": state.step,
+        **sparse_training.describe(setup.spec, setup.sched.total_steps),
     }
 
 
