@@ -83,14 +83,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sparse_training_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sparse training (set, rigl) and gradual pruning (gmp)")
-    g.add_argument("--drop-fraction", type=float, default=None,
-                   help="SET/RigL drop fraction α, cosine-decayed (default 0.3)")
-    g.add_argument("--update-interval", type=int, default=None,
-                   help="steps between mask updates ΔT (default 100; fewer on short runs)")
-    g.add_argument("--update-start", type=int, default=None,
-                   help="first update step (default 0; GMP: 20%% of training)")
-    g.add_argument("--update-end", type=int, default=None,
-                   help="last update step T_end (default 75%% of training)")
+    g.add_argument(
+        "--drop-fraction",
+        type=float,
+        default=None,
+        help="SET/RigL drop fraction α, cosine-decayed (default 0.3)",
+    )
+    g.add_argument(
+        "--update-interval",
+        type=int,
+        default=None,
+        help="steps between mask updates ΔT (default 100; fewer on short runs)",
+    )
+    g.add_argument(
+        "--update-start",
+        type=int,
+        default=None,
+        help="first update step (default 0; GMP: 20%% of training)",
+    )
+    g.add_argument(
+        "--update-end",
+        type=int,
+        default=None,
+        help="last update step T_end (default 75%% of training)",
+    )
     g.add_argument("--initial-sparsity", type=float, default=None,
                    help="GMP's starting sparsity s_i (default 0)")  # fmt: skip
 

@@ -226,7 +226,9 @@ def validate(spec: RunSpec) -> None:
     _check_choice("dataset", spec.dataset, DATASETS.names())
     _check_choice("model", spec.model, MODELS.names())
     _check_choice("preset", spec.preset, PRESETS.names())
-    _check_choice("method", spec.method, [DENSE, *METHODS.names(), *BASELINES, *SPARSE_TRAINERS.names()])
+    _check_choice(
+        "method", spec.method, [DENSE, *METHODS.names(), *BASELINES, *SPARSE_TRAINERS.names()]
+    )
     _check_choice("ablation", spec.ablation, list(ABLATIONS))
     _check_choice("scope", spec.scope, ("global", "layer"))
     _check_choice("init", spec.init, INITS)
