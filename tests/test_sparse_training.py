@@ -359,3 +359,16 @@ def test_cli_flags_and_refusals(tmp_path, capsys):
     rid = RunSpec(preset=TINY, method="rigl", sparsity=0.9, update_interval=3, drop_fraction=0.5,
                   epochs=1.0).run_id  # fmt: skip
     assert rid in out and "density 10.00%" in out
+
+
+def test_a_sweep_puts_the_families_side_by_side_skipping_refused_ablations():
+    from earlyprune.sweep import expand
+
+    specs = expand({"preset": TINY}, {"method": ["snip", "rigl", "gmp"], "sparsity": [0.9],
+                                      "ablation": ["none", "shuffle", "reinit"]})  # fmt: skip
+    got = {(s.method, s.ablation) for s in specs if s.method != "dense"}
+    assert got == {("snip", "none"), ("snip", "shuffle"), ("snip", "reinit"), ("rigl", "none"),
+                   ("rigl", "reinit"), ("gmp", "none"), ("gmp", "reinit")}  # fmt: skip
+    swept = expand({"preset": TINY, "method": "rigl", "sparsity": 0.9},
+                   {"drop_fraction": [0.1, 0.5], "update_interval": [2, 4]})  # fmt: skip
+    assert len({s.run_id for s in swept if s.method == "rigl"}) == 4

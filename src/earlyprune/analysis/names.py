@@ -22,6 +22,11 @@ METHOD_ORDER = (
     "grasp",
     "grasp_magnitude",
     "synflow",
+    # Sparse training and gradual pruning (earlyprune.sparse_training), after the at-init methods.
+    "static",
+    "set",
+    "rigl",
+    "gmp",
 )
 ABLATION_ORDER = ("none", "shuffle", "reinit", "invert", "init_normal")
 
@@ -35,6 +40,10 @@ METHOD_LABELS = {
     "grasp": "GraSP",
     "grasp_magnitude": "GraSP Magnitude",
     "synflow": "SynFlow",
+    "static": "Static (sparse training)",
+    "set": "SET",
+    "rigl": "RigL",
+    "gmp": "GMP",
 }
 ABLATION_LABELS = {
     "none": "Unmodified",
@@ -73,6 +82,10 @@ METHOD_COLORS = {
     "grasp": "tab:purple",
     "grasp_magnitude": "tab:pink",
     "synflow": "tab:brown",
+    "static": "tab:olive",
+    "set": "gold",
+    "rigl": "black",
+    "gmp": "navy",
 }
 ABLATION_COLORS = {
     "none": "tab:blue",

@@ -44,6 +44,7 @@ __all__ = [
     "SparseTrainer",
     "UpdateContext",
     "UpdateSchedule",
+    "ablation_applies",
     "check_schedule",
     "initial_mask",
     "is_sparse_training",
@@ -71,6 +72,11 @@ ABLATIONS = ("none", "reinit", "init_normal")
 
 def is_sparse_training(method: str) -> bool:
     return method in SPARSE_TRAINERS
+
+
+def ablation_applies(method: str, ablation: str) -> bool:
+    """False only for a sparse-training method with an ablation it refuses (sweeps skip those)."""
+    return not is_sparse_training(method) or ablation in ABLATIONS
 
 
 def validate_spec(spec: RunSpec) -> None:
