@@ -9,7 +9,6 @@ resets their optimizer state and keeps per-layer counts as the method promises.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from earlyprune import rng
 from earlyprune.masking import Mask, prunable
 from earlyprune.registry import Registry
 from earlyprune.sparse_training.schedule import UpdateSchedule
@@ -89,13 +89,13 @@ def register_sparse_trainer(
     return decorate
 
 
-def stream(seed: int, purpose: str) -> torch.Generator:
-    """A CPU generator for one purpose of a run seeded ``seed`` (e.g. ``"set-grow:300"``).
+def stream(seed: int, purpose: str, *parts: int | str) -> torch.Generator:
+    """A CPU generator for one purpose of a run seeded ``seed`` (``earlyprune.rng``'s streams).
 
-    The one place this package derives random streams (to be repointed at ``earlyprune.rng``).
+    The one place this package derives random streams: ``"sparse_init"`` (placement of the
+    starting mask) and ``("set_grow", step)`` (SET's regrowth at one update step).
     """
-    derived = int(hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()[:8], 16)
-    return torch.Generator().manual_seed(derived)
+    return rng.generator(seed, purpose, *parts)
 
 
 # ---- the initial mask ---------------------------------------------------------------------
@@ -125,7 +125,7 @@ def initial_mask(model: nn.Module, sparsity: float, seed: int) -> Mask:
         sparsity: Fraction of prunable weights removed.
         seed: Run seed; placement draws from its own stream.
     """
-    gen = stream(seed, "sparse-init")
+    gen = stream(seed, "sparse_init")
     counts = layer_counts(model, sparsity)
     out: Mask = {}
     for name, p in prunable(model).items():

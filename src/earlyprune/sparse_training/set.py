@@ -18,7 +18,7 @@ def set_update(ctx: UpdateContext) -> Mask:
     fraction = ctx.schedule.drop_fraction_at(ctx.step)
     # One stream per update step: the draw depends only on (seed, step), so resuming from a
     # checkpoint redraws exactly what an uninterrupted run draws.
-    gen = stream(ctx.seed, f"set-grow:{ctx.step}")
+    gen = stream(ctx.seed, "set_grow", ctx.step)
     out: Mask = {}
     for name, m in ctx.mask.items():
         noise = torch.rand(m.numel(), generator=gen).reshape(m.shape).to(m.device)
