@@ -372,3 +372,14 @@ def test_a_sweep_puts_the_families_side_by_side_skipping_refused_ablations():
     swept = expand({"preset": TINY, "method": "rigl", "sparsity": 0.9},
                    {"drop_fraction": [0.1, 0.5], "update_interval": [2, 4]})  # fmt: skip
     assert len({s.run_id for s in swept if s.method == "rigl"}) == 4
+
+
+def test_reinit_draws_fresh_weights_under_the_same_starting_mask(store):
+    plain = tiny(method="set", sparsity=0.9, epochs=1)
+    fresh = plain.replace(ablation="reinit")
+    for s in (plain, fresh):
+        assert run(s, store, progress=False)["status"] == "ok"
+    m0, m1 = (store.load_tensors(s.run_id, "mask.pt") for s in (plain, fresh))
+    assert all(torch.equal(m0[n], m1[n]) for n in m0)
+    w0, w1 = (_final(store, s)["model"] for s in (plain, fresh))
+    assert any(not torch.equal(w0[n], w1[n]) for n in m0)
