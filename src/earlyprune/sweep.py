@@ -19,9 +19,9 @@ A sweep file::
 The dense training runs that others reuse (magnitude after training, LTR, pruning at step t) are
 always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
 pruning ablation is skipped (counted in ``Sweep.skipped``), and so is a sparse-training method
-(static, set, rigl, gmp) with an ablation that needs a mask scored at initialization, and a dense run is written as its
-``dense_spec()`` (``ablation = "init_normal"`` becomes ``init = "normal"``); any other invalid
-combination is an error.
+(static, set, rigl, gmp) with an ablation that needs a mask scored at initialization; a dense
+run is written as its ``dense_spec()`` (``ablation = "init_normal"`` becomes ``init =
+"normal"``); any other invalid combination is an error.
 
 Runs go to an executor (``earlyprune.executors``: "local" worker processes, or "ray"). Workers
 coordinate only through the store's claims, so a sweep can be killed at any instant and run
