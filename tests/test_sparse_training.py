@@ -97,6 +97,19 @@ def test_starting_mask_has_exact_counts_and_random_positions():
     assert {n: int(m.sum()) for n, m in m0.items()} == counts
     assert any(not torch.equal(m0[n], m1[n]) for n in m0)
     assert all(torch.equal(m0[n], initial_mask(model, 0.8, seed=0)[n]) for n in m0)
+    # ERK by default: the small layer keeps a larger share than under the uniform allocation.
+    uniform = layer_counts(model, 0.8, "uniform")
+    assert sum(uniform.values()) == sum(counts.values())
+    assert counts["2.weight"] / 21 > uniform["2.weight"] / 21
+
+
+def test_the_starting_mask_takes_the_runs_allocation():
+    from earlyprune.sparse_training import starting_mask
+
+    model = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 3))
+    s = RunSpec(method="rigl", sparsity=0.8, allocation="uniform")
+    got = {n: int(m.sum()) for n, m in starting_mask(s, model).items()}
+    assert got == layer_counts(model, 0.8, "uniform") != layer_counts(model, 0.8)
 
 
 def _hand_drop_grow(mask, weight, score, k):
@@ -335,6 +348,9 @@ def test_the_ablations_that_make_sense_are_accepted(ablation):
         ({"method": "rigl", "drop_fraction": 1.5}, "drop_fraction must be"),
         ({"method": "gmp", "initial_sparsity": 0.95}, "initial_sparsity must be"),
         ({"method": "rigl", "scope": "layer"}, "scope does not apply"),
+        ({"method": "gmp", "allocation": "erk"}, "allocation does not apply"),
+        ({"method": "rigl", "placement": "magnitude"}, "placement 'magnitude' does not apply"),
+        ({"method": "set", "allocation": "snip"}, "needs a data-free allocation"),
     ],
 )
 def test_mistakes_are_refused_with_one_line(fields, words):

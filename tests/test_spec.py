@@ -79,6 +79,7 @@ def test_every_other_field_changes_the_run_id():
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
         "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "allocation": "erk", "placement": "magnitude",
     }  # fmt: skip
     # Fields that apply only to some methods, each changed on a base where it applies.
     rigl, gmp = RunSpec(method="rigl", sparsity=0.9), RunSpec(method="gmp", sparsity=0.9)

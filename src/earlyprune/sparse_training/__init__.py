@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from earlyprune.sparse_training import gmp, rigl, static  # noqa: F401  (register)
 from earlyprune.sparse_training import set as _set  # noqa: F401  (register; keeps builtin set)
 from earlyprune.sparse_training.base import (
+    DEFAULT_ALLOCATION,
     SPARSE_TRAINERS,
     SparseTrainer,
     UpdateContext,
@@ -98,6 +99,7 @@ def validate_spec(spec: RunSpec) -> None:
         raise SpecError(f"method {m!r} trains from step 0: prune_step does not apply")
     if spec.rounds is not None:
         raise SpecError(f"method {m!r} has no pruning rounds: use update_interval instead")
+    _check_allocation(spec)
     if spec.scope != "global" and not SPARSE_TRAINERS.get(m).dense_start:
         raise SpecError(f"method {m!r} keeps its starting per-layer counts: scope does not apply")
     f = spec.drop_fraction
@@ -113,6 +115,24 @@ def validate_spec(spec: RunSpec) -> None:
     ):
         raise SpecError(f"initial_sparsity must be a number in [0, sparsity={spec.sparsity}], "
                         f"got {s!r}")  # fmt: skip
+
+
+def _check_allocation(spec: RunSpec) -> None:
+    from earlyprune.allocation import ALLOCATIONS
+    from earlyprune.errors import SpecError
+
+    m = spec.method
+    if SPARSE_TRAINERS.get(m).dense_start:
+        for name in ("allocation", "placement"):
+            if getattr(spec, name) is not None:
+                raise SpecError(f"method {m!r} starts dense: {name} does not apply")
+        return
+    if spec.placement not in (None, "random"):
+        raise SpecError(f"method {m!r} places its starting mask at random: placement "
+                        f"{spec.placement!r} does not apply")  # fmt: skip
+    if spec.allocation is not None and spec.allocation not in ALLOCATIONS:
+        raise SpecError(f"method {m!r} needs a data-free allocation, one of: "
+                        f"{', '.join(ALLOCATIONS.names())}; got {spec.allocation!r}")  # fmt: skip
 
 
 def resolve_schedule(spec: RunSpec, total_steps: int) -> UpdateSchedule:
@@ -156,7 +176,7 @@ def starting_mask(spec: RunSpec, model: nn.Module) -> Mask:
 
     if SPARSE_TRAINERS.get(spec.method).dense_start:
         return full_mask(model)
-    return initial_mask(model, spec.sparsity, spec.seed)
+    return initial_mask(model, spec.sparsity, spec.seed, spec.allocation or DEFAULT_ALLOCATION)
 
 
 def make_updater(spec: RunSpec, sched: Schedule, mask: Mask | None) -> MaskUpdater | None:

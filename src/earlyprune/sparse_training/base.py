@@ -9,7 +9,6 @@ resets their optimizer state and keeps per-layer counts as the method promises.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,34 +98,42 @@ def stream(seed: int, purpose: str, *parts: int | str) -> torch.Generator:
 
 
 # ---- the initial mask ---------------------------------------------------------------------
-def layer_counts(model: nn.Module, sparsity: float) -> dict[str, int]:
-    """Per-layer kept counts of the initial sparse mask (the allocation), summing exactly to
-    ``N − round(sparsity · N)``.
+#: RigL's default allocation of the starting mask (Evci et al. 2020).
+DEFAULT_ALLOCATION = "erk"
 
-    Today: the same density in every layer, rounded by largest remainder. (ERK, RigL's default,
-    comes from ``earlyprune.allocation`` once that package is in.)
+
+def layer_counts(
+    model: nn.Module, sparsity: float, allocation: str = DEFAULT_ALLOCATION
+) -> dict[str, int]:
+    """Per-layer kept counts of the starting mask, summing exactly to ``N − round(sparsity · N)``.
+
+    Args:
+        model: The network.
+        sparsity: Fraction of prunable weights removed.
+        allocation: A registered data-free allocation (``earlyprune.allocation``; default ERK).
     """
-    sizes = {n: p.numel() for n, p in prunable(model).items()}
-    total = sum(sizes.values())
-    keep_total = total - round(sparsity * total)
-    quotas = {n: keep_total * s / total for n, s in sizes.items()}
-    counts = {n: math.floor(q) for n, q in quotas.items()}
-    order = sorted(sizes, key=lambda n: (-(quotas[n] - counts[n]), list(sizes).index(n)))
-    for n in order[: keep_total - sum(counts.values())]:
-        counts[n] += 1
-    return counts
+    from earlyprune.allocation import allocate
+
+    params = prunable(model)
+    total = sum(p.numel() for p in params.values())
+    counts = allocate(allocation, [tuple(p.shape) for p in params.values()],
+                      total - round(sparsity * total))  # fmt: skip
+    return dict(zip(params, counts, strict=True))
 
 
-def initial_mask(model: nn.Module, sparsity: float, seed: int) -> Mask:
+def initial_mask(
+    model: nn.Module, sparsity: float, seed: int, allocation: str = DEFAULT_ALLOCATION
+) -> Mask:
     """The sparse starting mask of SET, RigL and static: an allocation, random placement.
 
     Args:
         model: The network (masks are built on its weights' devices).
         sparsity: Fraction of prunable weights removed.
         seed: Run seed; placement draws from its own stream.
+        allocation: How many weights each layer keeps (default ERK).
     """
     gen = stream(seed, "sparse_init")
-    counts = layer_counts(model, sparsity)
+    counts = layer_counts(model, sparsity, allocation)
     out: Mask = {}
     for name, p in prunable(model).items():
         flat = torch.zeros(p.numel(), dtype=torch.bool)
