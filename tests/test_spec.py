@@ -71,6 +71,11 @@ def test_device_is_not_part_of_the_run_id():
     assert "device" not in canonical_json(base.replace(device="cpu"))
 
 
+def test_allow_disconnected_is_a_permission_not_part_of_the_run_id():
+    base = RunSpec(method="snip", sparsity=0.9)
+    assert base.replace(allow_disconnected=True).run_id == base.run_id
+
+
 def test_every_other_field_changes_the_run_id():
     base = RunSpec(method="snip", sparsity=0.9)
     changes = {
@@ -78,9 +83,9 @@ def test_every_other_field_changes_the_run_id():
         "method": "grasp", "sparsity": 0.8, "prune_step": 5, "rounds": 3, "scope": "layer",
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
-        "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "channels_last": False, "bias_init": "zero",
     }  # fmt: skip
-    hashed = {f.name for f in dataclasses.fields(RunSpec)} - {"device"}
+    hashed = {f.name for f in dataclasses.fields(RunSpec)} - {"device", "allow_disconnected"}
     assert set(changes) == hashed, "a new field needs a line here"
     ids = {base.run_id}
     for name, value in changes.items():
