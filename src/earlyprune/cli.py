@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--out", default=None, help="report folder (default: STORE/report)")
     p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
+    p.add_argument("--free-y", action="store_true", help="own y-range per ablation panel")
 
     for name, text in (
         ("demo", "replicate the paper's findings offline in minutes"),
@@ -218,7 +219,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.store) / "report"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        index = write_report(args.store, out, tolerance=args.tolerance)
+        index = write_report(args.store, out, tolerance=args.tolerance, free_y=args.free_y)
     for w in caught:  # skipped result files and similar: one line each, no stack
         if issubclass(w.category, RuntimeWarning):
             print(f"earlyprune: warning: {w.message}", file=sys.stderr)

@@ -22,6 +22,7 @@ from earlyprune import __version__, numerics
 from earlyprune.connectivity import effective_mask
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.flops import count_flops
 from earlyprune.masking import (
     Mask,
     check_mask,
@@ -198,6 +199,7 @@ def record(
         "effective_density": overall_density(effective),
         "layer_effective_density": layer_density(effective),
         "layer_numel": {n: m.numel() for n, m in mask.items()},
+        "flops": count_flops(model, setup.bundle.input_shape, mask),
         "neuron_collapse": {
             "thresholds": list(COLLAPSE_THRESHOLDS),
             "overall": [c["overall"] for c in collapse],
