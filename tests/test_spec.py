@@ -84,6 +84,7 @@ def test_every_other_field_changes_the_run_id():
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
         "channels_last": False, "bias_init": "zero",
+        "allocation": "erk", "placement": "magnitude",
     }  # fmt: skip
     hashed = {f.name for f in dataclasses.fields(RunSpec)} - {"device", "allow_disconnected"}
     assert set(changes) == hashed, "a new field needs a line here"
