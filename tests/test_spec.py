@@ -71,6 +71,11 @@ def test_device_is_not_part_of_the_run_id():
     assert "device" not in canonical_json(base.replace(device="cpu"))
 
 
+def test_allow_disconnected_is_a_permission_not_part_of_the_run_id():
+    base = RunSpec(method="snip", sparsity=0.9)
+    assert base.replace(allow_disconnected=True).run_id == base.run_id
+
+
 def test_every_other_field_changes_the_run_id():
     base = RunSpec(method="snip", sparsity=0.9)
     changes = {
@@ -78,13 +83,13 @@ def test_every_other_field_changes_the_run_id():
         "method": "grasp", "sparsity": 0.8, "prune_step": 5, "rounds": 3, "scope": "layer",
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
-        "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "channels_last": False, "bias_init": "zero",
         "allocation": "erk", "placement": "magnitude",
     }  # fmt: skip
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).
     unhashed = {f.name for f in dataclasses.fields(RunSpec) if not f.metadata.get("hash", True)}
-    assert unhashed == {"device", "model_file", "dataset_file"}
+    assert unhashed == {"device", "model_file", "dataset_file", "allow_disconnected"}
     # Fields that apply only to some methods, each changed on a base where it applies.
     rigl, gmp = RunSpec(method="rigl", sparsity=0.9), RunSpec(method="gmp", sparsity=0.9)
     specific = {"drop_fraction": (rigl, 0.5), "update_interval": (gmp, 7),

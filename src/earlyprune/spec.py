@@ -158,7 +158,8 @@ class RunSpec:
 
     ``prune_step`` None means the method's default: 0 for pruning at initialization, the
     preset's rewind step for ``ltr``. ``epochs`` overrides the preset's length; the LR drops
-    move proportionally. ``device`` is not part of the run's identity.
+    move proportionally. ``device`` and ``allow_disconnected`` are not part of the run's
+    identity.
     """
 
     dataset: str = "fashion-mnist-mini"
@@ -180,7 +181,9 @@ class RunSpec:
     bias_init: str = (
         "default"  # "zero": all Conv/Linear biases 0 (default: PyTorch's, as the authors)
     )
-    allow_disconnected: bool = False  # train a mask that cuts every input→output path
+    # Train a mask that cuts every input→output path. Not in the run id (like ``device``): it
+    # never changes a run's numbers, only whether a degenerate mask is refused.
+    allow_disconnected: bool = field(default=False, metadata=_no_hash())
     # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
     allocation: str | None = None
     placement: str | None = None
