@@ -1,12 +1,16 @@
 """Scoring methods, one file each; importing this package registers them all."""
 
-from earlyprune.scoring import grasp, magnitude, random, snip, synflow  # noqa: F401  (register)
-from earlyprune.scoring import (  # noqa: F401  (register the modern baselines)
+from earlyprune.scoring import (  # noqa: F401  (register)
     force,
+    grasp,
     iter_snip,
+    magnitude,
     ntk_sap,
     phew,
     prospr,
+    random,
+    snip,
+    synflow,
     synflow_l2,
 )
 from earlyprune.scoring.base import (

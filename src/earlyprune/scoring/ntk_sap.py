@@ -48,7 +48,9 @@ def resample(net: nn.Module, shape: tuple[int, ...], gen: torch.Generator) -> tu
     weights = prunable(net)
     p0 = next(iter(weights.values()))
     x = torch.randn(shape, generator=gen).to(p0.device, p0.dtype)
-    deltas = {n: torch.randn(w.shape, generator=gen).to(w.device, w.dtype) for n, w in weights.items()}
+    deltas = {
+        n: torch.randn(w.shape, generator=gen).to(w.device, w.dtype) for n, w in weights.items()
+    }
     return x, deltas
 
 
@@ -79,7 +81,10 @@ def proxy_gradient(
 
 
 def ntk_sap_method(
-    epsilon: float = EPSILON, resamples: int = RESAMPLES, rounds: int = ROUNDS, name: str = "ntk_sap"
+    epsilon: float = EPSILON,
+    resamples: int = RESAMPLES,
+    rounds: int = ROUNDS,
+    name: str = "ntk_sap",
 ) -> Method:
     """An NTK-SAP ``Method`` with other ε, resamples R or default rounds T."""
 
