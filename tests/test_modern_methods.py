@@ -266,18 +266,23 @@ def test_ntk_sap_proxy_gradient_matches_finite_differences():
 
 
 class PathNet(nn.Module):
-    """Conv → Conv with a residual sum → flatten → Linear: skip paths and a conv-to-linear step."""
+    """Conv → Conv with a residual sum (the skip feeds the head directly) → pool → Linear.
+
+    PHEW's paths run between channels, as in the reference; global pooling makes a channel one
+    feature, so the spatially exact flow check applies. (After a flatten of a larger map, a
+    channel-level path can miss the spatial features the next layer keeps.)
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.c1 = nn.Conv2d(2, 3, 3, padding=1, bias=False)
         self.c2 = nn.Conv2d(3, 3, 3, padding=1, bias=False)
-        self.fc = nn.Linear(3 * 4 * 4, 4)
+        self.fc = nn.Linear(3, 4)
 
     def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.c1(x))
         h = torch.relu(self.c2(h) + h)
-        return self.fc(h.flatten(1))
+        return self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
 
 
 class WideChain(LinearChain):

@@ -74,85 +74,146 @@ def _neutral_copy(model: nn.Module) -> nn.Module:
     return net
 
 
+class _Holder(nn.Module):
+    """Holds the probed copy, so that even a model that is itself one layer can be replaced."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.m = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.m(x)
+
+
+class _Stub(nn.Module):
+    """Stands in for a prunable layer: records which input units carry a signal and outputs
+    zeros (or the injected units), without computing the layer (so a probe pass is cheap)."""
+
+    def __init__(self, name: str, layer: nn.Module, out_shape: tuple[int, ...], probe: _Probe):
+        super().__init__()
+        self.name, self.dim, self.out_shape, self.probe = name, unit_dim(layer), out_shape, probe
+
+    def forward(self, x: Tensor, *args: object) -> Tensor:
+        if self.name not in self.probe.order:
+            self.probe.order.append(self.name)
+        d = self.dim % x.dim()
+        other = [i for i in range(1, x.dim()) if i != d]
+        self.probe.seen[self.name] = (x.abs().sum(dim=other) if other else x.abs()) > 0
+        out = self.probe.inject.get(self.name)
+        if out is None:
+            out = x.new_zeros((x.shape[0], *self.out_shape))
+        return out
+
+
+class _Probe:
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.seen: dict[str, Tensor] = {}  # layer → (rows × input units) signal present
+        self.inject: dict[str, Tensor] = {}
+
+
 def probe_wiring(model: nn.Module, input_shape: tuple[int, ...]) -> Wiring:
     """Probes the unit graph of ``model`` for inputs of shape ``(C, ...)`` (no batch dimension).
 
-    Cost: one forward pass per chunk of at most 64 units of the network input and of every
-    layer's outputs, in float64 with the batch dimension as the chunk.
+    Cost: one float64 pass at batch 1 through the network, then one pass per chunk of at most
+    64 units of the network input and of every layer's outputs, in which the prunable layers
+    are replaced by stubs (only BatchNorm, activations, pooling, additions... are computed).
     """
-    net = _neutral_copy(model)
-    names = set(prunable(model))
-    by_name = {
-        f"{n}.weight" if n else "weight": m
-        for n, m in net.named_modules()
-        if (f"{n}.weight" if n else "weight") in names
-    }
-    device = next(iter(prunable(net).values())).device
-    order: list[str] = []
-    seen_in: dict[str, Tensor] = {}
+    holder = _Holder(_neutral_copy(model))
+    names = list(prunable(model))
+    modules = dict(holder.named_modules())
+    by_name = {n: modules["m." + n[: -len(".weight")] if n != "weight" else "m"] for n in names}
+    device = next(iter(prunable(holder).values())).device
     out_shape: dict[str, tuple[int, ...]] = {}
-    inject: dict[str, Tensor] = {}
 
-    def pre_hook(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            if name not in order:
-                order.append(name)
-            x = args[0]
-            d = unit_dim(module) % x.dim()
-            other = [i for i in range(1, x.dim()) if i != d]
-            seen_in[name] = (x.abs().sum(dim=other) if other else x.abs()) > 0  # rows × units
-
-        return hook
-
-    def post_hook(name: str):
-        def hook(module: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
+    def shape_hook(name: str):
+        def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
             out_shape.setdefault(name, tuple(out.shape[1:]))
-            return inject[name] if name in inject else None
 
         return hook
 
-    handles = []
-    for name, module in by_name.items():
-        handles.append(module.register_forward_pre_hook(pre_hook(name)))
-        handles.append(module.register_forward_hook(post_hook(name)))
+    handles = [m.register_forward_hook(shape_hook(n)) for n, m in by_name.items()]
     try:
         with torch.no_grad():
-            out = net(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
-            if not isinstance(out, Tensor):
-                raise ValueError("phew needs a model whose output is one tensor")
-            n_in = {n: int(seen_in[n].shape[1]) for n in order}
-            n_out = {n: int(by_name[n].weight.shape[0]) for n in order}
-            edges: dict[str, dict[str, np.ndarray]] = {}
-            for src in ["input", *order]:
-                units = input_shape[0] if src == "input" else n_out[src]
-                blocks: dict[str, list[np.ndarray]] = {}
-                for start in range(0, units, _CHUNK):
-                    rows = min(_CHUNK, units - start)
-                    onehot = torch.zeros((rows, units), dtype=torch.float64, device=device)
-                    onehot[torch.arange(rows), torch.arange(start, start + rows)] = 1.0
-                    x = torch.zeros((rows, *input_shape), dtype=torch.float64, device=device)
-                    if src == "input":
-                        x += _spread(onehot, (rows, *input_shape), 1)
-                    else:
-                        inject[src] = _spread(
-                            onehot, (rows, *out_shape[src]), unit_dim(by_name[src])
-                        )
-                    seen_in.clear()
-                    out = net(x)
-                    inject.clear()
-                    for dst in order:
-                        if dst in seen_in and dst != src:
-                            blocks.setdefault(dst, []).append(seen_in[dst].cpu().numpy())
-                    reached = (out.reshape(rows, -1) != 0).cpu().numpy()
-                    blocks.setdefault("output", []).append(reached)
-                joined = {d: np.concatenate(b) for d, b in blocks.items()}
-                edges[src] = {d: e for d, e in joined.items() if e.any()}
+            out = holder(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
     finally:
         for h in handles:
             h.remove()
-    return Wiring(
-        order, n_in, n_out, input_shape[0], int(out.reshape(out.shape[0], -1).shape[1]), edges
-    )
+    if not isinstance(out, Tensor):
+        raise ValueError("phew needs a model whose output is one tensor")
+    n_output = int(out.reshape(1, -1).shape[1])
+    probe = _Probe()
+    for name, layer in by_name.items():
+        if name not in out_shape:
+            continue  # never called in a forward pass: never walked
+        path = "m." + name[: -len(".weight")] if name != "weight" else "m"
+        parent_name, _, attr = path.rpartition(".")
+        setattr(holder.get_submodule(parent_name), attr, _Stub(name, layer, out_shape[name], probe))
+    with torch.no_grad():
+        holder(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
+        order = list(probe.order)
+        n_in = {n: int(probe.seen[n].shape[1]) for n in order}
+        n_out = {n: int(by_name[n].weight.shape[0]) for n in order}
+        sources = ["input", *order]
+        units = {"input": input_shape[0], **n_out}
+
+        def run(inject: dict[str, Tensor], rows: int) -> tuple[dict[str, Tensor], Tensor]:
+            """One probing pass: ``inject[src]`` is rows × units of src; returns what arrived."""
+            x = torch.zeros((rows, *input_shape), dtype=torch.float64, device=device)
+            if "input" in inject:
+                x += _spread(inject["input"], (rows, *input_shape), 1)
+            for src, v in inject.items():
+                if src != "input":
+                    probe.inject[src] = _spread(v, (rows, *out_shape[src]), unit_dim(by_name[src]))
+            probe.seen.clear()
+            reached = holder(x).reshape(rows, -1) != 0
+            probe.inject.clear()
+            return dict(probe.seen), reached
+
+        # Which layers each source feeds at all: one pass, row i lights every unit of source i.
+        lit = {
+            src: torch.zeros((len(sources), units[src]), dtype=torch.float64, device=device)
+            for src in sources
+        }
+        for i, src in enumerate(sources):
+            lit[src][i] = 1.0
+        seen, reached = run(lit, len(sources))
+        feeds = {
+            src: {d for d in order if d != src and bool(seen[d][i].any())}
+            | ({"output"} if bool(reached[i].any()) else set())
+            for i, src in enumerate(sources)
+        }
+        # Sources feeding disjoint sets of layers share probing passes (a chain: all of them),
+        # so a destination always knows which source its signal came from.
+        groups: list[list[str]] = []
+        for src in sorted(sources, key=lambda n: -units[n]):
+            for g in groups:
+                if all(not (feeds[src] & feeds[o]) for o in g):
+                    g.append(src)
+                    break
+            else:
+                groups.append([src])
+        blocks: dict[str, dict[str, list[np.ndarray]]] = {src: {} for src in sources}
+        for g in groups:
+            for start in range(0, max(units[n] for n in g), _CHUNK):
+                rows = min(_CHUNK, max(units[n] for n in g) - start)
+                inject = {}
+                for src in g:
+                    onehot = torch.zeros((rows, units[src]), dtype=torch.float64, device=device)
+                    r = torch.arange(max(0, min(rows, units[src] - start)))
+                    onehot[r, start + r] = 1.0
+                    inject[src] = onehot
+                x_seen, x_reached = run(inject, rows)
+                for src in g:
+                    n_rows = max(0, min(rows, units[src] - start))
+                    for dst in [d for d in [*order, "output"] if d in feeds[src]]:  # fixed order
+                        got = x_reached if dst == "output" else x_seen[dst]
+                        blocks[src].setdefault(dst, []).append(got[:n_rows].cpu().numpy())
+        edges: dict[str, dict[str, np.ndarray]] = {}
+        for src in sources:
+            joined = {d: np.concatenate(b) for d, b in blocks[src].items()}
+            edges[src] = {d: e for d, e in joined.items() if e.any()}
+    return Wiring(order, n_in, n_out, input_shape[0], n_output, edges)
 
 
 def _spread(onehot: Tensor, shape: tuple[int, ...], d: int) -> Tensor:
