@@ -29,62 +29,18 @@ from torch import nn
 from earlyprune.masking import Mask, Scores, prunable
 from earlyprune.scoring.base import METHODS, Batch, Method
 from earlyprune.scoring.phew_graph import Wiring, probe_wiring
+from earlyprune.scoring.phew_walks import Layer, Walks
 from earlyprune.scoring.streams import stream_seed
 
 #: The budget of :func:`earlyprune.score` (which has no sparsity): 10 % of the surviving weights.
 DEFAULT_DENSITY = 0.1
 #: Walk steps allowed per weight of the budget before the fill takes over.
 STEPS_PER_WEIGHT = 20
-_INPUT = -1
-
-
-class _Layer:
-    """One prunable layer's weights as (out units, local in units, kernel) and its sampling tables."""
-
-    def __init__(self, weight: torch.Tensor, alive: torch.Tensor, groups: int) -> None:
-        w = (weight.detach().abs() * alive).double().cpu().numpy()
-        self.shape = tuple(weight.shape)
-        self.o, self.il = weight.shape[0], weight.shape[1]
-        self.w = w.reshape(self.o, self.il, -1)
-        self.groups = groups
-        self.i = self.il * groups
-        strength = np.zeros((self.o, self.i))
-        for a0 in range(0, self.o, self.o // groups):  # block-diagonal for grouped convolutions
-            g = a0 // (self.o // groups)
-            rows = slice(a0, a0 + self.o // groups)
-            strength[rows, g * self.il : (g + 1) * self.il] = self.w[rows].sum(axis=2)
-        self.fwd = np.cumsum(strength.T, axis=1)  # per input unit, over output units
-        self.bwd = np.cumsum(strength, axis=1)  # per output unit, over input units
-
-    def local(self, a: int, b: int) -> int:
-        return b - (a // (self.o // self.groups)) * self.il
-
-    def pairs(self, kept: np.ndarray) -> np.ndarray:
-        """Channel pairs (out × in units) with at least one kept weight."""
-        out = np.zeros((self.o, self.i), dtype=bool)
-        any_kept = kept.reshape(self.o, self.il, -1).any(axis=2)
-        for a0 in range(0, self.o, self.o // self.groups):
-            g = a0 // (self.o // self.groups)
-            rows = slice(a0, a0 + self.o // self.groups)
-            out[rows, g * self.il : (g + 1) * self.il] = any_kept[rows]
-        return out
-
-    def expand(self, pairs: np.ndarray) -> np.ndarray:
-        """A pair matrix (out × in units) as a weight-shaped bool array (o, il, k)."""
-        local = np.zeros((self.o, self.il), dtype=bool)
-        for a0 in range(0, self.o, self.o // self.groups):
-            g = a0 // (self.o // self.groups)
-            rows = slice(a0, a0 + self.o // self.groups)
-            local[rows] = pairs[rows, g * self.il : (g + 1) * self.il]
-        return np.broadcast_to(local[:, :, None], self.w.shape)
-
-
-def _draw(cum: np.ndarray, rng: np.random.Generator) -> int:
-    """An index drawn with probability ∝ the increments of the cumulative sums ``cum``."""
-    return int(np.searchsorted(cum, rng.random() * cum[-1], side="right").clip(0, len(cum) - 1))
 
 
 class _Walker:
+    """Walks and fills one mask; ``counts[k]`` are the visits of layer k's weights."""
+
     def __init__(self, model: nn.Module, wiring: Wiring, mask: Mask, seed: int) -> None:
         self.wiring = wiring
         params = prunable(model)
@@ -92,90 +48,44 @@ class _Walker:
         self.names = wiring.layers
         self.index = {n: i for i, n in enumerate(self.names)}
         self.layers = [
-            _Layer(params[n], mask[n], int(getattr(modules[n], "groups", 1))) for n in self.names
+            Layer(params[n], mask[n], int(getattr(modules[n], "groups", 1))) for n in self.names
         ]
         self.rng = np.random.default_rng(stream_seed(seed, "phew"))
-        out_code = len(self.names)
-        # succ[src][unit]: (layer code or out_code, unit); pred[dst][unit]: (layer code or _INPUT, unit)
-        self.succ: dict[int, list[list[tuple[int, int]]]] = {}
-        self.pred: dict[int, list[list[tuple[int, int]]]] = {}
-        sizes_out = {_INPUT: wiring.n_input} | {self.index[n]: wiring.n_out[n] for n in self.names}
-        sizes_in = {out_code: wiring.n_output} | {self.index[n]: wiring.n_in[n] for n in self.names}
-        for code, size in sizes_out.items():
-            self.succ[code] = [[] for _ in range(size)]
-        for code, size in sizes_in.items():
-            self.pred[code] = [[] for _ in range(size)]
-        for src, dsts in wiring.edges.items():
-            s = _INPUT if src == "input" else self.index[src]
-            for dst, e in dsts.items():
-                d = out_code if dst == "output" else self.index[dst]
-                for a, b in zip(*np.nonzero(e), strict=True):
-                    self.succ[s][int(a)].append((d, int(b)))
-                    self.pred[d][int(b)].append((s, int(a)))
-        self.out_code = out_code
-        self.counts = [np.zeros(layer.w.shape, dtype=np.int64) for layer in self.layers]
-        self.steps = 0
-
-    def _cross(self, k: int, a: int, b: int) -> tuple[int, tuple[int, int, int]]:
-        layer = self.layers[k]
-        bl = layer.local(a, b)
-        pos = _draw(np.cumsum(layer.w[a, bl]), self.rng)
-        return k, (a, bl, pos)
-
-    def forward(self, unit: int) -> list[tuple[int, tuple[int, int, int]]] | None:
-        walk, src, a = [], _INPUT, unit
-        for _ in range(2 * len(self.layers) + 2):  # a feedforward walk crosses each layer once
-            options = self.succ[src][a]
-            if not options:
-                return None
-            dst, b = options[int(self.rng.integers(len(options)))]
-            if dst == self.out_code:
-                return walk
-            cum = self.layers[dst].fwd[b]
-            if cum[-1] <= 0:
-                return None
-            a = _draw(cum, self.rng)
-            walk.append(self._cross(dst, a, b))
-            src = dst
-        return None
-
-    def backward(self, unit: int) -> list[tuple[int, tuple[int, int, int]]] | None:
-        walk, dst, b = [], self.out_code, unit
-        for _ in range(2 * len(self.layers) + 2):
-            options = self.pred[dst][b]
-            if not options:
-                return None
-            src, a = options[int(self.rng.integers(len(options)))]
-            if src == _INPUT:
-                return walk
-            cum = self.layers[src].bwd[a]
-            if cum[-1] <= 0:
-                return None
-            b = _draw(cum, self.rng)
-            walk.append(self._cross(src, a, b))
-            dst = src
-        return None
+        self.walks = Walks(wiring, self.layers, self.rng)
+        sizes = [layer.w.size for layer in self.layers]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.flat = np.zeros(int(self.offsets[-1]), dtype=np.int64)
+        self.counts = [
+            self.flat[self.offsets[k] : self.offsets[k + 1]].reshape(layer.w.shape)
+            for k, layer in enumerate(self.layers)
+        ]
 
     def run(self, budget: int) -> int:
         """Walks until ``budget`` distinct weights are kept (or walks stall); returns the count."""
-        kept, i, failures = 0, 0, 0
-        n_in, n_out = max(self.wiring.n_input, 1), max(self.wiring.n_output, 1)
+        kept, steps, empty = 0, 0, 0
         limit = STEPS_PER_WEIGHT * budget + 1000
-        while kept < budget and self.steps < limit:
-            walk = self.forward(i // 2 % n_in) if i % 2 == 0 else self.backward(i // 2 % n_out)
-            i += 1
-            if not walk:
-                failures += 1
-                if failures > 1000 and kept == 0:
-                    break  # no complete walk exists: leave it to the fill
+        while kept < budget and steps < limit:
+            owner, layer, flat = self.walks.batch()
+            if len(owner) == 0:
+                empty += 1
+                if empty > 3:
+                    break  # no walk completes: leave it to the fill
                 continue
-            self.steps += len(walk)
-            new = {(k, idx) for k, idx in walk if self.counts[k][idx] == 0}
-            if kept + len(new) > budget:
-                break  # would overshoot: the fill completes the budget exactly
-            for k, idx in walk:
-                self.counts[k][idx] += 1
-            kept += len(new)
+            ids = self.offsets[layer] + flat
+            steps += len(ids)
+            new = np.unique(ids[self.flat[ids] == 0])
+            if kept + len(new) <= budget:  # the whole batch fits
+                np.add.at(self.flat, ids, 1)
+                kept += len(new)
+                continue
+            order = np.argsort(owner, kind="stable")  # the last batch: walk by walk, in order
+            owner, ids = owner[order], ids[order]
+            for walk in np.split(ids, np.flatnonzero(np.diff(owner)) + 1):
+                fresh = len(np.unique(walk[self.flat[walk] == 0]))
+                if kept + fresh > budget:
+                    return kept  # stop before an overshoot: the fill completes the budget
+                np.add.at(self.flat, walk, 1)
+                kept += fresh
         return kept
 
     def fill(self, missing: int) -> None:
