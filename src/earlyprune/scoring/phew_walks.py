@@ -29,7 +29,9 @@ def _row_tables(strength: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _draw_rows(table: np.ndarray, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Column drawn in each of ``rows`` (inverse CDF: the first entry above ``u``)."""
-    picked = (table[rows] <= u.astype(np.float32)[:, None]).sum(axis=1)
+    # u < 1 must stay below 1 in float32, or a trailing zero-probability entry could be drawn.
+    u32 = np.minimum(u.astype(np.float32), np.nextafter(np.float32(1), np.float32(0)))
+    picked = (table[rows] <= u32[:, None]).sum(axis=1)
     return np.minimum(picked, table.shape[1] - 1)
 
 
