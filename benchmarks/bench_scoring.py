@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -35,7 +36,7 @@ from torch.func import functional_call
 import earlyprune as ep
 import earlyprune.api as api
 from earlyprune.masking import Mask, density_schedule, full_mask, prunable, select
-from earlyprune.scoring import METHODS, Method
+from earlyprune.scoring import METHODS
 from earlyprune.scoring.synflow import linearized_copy
 
 SPARSITY = 0.9
@@ -86,11 +87,11 @@ def timed_prune(
     method = METHODS.get(name)
     spent = {"score": 0.0, "select": 0.0}
 
-    def prepare(m: nn.Module, b: Any, seed: int) -> Callable[[Mask], Any]:
+    def prepare(m: nn.Module, b: Any, seed: int) -> Callable[..., Any]:
         scorer = method.prepare(m, b, seed)
 
-        def score(mask: Mask) -> Any:
-            seconds, out = timed(device, lambda: scorer(mask))
+        def score(mask: Mask, *budget: int | None) -> Any:  # PHEW's scorer also takes a budget
+            seconds, out = timed(device, lambda: scorer(mask, *budget))
             spent["score"] += seconds
             return out
 
@@ -101,7 +102,7 @@ def timed_prune(
         spent["select"] += seconds
         return out
 
-    wrapped = Method(name, prepare, method.rounds, method.needs_batch, method.summary)
+    wrapped = dataclasses.replace(method, prepare=prepare)  # keeps revive / budgeted
     n_rounds = min(rounds, method.rounds)
     counter = Counter()
     api.select = timed_select  # type: ignore[assignment]
@@ -206,7 +207,9 @@ def selection(device: torch.device, size: str) -> dict[str, Any]:
     return out
 
 
-def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
+def measure(
+    device: torch.device, size: str, baseline: bool, only: list[str] | None = None
+) -> dict[str, Any]:
     models, reps, rounds, per_class = SIZES[size]
     gen = torch.Generator().manual_seed(0)
     batch = (
@@ -218,13 +221,16 @@ def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
         model = ep.create_model(name, 10, seed=0).to(device)
         n_weights = sum(p.numel() for p in prunable(model).values())
         per: dict[str, Any] = {"prunable_weights": n_weights, "methods": {}}
-        for method in METHODS.names():
+        for method in only or METHODS.names():
             n = 1 if METHODS.get(method).rounds > 1 and name != "resnet20" else reps
             runs = [
                 timed_prune(copy.deepcopy(model), method, batch, rounds, device) for _ in range(n)
             ]
             best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
             per["methods"][method] = best
+        out["models"][name] = per
+        if "synflow" not in per["methods"]:
+            continue
         sf = per["methods"]["synflow"]
         per["synflow_fwd_bwd_ms"] = round(
             synflow_pass_ms(model, device, 3 if size != "tiny" else 1), 1
@@ -238,9 +244,9 @@ def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
             per["straightforward_synflow_s"] = round(
                 straightforward_synflow(model, rounds, device), 2
             )
-        out["models"][name] = per
         out[f"synflow_{name}_s"] = sf["seconds"]
-    out["selection"] = selection(device, size)
+    if only is None:
+        out["selection"] = selection(device, size)
     out["synflow_rounds"] = rounds
     return out
 
@@ -252,10 +258,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="time a straightforward SynFlow at any size (VGG-16: ~30 s)",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="only these registered methods (no SynFlow breakdown or selection part unless named)",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     ctx = context(device)
-    result = {**measure(device, size_of(args), args.baseline), **ctx, "size": size_of(args)}
+    measured = measure(device, size_of(args), args.baseline, args.methods)
+    result = {**measured, **ctx, "size": size_of(args)}
     emit(result)
     return result
 

@@ -343,3 +343,31 @@ def test_phew_prefers_large_weights_and_depends_on_the_seed():
     all_mean = torch.cat([w.detach().abs().flatten() for w in ws.values()]).mean()
     assert kept_mean > 1.2 * all_mean
     assert any(not torch.equal(masks[0][n], masks[1][n]) for n in masks[0])
+
+
+# ------------------------------------------------------------------------ demo --methods all
+
+
+def test_demo_methods_all_runs_every_registered_method_after_the_papers():
+    from earlyprune import demo
+
+    every = demo.demo_methods("all")
+    assert every[: len(demo.DEMO_METHODS)] == demo.DEMO_METHODS
+    assert set(ep.list_methods()) <= set(every)
+    assert {"iter_snip", "force", "synflow_l2", "prospr", "ntk_sap", "phew"} <= set(every)
+    assert demo.demo_methods(None) == demo.DEMO_METHODS  # the default demo is unchanged
+    assert demo.demo_methods("phew, snip") == ("phew", "snip")
+    grid = demo.QUICK
+    n = len(grid.sparsities) * len(grid.seeds)
+    assert len(demo.demo_specs(grid, every)) == len(every) * len(demo.DEMO_ABLATIONS) * n + len(
+        grid.seeds
+    )
+
+
+def test_demo_rejects_an_unknown_method_in_one_line(capsys, tmp_path):
+    from earlyprune import cli
+
+    code = cli.main(["demo", "--methods", "snip,nope", "--store", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope" in err and "iter_snip" in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()
