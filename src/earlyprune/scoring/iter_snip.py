@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from earlyprune.masking import Mask, Scores
-from earlyprune.scoring.base import Batch, register_method
+from earlyprune.scoring.base import Batch, check_batch, register_method
 from earlyprune.scoring.snip import snip_scores
 
 #: Rounds in the reference's CIFAR-10 example (its argparse default is 10).
@@ -24,4 +24,4 @@ ROUNDS = 60
 )
 def iter_snip_scores(model: nn.Module, batch: Batch | None, mask: Mask, seed: int) -> Scores:
     """|∂L/∂(θ⊙m) ⊙ (θ⊙m)| on the masked network, train mode (SNIP's score with the mask)."""
-    return snip_scores(model, batch, mask, seed)
+    return snip_scores(model, check_batch(batch, "iter_snip"), mask, seed)
