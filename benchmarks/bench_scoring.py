@@ -208,9 +208,14 @@ def selection(device: torch.device, size: str) -> dict[str, Any]:
 
 
 def measure(
-    device: torch.device, size: str, baseline: bool, only: list[str] | None = None
+    device: torch.device,
+    size: str,
+    baseline: bool,
+    only: list[str] | None = None,
+    only_models: list[str] | None = None,
 ) -> dict[str, Any]:
     models, reps, rounds, per_class = SIZES[size]
+    models = tuple(only_models or models)
     gen = torch.Generator().manual_seed(0)
     batch = (
         torch.randn(10 * per_class, 3, 32, 32, generator=gen).to(device),
@@ -264,10 +269,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metavar="NAME",
         help="only these registered methods (no SynFlow breakdown or selection part unless named)",
     )
+    parser.add_argument("--models", nargs="+", metavar="NAME", help="only these networks")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     ctx = context(device)
-    measured = measure(device, size_of(args), args.baseline, args.methods)
+    measured = measure(device, size_of(args), args.baseline, args.methods, args.models)
     result = {**measured, **ctx, "size": size_of(args)}
     emit(result)
     return result
