@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import earlyprune as ep
+from earlyprune.rng import generator
 from earlyprune.scoring import METHODS, Method
 from earlyprune.scoring.ntk_sap import ntk_sap_method, proxy_gradient, resample
 from earlyprune.scoring.prospr import prospr_method
-from earlyprune.scoring.streams import generator
 
 F64 = torch.float64
 
@@ -240,7 +240,7 @@ def chain_proxy(w1, w2, c1, c2, d1, d2, x, eps):
 def test_ntk_sap_proxy_gradient_matches_finite_differences():
     model = LinearChain(d=4, h=3, o=2, relu=True).double()
     net = copy.deepcopy(model)
-    x, deltas = resample(net, (5, 4), generator(0, "ntk_sap:round0:sample0"))
+    x, deltas = resample(net, (5, 4), generator(0, "ntk_sap", 0, 0))
     w1, w2 = net.l1.weight.detach(), net.l2.weight.detach()
     d1, d2 = deltas["l1.weight"], deltas["l2.weight"]
     eps, h = 0.01, 1e-6

@@ -39,6 +39,8 @@ _LAZY = {
     "neuron_collapse": "earlyprune.density",
     "overall_density": "earlyprune.density",
     "prunable": "earlyprune.masking",
+    "effective_density": "earlyprune.connectivity",
+    "effective_mask": "earlyprune.connectivity",
     "create_model": "earlyprune.models",
     "list_models": "earlyprune.models",
     "RunSpec": "earlyprune.spec",
@@ -72,16 +74,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         score,
         to_torch_prune,
     )
+    from earlyprune.connectivity import effective_density, effective_mask  # noqa: F401
     from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
-    from earlyprune.masking import (  # noqa: F401
-        Mask,
-        Scores,
-        apply_mask,
-        layer_density,
-        neuron_collapse,
-        overall_density,
-        prunable,
-    )
+    from earlyprune.density import layer_density, neuron_collapse, overall_density  # noqa: F401
+    from earlyprune.masking import Mask, Scores, apply_mask, prunable  # noqa: F401
     from earlyprune.models import create_model, list_models  # noqa: F401
     from earlyprune.spec import RunSpec  # noqa: F401
     from earlyprune.store import RunStore  # noqa: F401

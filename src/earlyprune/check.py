@@ -11,7 +11,8 @@ Write the scoring function in a file of your own::
 then ``earlyprune check-method my_method.py:my_score`` (or ``package.module:my_score``, or a
 registered method name such as ``snip``) runs the battery on the demo setting (``smallcnn`` on
 the embedded Fashion-MNIST subset, the demo's sparsities and seeds): the method with and without
-each ablation (shuffle, reinit, invert), next to random, magnitude, SNIP, GraSP and SynFlow. It
+each ablation (shuffle, reinit, invert), next to random, magnitude, ERK with random placement,
+SNIP, GraSP and SynFlow. It
 prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
 densities and neuron collapse of every method, and writes the report folder.
 
@@ -43,8 +44,9 @@ from earlyprune.user_methods import absolute as _absolute
 from earlyprune.user_methods import one_line as _one_line
 from earlyprune.verdicts import MIN_EFFECT, Verdict, verdicts
 
-#: Built-in methods the user method is compared with (random and magnitude for the verdicts).
-REFERENCE_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+#: Built-in methods the user method is compared with (random, magnitude and ERK with random
+#: placement for the verdicts).
+REFERENCE_METHODS = ("random", "magnitude", "erk", "snip", "grasp", "synflow")
 
 
 def probe(target: Target, grid: Grid) -> None:
@@ -123,8 +125,8 @@ def battery_specs(name: str, grid: Grid) -> tuple[list[Any], list[Any]]:
     """The method's runs (every ablation) and the reference methods' unmodified runs."""
     from earlyprune.demo import demo_specs
 
-    own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS)
-    references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",))
+    own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS, baselines=())
+    references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",), baselines=())
     return own, references
 
 
@@ -149,6 +151,7 @@ def check_method(
     workers: int | None = None,
     progress: bool | None = None,
     min_effect: float = MIN_EFFECT,
+    recompute_stale: bool = False,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -160,6 +163,7 @@ def check_method(
         workers: Parallel worker processes for the built-in methods' runs.
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
+        recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -178,7 +182,8 @@ def check_method(
         # Worker processes start with the built-in registry: they register the user's function
         # themselves from its (absolute) target before running anything.
         plugin = (_absolute(target),) if resolved.function is not None else ()
-        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin)
+        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin,
+                  recompute_stale=recompute_stale)  # fmt: skip
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
@@ -211,7 +216,8 @@ def cli_check_method(args: argparse.Namespace) -> int:
     Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
     """
     report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
-                          grid=QUICK if args.quick else FULL, workers=args.workers)  # fmt: skip
+                          grid=QUICK if args.quick else FULL, workers=args.workers,
+                          recompute_stale=args.recompute_stale)  # fmt: skip
     print(report.text, end="")
     for line in report.problems:
         print(f"not ok: {line}")

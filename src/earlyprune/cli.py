@@ -29,6 +29,9 @@ def _sparsity(text: str) -> float:
     return value
 
 
+_STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="earlyprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -43,12 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
     p.add_argument("--scope", default="global", help="global|layer")
+    p.add_argument(
+        "--allocation", default=None, help="layer counts: erk|er|uniform|... or a method"
+    )
+    p.add_argument(
+        "--placement", default=None, help="weights within a layer: random|magnitude|method"
+    )
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
     p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
     p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset")
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument(
+        "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
+    )
+    p.add_argument("--allow-disconnected", action="store_true",
+                   help="train a mask even if it leaves no input→output path")  # fmt: skip
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -58,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="local", help="local|ray")
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
     p.add_argument("--out", default=None, help="report folder (default: STORE/report)")
     p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
+    p.add_argument("--free-y", action="store_true", help="own y-range per ablation panel")
 
     for name, text in (
         ("demo", "replicate the paper's findings offline in minutes"),
@@ -78,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "demo":
             p.add_argument("--methods", default=None, help="'all' (every registered method) "
                            "or NAME,NAME,... (default: the paper's methods)")  # fmt: skip
+        p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     return parser
@@ -126,11 +144,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
+        allocation=args.allocation, placement=args.placement,
+        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
-    if store.read_result(spec.run_id) is None:
+    if args.recompute_stale and (job is None or job.is_main):
+        from earlyprune.executors.base import prerequisite
+        from earlyprune.numerics import forget_stale
+
+        dense = prerequisite(spec)
+        forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
+    stored = store.read_result(spec.run_id)
+    if stored is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
+    else:
+        from earlyprune.pipeline import check_stored
+
+        check_stored(stored, store)  # a result of older numerics: refused before any output
     say = print if job is None or job.is_main else (lambda *a: None)
     say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
     if job is not None:
@@ -146,9 +177,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def summary_line(result: dict) -> str:
     """One line: id, method, sparsity, status, accuracy."""
+    from earlyprune.verdicts import method_label
+
     spec = result["spec"]
     head = (
-        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {spec['method']}"
+        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {method_label(spec)}"
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
     if result["status"] != "ok":
@@ -177,6 +210,15 @@ def _cmd_list(args: argparse.Namespace) -> int:
             + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
         )
     print("  dense                    the unpruned network (sparsity 0)")
+    from earlyprune.allocation import ALLOCATIONS
+    from earlyprune.placement import PLACEMENTS
+
+    print("allocations (--allocation; or any method's name: its global layer counts):")
+    for name in ALLOCATIONS.names():
+        print(f"  {name:<24} {ALLOCATIONS.get(name).summary}")
+    print("placements (--placement; or any method's name: top-k of its scores in each layer):")
+    for name in PLACEMENTS.names():
+        print(f"  {name:<24} {PLACEMENTS.get(name).summary}")
     print("ablations:")
     for name, text in ABLATIONS.items():
         print(f"  {name:<24} {text}")
@@ -198,7 +240,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.store) / "report"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        index = write_report(args.store, out, tolerance=args.tolerance)
+        index = write_report(args.store, out, tolerance=args.tolerance, free_y=args.free_y)
     for w in caught:  # skipped result files and similar: one line each, no stack
         if issubclass(w.category, RuntimeWarning):
             print(f"earlyprune: warning: {w.message}", file=sys.stderr)

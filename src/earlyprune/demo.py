@@ -4,7 +4,8 @@ The demo network (``smallcnn``) is trained on the embedded real dataset (``fashi
 with the ``demo`` preset. Every method the paper studies at initialization (random, magnitude,
 SNIP, GraSP, SynFlow) and the benchmark magnitude pruning after training are run at three of the
 paper's sparsities, each unmodified and with the three ablations of Section 5 (shuffle, reinit,
-invert), over three seeds: 6 × 3 × 4 × 3 = 216 runs plus 3 dense runs. The runs form a sweep in a
+invert), over three seeds: 6 × 3 × 4 × 3 = 216 runs, plus ERK with random placement (the
+layer-wise baseline, 9 runs) and 3 dense runs. The runs form a sweep in a
 store, so an interrupted demo resumes where it stopped, and ``--quick`` (one sparsity, two seeds)
 is a subset of the full demo: its runs are reused by a later full demo in the same store.
 """
@@ -23,6 +24,8 @@ from earlyprune.spec import RunSpec, paper_sparsities
 DEMO_METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "magnitude_after_training")
 #: Unmodified, then the ablations of Section 5 (init N(0, 1) is left out: it needs its own dense).
 DEMO_ABLATIONS = ("none", "shuffle", "reinit", "invert")
+#: Layer-wise baselines run unmodified only: ERK's allocation with random placement.
+DEMO_BASELINES = ("erk",)
 DEFAULT_STORE = "runs/demo"
 DEFAULT_OUT = "report"
 
@@ -98,8 +101,10 @@ def demo_specs(
     grid: Grid,
     methods: tuple[str, ...] = DEMO_METHODS,
     ablations: tuple[str, ...] = DEMO_ABLATIONS,
+    baselines: tuple[str, ...] = DEMO_BASELINES,
 ) -> list[RunSpec]:
-    """The demo's runs: methods × sparsities × ablations × seeds, plus the dense runs (first)."""
+    """The demo's runs: methods × sparsities × ablations × seeds, then the layer-wise
+    ``baselines`` unmodified, plus the dense runs (first)."""
     from earlyprune.sweep import expand
 
     axes = {
@@ -108,7 +113,11 @@ def demo_specs(
         "ablation": list(ablations),
         "seed": list(grid.seeds),
     }
-    return expand(grid.base(), axes, dense=True)
+    specs = expand(grid.base(), axes, dense=True)
+    if baselines:
+        more = expand(grid.base(), {**axes, "method": list(baselines), "ablation": ["none"]})
+        specs += [s for s in more if s not in specs]
+    return specs
 
 
 def run_grid(
@@ -117,12 +126,14 @@ def run_grid(
     *,
     workers: int | None = None,
     progress: bool | None = None,
+    recompute_stale: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs what is missing (resuming anything interrupted) and returns every spec's result."""
     from earlyprune.store import RunStore
     from earlyprune.sweep import run_specs
 
-    return run_specs(specs, RunStore(store), workers=workers, progress=progress)
+    return run_specs(specs, RunStore(store), workers=workers, progress=progress,
+                     recompute_stale=recompute_stale)  # fmt: skip
 
 
 def results_table(store: str | Path, specs: list[RunSpec]) -> str:
@@ -162,6 +173,7 @@ def run_demo(
     workers: int | None = None,
     progress: bool | None = None,
     methods: tuple[str, ...] = DEMO_METHODS,
+    recompute_stale: bool = False,
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
 
@@ -172,12 +184,14 @@ def run_demo(
         workers: Parallel worker processes (default: one per core).
         progress: A progress bar over runs (default: on a terminal).
         methods: The methods run (``demo_methods("all")``: every registered one).
+        recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.verdicts import verdict_matrix
 
     specs = demo_specs(grid, methods)
-    results = run_grid(specs, store, workers=workers, progress=progress)
+    results = run_grid(specs, store, workers=workers, progress=progress,
+                       recompute_stale=recompute_stale)  # fmt: skip
     problems = not_ok(results)
     checked = [m for m in methods if m != "random"]
     text = (
@@ -196,7 +210,7 @@ def cli_demo(args: argparse.Namespace) -> int:
           f"fashion-mnist-mini ({grid.label()}) in {store}; finished runs are reused", flush=True)  # fmt: skip
     started = time.perf_counter()
     result = run_demo(store, args.out or DEFAULT_OUT, grid=grid, workers=args.workers,
-                      methods=methods)  # fmt: skip
+                      methods=methods, recompute_stale=args.recompute_stale)  # fmt: skip
     print(result.text, end="")
     for line in result.problems:
         print(f"not ok: {line}")

@@ -79,7 +79,7 @@ for _p in (
         500,
         weight_decay=0.0,
     ),
-    # The offline demo (`earlyprune demo`, 219 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
+    # The offline demo (`earlyprune demo`, 228 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
     # seeds at 94.5-97.2 % sparsity: random trails magnitude/SNIP by 7-18 points, shuffling the
     # mask of magnitude pruning after training costs ≈ 4-6, seeds agree within ≈ 1 point.
     Preset(
@@ -144,6 +144,13 @@ class RunSpec:
     scoring_per_class: int = 10
     precision: str = "fp32"
     channels_last: bool = True
+    bias_init: str = (
+        "default"  # "zero": all Conv/Linear biases 0 (default: PyTorch's, as the authors)
+    )
+    allow_disconnected: bool = False  # train a mask that cuts every input→output path
+    # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
+    allocation: str | None = None
+    placement: str | None = None
     device: str = field(default="auto", metadata=_no_hash())
 
     def __post_init__(self) -> None:
@@ -186,6 +193,7 @@ class RunSpec:
             dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
             precision=self.precision, channels_last=self.channels_last, device=self.device,
+            bias_init=self.bias_init,
         )  # fmt: skip
 
 
@@ -212,7 +220,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def validate(spec: RunSpec) -> None:
     """Checks names against the registries and numbers against their ranges (``SpecError``)."""
     from earlyprune.data import DATASETS
-    from earlyprune.models import BN_GAMMAS, INITS, MODELS
+    from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
     from earlyprune.scoring import METHODS
 
     _check_choice("dataset", spec.dataset, DATASETS.names())
@@ -223,6 +231,11 @@ def validate(spec: RunSpec) -> None:
     _check_choice("scope", spec.scope, ("global", "layer"))
     _check_choice("init", spec.init, INITS)
     _check_choice("bn_gamma", spec.bn_gamma, BN_GAMMAS)
+    _check_choice("bias_init", spec.bias_init, BIAS_INITS)
+    if not isinstance(spec.allow_disconnected, bool):
+        raise SpecError(
+            f"allow_disconnected must be true or false, got {spec.allow_disconnected!r}"
+        )
     _check_choice("precision", spec.precision, PRECISIONS)
     s = spec.sparsity
     if isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 <= s < 1.0:
@@ -233,6 +246,7 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(f"method {spec.method!r} with sparsity 0 is the dense run: use 'dense'")
     if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
         raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
+    _check_composition(spec)
     if spec.prune_step is not None:
         _check_int("prune_step", spec.prune_step, 0)
     if spec.rounds is not None:
@@ -252,3 +266,21 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
+
+
+def _check_composition(spec: RunSpec) -> None:
+    """``allocation`` and ``placement``: registered names, and only where something is pruned."""
+    from earlyprune.allocation import ALLOCATIONS
+    from earlyprune.placement import placement_names
+    from earlyprune.scoring import METHODS
+
+    for kind, value in (("allocation", spec.allocation), ("placement", spec.placement)):
+        if value is None:
+            continue
+        if spec.method == DENSE:
+            raise SpecError(f"{kind} {value!r} needs a pruning method, not 'dense'")
+        valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
+        _check_choice(kind, value, valid if kind == "allocation" else placement_names())
+    if spec.allocation is not None and spec.scope != "global":
+        raise SpecError(f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
+                        "layer counts: use allocation 'uniform' for the same sparsity per layer")  # fmt: skip

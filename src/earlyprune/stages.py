@@ -8,7 +8,6 @@ computed once and shared by every run of the same (network, data, preset, seed).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from torch import nn
 
 from earlyprune import ablations
 from earlyprune.api import prune
+from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
 from earlyprune.masking import Mask
@@ -97,13 +97,22 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
             f"prune step {step} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
+    if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
+        _preflight_mask(spec, bundle)
     device = resolve_device(job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
 
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed for one purpose (shuffle, reinit) of a run seeded ``seed``."""
-    return int(hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()[:8], 16)
+def _preflight_mask(spec: RunSpec, bundle: Any) -> None:
+    from earlyprune.connectivity import preflight
+    from earlyprune.models import MODELS
+
+    shape = tuple(bundle.input_shape)
+    try:
+        preflight(lambda: MODELS.get(spec.model).build(bundle.num_classes, shape),
+                  spec.sparsity, spec.scope, shape)  # fmt: skip
+    except DisconnectedMask as exc:
+        raise SpecError(f"{exc}") from None
 
 
 def fresh_model(setup: Setup) -> nn.Module:
@@ -117,6 +126,7 @@ def fresh_model(setup: Setup) -> nn.Module:
         init=spec.effective_init,
         bn_gamma=spec.bn_gamma,
         seed=spec.seed,
+        bias=spec.bias_init,
     )
     return model.to(setup.device)
 
@@ -189,17 +199,16 @@ def train_run(
 def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, Any]:
     """The dense network's state dict at ``step`` (None = end of training), computed once.
 
-    Runs (or waits for) the dense training run; a step that was not kept, or a checkpoint found
+    The dense training run must be finished (``pipeline.pruned`` runs it first); a step that was not kept, or a checkpoint found
     unreadable, is recomputed from the nearest earlier kept step (bit-identical: data order
     depends only on the step) and kept.
     """
-    from earlyprune.pipeline import run
-
     dense = setup.spec.dense_spec()
     did = dense.run_id
-    result = run(dense, store, data_root=setup.data_root, job=setup.job)
-    if result["status"] != "ok":
-        raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
+    result = store.read_result(did)  # run first by the pipeline (see ``needs_dense``)
+    status = "missing" if result is None else result["status"]
+    if status != "ok":
+        raise RuntimeError(f"the dense training run {did} this run needs is {status}")
     name = "final.pt" if step is None else f"step_{step}.pt"
     found = store.load_tensors(did, name)
     if found is None:  # never kept, or set aside as unreadable (final.pt too: a bad disk, a copy)
@@ -235,6 +244,11 @@ def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | N
 
 
 # ---- pruning ------------------------------------------------------------------------------
+def needs_dense(setup: Setup) -> bool:
+    """Whether this run starts from the dense run's weights (trained, or at step t > 0)."""
+    return setup.spec.method in ("magnitude_after_training", "ltr") or setup.prune_step > 0
+
+
 def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
     """The network whose weights are scored: at step t, or fully trained for the baselines."""
     model = fresh_model(setup)
@@ -254,15 +268,20 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
     batch = scoring_batch(
         setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
     )
-    return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
-                 scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed)  # fmt: skip
+    try:
+        return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
+                     scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed,
+                     allocation=spec.allocation, placement=spec.placement,
+                     allow_disconnected=spec.allow_disconnected)  # fmt: skip
+    except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
+        raise SpecError(f"{exc}") from None
 
 
 def ablate_mask(setup: Setup, mask: Mask) -> Mask:
     """The shuffle ablation: the method's per-layer proportions at random positions."""
     spec = setup.spec
     if spec.ablation == "shuffle":
-        return ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+        return ablations.shuffle(mask, seed=spec.seed)
     return mask
 
 
@@ -275,8 +294,9 @@ def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Modu
         else:
             model.load_state_dict(dense_weights(setup, store, setup.prune_step))
     if spec.ablation == "reinit":
-        ablations.reinitialize(model, seed=derived_seed(spec.seed, "reinit"),
-                               init=spec.effective_init, bn_gamma=spec.bn_gamma)  # fmt: skip
+        ablations.reinitialize(model, seed=spec.seed,
+                               init=spec.effective_init, bn_gamma=spec.bn_gamma,
+                               bias=spec.bias_init)  # fmt: skip
     return model
 
 

@@ -4,6 +4,7 @@ from earlyprune.scoring import (  # noqa: F401  (register)
     force,
     grasp,
     iter_snip,
+    lamp,
     magnitude,
     ntk_sap,
     phew,
@@ -21,6 +22,10 @@ from earlyprune.scoring.base import (
     preserved_state,
     register_method,
 )
+
+# isort: split
+# After the scorers: allocations register their baseline methods (erk, uniform, ...) too.
+import earlyprune.allocation  # noqa: E402, F401
 
 __all__ = [
     "METHODS",

@@ -42,6 +42,9 @@ class Method:
         budgeted: The scorer takes the round's survivor count as a second argument,
             ``scorer(mask, n_keep)`` (PHEW builds its mask until that budget is met);
             :func:`earlyprune.score` passes ``None`` (the method's own default budget).
+        allocation: Default allocation of the method (None: its own scores decide the layer
+            counts); the baselines ``erk``, ``uniform``, ... set it, with placement "random".
+        placement: Default placement (None: its own scores pick the weights in each layer).
     """
 
     name: str
@@ -51,6 +54,8 @@ class Method:
     summary: str = ""
     revive: bool = False
     budgeted: bool = False
+    allocation: str | None = None
+    placement: str | None = None
 
 
 METHODS: Registry[Method] = Registry("method")

@@ -23,8 +23,8 @@ from torch.func import functional_call
 
 from earlyprune.masking import Mask, Scores, prunable
 from earlyprune.models.init import initialize
+from earlyprune.rng import generator
 from earlyprune.scoring.base import METHODS, Batch, Method
-from earlyprune.scoring.streams import generator
 
 EPSILON = 0.01
 ROUNDS = 20
@@ -101,7 +101,7 @@ def ntk_sap_method(
             total = {n: torch.zeros_like(m, dtype=w.dtype) for (n, m), w in
                      zip(mask.items(), prunable(net).values(), strict=True)}  # fmt: skip
             for r in range(resamples):
-                x, deltas = resample(net, shape, generator(seed, f"ntk_sap:round{t}:sample{r}"))
+                x, deltas = resample(net, shape, generator(seed, "ntk_sap", t, r))
                 for n, g in proxy_gradient(net, mask, x, deltas, epsilon).items():
                     total[n] += g
             return {n: g.abs_().mul_(mask[n]) for n, g in total.items()}

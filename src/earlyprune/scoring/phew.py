@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from earlyprune.masking import Mask, Scores, prunable
+from earlyprune.rng import stream_seed
 from earlyprune.scoring.base import METHODS, Batch, Method
 from earlyprune.scoring.phew_graph import Wiring, probe_wiring
 from earlyprune.scoring.phew_walks import Layer, Walks
-from earlyprune.scoring.streams import stream_seed
 
 #: The budget of :func:`earlyprune.score` (which has no sparsity): 10 % of the surviving weights.
 DEFAULT_DENSITY = 0.1
