@@ -1,8 +1,8 @@
 """SynFlow-L2 (Patil & Dovrolis, ICML 2021 "PHEW", its ``synflowl2`` pruner): data-free.
 
 SynFlow on the network whose parameters are squared instead of taken in absolute value: with
-v = θ², R = the sum of the outputs on an all-ones input (float64, eval mode, buffers as in
-``synflow``), score v ⊙ ∂R/∂v — for a chain, the sum over the paths through a weight of the
+v = θ², R = the sum of the outputs on an all-ones input (float64, eval mode, |·| of the buffers
+as in Synaptic-Flow's code, on which PHEW's builds), score v ⊙ ∂R/∂v — for a chain, the sum over the paths through a weight of the
 product of the *squared* weights along them. 100 rounds, as SynFlow.
 """
 
@@ -29,6 +29,11 @@ class _SquaredScorer(_Scorer):
             for p in self.net.parameters():
                 if p.is_floating_point():
                     p.mul_(p)
+            # |·| of the buffers too: PHEW's pruners build on Synaptic-Flow's, whose linearization
+            # takes |·| of the whole state_dict (earlyprune's synflow keeps their sign).
+            for b in self.net.buffers():
+                if b.is_floating_point():
+                    b.abs_()
         # Squaring can overflow to inf: the masking must then multiply, not index.
         self.finite = all(bool(torch.isfinite(w).all()) for w in self.weights.values())
 
