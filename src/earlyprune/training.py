@@ -53,6 +53,9 @@ class TrainState:
 
 
 StepCallback = Callable[[int, nn.Module, torch.optim.Optimizer, TrainState], None]
+#: (step, model, optimizer, live masks) -> skip this optimizer step? Called after backward with
+#: the dense gradients still in ``p.grad``; may edit the live masks in place (sparse training).
+GradHook = Callable[[int, nn.Module, torch.optim.Optimizer, Mapping[str, Tensor]], bool]
 
 
 def make_optimizer(model: nn.Module, sched: Schedule) -> torch.optim.SGD:
@@ -109,6 +112,7 @@ def train(
     channels_last: bool = False,
     on_step: Sequence[StepCallback] = (),
     on_epoch: Sequence[StepCallback] = (),
+    on_grad: Sequence[GradHook] = (),
     progress: bool | None = None,
     desc: str = "train",
     job: Distributed | None = None,
@@ -132,6 +136,9 @@ def train(
         channels_last: Use the channels-last memory format for 4-D tensors.
         on_step: Callbacks after every optimizer step (``step`` = steps done).
         on_epoch: Callbacks after each epoch's evaluation.
+        on_grad: Hooks after every backward pass, before the gradients are masked (``step`` =
+            steps done before this one); they may change the mask (see ``GradHook``) and ask
+            to skip this iteration's optimizer step.
         progress: Show a tqdm bar (default: only on a terminal).
         desc: Progress bar label.
         job: Under torchrun: each rank trains on its share of every batch with
@@ -153,6 +160,7 @@ def train(
         (params[n], torch.empty_like(params[n]).copy_(m))
         for n, m in (mask or {}).items()
     ]
+    live = dict(zip(mask or {}, (m for _, m in masked), strict=True))  # what the hooks may edit
     _apply(masked)
     model.train()
     net = job.wrap(model) if job is not None else model
@@ -188,10 +196,14 @@ def train(
                 loss_sum, n_loss = loss_sum + loss_value, n_loss + 1
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                skip = False
+                for hook in on_grad:
+                    skip = hook(state.step, model, optimizer, live) or skip
                 for p, m in masked:
                     if p.grad is not None:
                         p.grad.mul_(m)
-                optimizer.step()
+                if not skip:
+                    optimizer.step()
                 _apply(masked)
                 state.step += 1
                 bar.update(1)
