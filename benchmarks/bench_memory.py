@@ -76,8 +76,11 @@ def child(method: str, mode: str, device_name: str, spec: str) -> None:
     scores_bytes = 0
     if mode == "score":
         scorer = METHODS.get(method).prepare(model, (x, y), 0)
+        total = sum(m.numel() for m in masks[0].values())
         for mask in masks:
-            scores = scorer(mask)
+            # PHEW's scorer takes the survivor count: that of a 90 % prune.
+            budget = (total - round(0.9 * total),) if METHODS.get(method).budgeted else ()
+            scores = scorer(mask, *budget)
             scores_bytes = sum(t.numel() * t.element_size() for t in scores.values())
             del scores
     else:
@@ -123,13 +126,13 @@ def run_child(method: str, mode: str, device: str, size: str, batch_scale: int) 
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure(device: torch.device, size: str) -> dict[str, Any]:
+def measure(device: torch.device, size: str, only: list[str] | None = None) -> dict[str, Any]:
     from earlyprune.scoring import METHODS
 
     model, _, batch, side = SIZES[size]
     per: dict[str, Any] = {}
     # The smoke-test size checks the plumbing with two methods and one child each.
-    methods = ["magnitude", "synflow"] if size == "tiny" else METHODS.names()
+    methods = ["magnitude", "synflow"] if size == "tiny" else only or METHODS.names()
     for method in methods:
         one = run_child(method, "score", str(device), size, 1)
         two = one if size == "tiny" else run_child(method, "score", str(device), size, 2)
@@ -162,11 +165,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: measure one method
     parser.add_argument("--child-spec", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="score", help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", metavar="NAME", help="only these methods")
     args = parser.parse_args(argv)
     if args.child:
         child(args.child, args.mode, args.device, args.child_spec)
         return None
-    return measure_and_emit(measure, args)
+    return measure_and_emit(lambda device, size: measure(device, size, args.methods), args)
 
 
 if __name__ == "__main__":

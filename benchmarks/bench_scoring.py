@@ -92,11 +92,11 @@ def timed_prune(
     method = METHODS.get(name)
     spent = {"score": 0.0, "select": 0.0}
 
-    def prepare(m: nn.Module, b: Any, seed: int) -> Callable[[Mask], Any]:
+    def prepare(m: nn.Module, b: Any, seed: int) -> Callable[..., Any]:
         scorer = method.prepare(m, b, seed)
 
-        def score(mask: Mask) -> Any:
-            seconds, out = timed(device, lambda: scorer(mask))
+        def score(mask: Mask, *budget: int | None) -> Any:  # PHEW's scorer also takes a budget
+            seconds, out = timed(device, lambda: scorer(mask, *budget))
             spent["score"] += seconds
             return out
 
@@ -241,8 +241,15 @@ def selection(device: torch.device, size: str) -> dict[str, Any]:
     return out
 
 
-def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
+def measure(
+    device: torch.device,
+    size: str,
+    baseline: bool,
+    only: list[str] | None = None,
+    only_models: list[str] | None = None,
+) -> dict[str, Any]:
     models, reps, rounds, per_class = SIZES[size]
+    models = tuple(only_models or models)
     gen = torch.Generator().manual_seed(0)
     batch = (
         torch.randn(10 * per_class, 3, 32, 32, generator=gen).to(device),
@@ -253,14 +260,18 @@ def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
         model = ep.create_model(name, 10, seed=0).to(device)
         n_weights = sum(p.numel() for p in prunable(model).values())
         per: dict[str, Any] = {"prunable_weights": n_weights, "methods": {}}
-        for method in METHODS.names():
+        for method in only or METHODS.names():
             n = 1 if METHODS.get(method).rounds > 1 and name != "resnet20" else reps
             runs = [
                 timed_prune(copy.deepcopy(model), method, batch, rounds, device) for _ in range(n)
             ]
             best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
             per["methods"][method] = best
-        per["allocations"] = allocation_costs(model, batch, device)
+        out["models"][name] = per
+        if only is None:
+            per["allocations"] = allocation_costs(model, batch, device)
+        if "synflow" not in per["methods"]:
+            continue
         sf = per["methods"]["synflow"]
         per["synflow_fwd_bwd_ms"] = round(
             synflow_pass_ms(model, device, 3 if size != "tiny" else 1), 1
@@ -274,9 +285,9 @@ def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
             per["straightforward_synflow_s"] = round(
                 straightforward_synflow(model, rounds, device), 2
             )
-        out["models"][name] = per
         out[f"synflow_{name}_s"] = sf["seconds"]
-    out["selection"] = selection(device, size)
+    if only is None:
+        out["selection"] = selection(device, size)
     out["synflow_rounds"] = rounds
     return out
 
@@ -288,10 +299,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="time a straightforward SynFlow at any size (VGG-16: ~30 s)",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="only these registered methods (no SynFlow breakdown or selection part unless named)",
+    )
+    parser.add_argument("--models", nargs="+", metavar="NAME", help="only these networks")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     ctx = context(device)
-    result = {**measure(device, size_of(args), args.baseline), **ctx, "size": size_of(args)}
+    measured = measure(device, size_of(args), args.baseline, args.methods, args.models)
+    result = {**measured, **ctx, "size": size_of(args)}
     emit(result)
     return result
 

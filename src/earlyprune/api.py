@@ -64,7 +64,8 @@ def score(
     """
     m = _method(method)
     current = full_mask(model) if mask is None else check_mask(model, mask)
-    return m.prepare(model, batch, seed)(current)
+    scorer = m.prepare(model, batch, seed)
+    return scorer(current, None) if m.budgeted else scorer(current)
 
 
 def prune(
@@ -174,14 +175,16 @@ def _prune_scored(
     schedule = density_schedule(sparsity, n_rounds, total)
     scorer = m.prepare(model, batch, seed)
     alive = total
+    everything = full_mask(model) if m.revive else None
     for n, n_keep in enumerate(schedule, start=1):
         if n_keep == alive:  # nothing to remove this round: rescoring cannot change the mask
             continue
-        scores = scorer(mask)
+        scores = scorer(mask, n_keep) if m.budgeted else scorer(mask)
         if invert:
             scores = {name: -s for name, s in scores.items()}
         density = (1 - sparsity) ** (n / n_rounds)
-        before, mask = mask, select(scores, n_keep, mask, scope, density=density)
+        # A reviving method (FORCE) selects among all weights each round, not only survivors.
+        before, mask = mask, select(scores, n_keep, everything or mask, scope, density=density)
         alive = n_keep
         if n == n_rounds:
             warn_straddling_ties(scores, before, mask, scope)
@@ -205,7 +208,7 @@ def _place(
     for n, counts in enumerate(schedule, start=1):
         if sum(counts.values()) == alive:  # nothing to remove this round
             continue
-        scores = scorer(mask)
+        scores = scorer(mask, sum(counts.values())) if placer.budgeted else scorer(mask)
         if invert:
             scores = {name: -s for name, s in scores.items()}
         before, mask = mask, select_counts(scores, counts, mask)

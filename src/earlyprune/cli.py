@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
+        if name == "demo":
+            p.add_argument("--methods", default=None, help="'all' (every registered method) "
+                           "or NAME,NAME,... (default: the paper's methods)")  # fmt: skip
         p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     sub.add_parser("list", help="models, datasets, methods, ablations and presets")

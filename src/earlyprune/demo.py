@@ -81,6 +81,31 @@ FULL = Grid(sparsities=_grid_k(10, 13, 16), seeds=(0, 1, 2))
 QUICK = Grid(sparsities=_grid_k(16), seeds=(0, 1))
 
 
+def demo_methods(choice: str | None) -> tuple[str, ...]:
+    """The methods of ``earlyprune demo --methods``: None → the paper's, "all" → every one.
+
+    "all" is the paper's methods followed by every other registered method (the modern
+    baselines, user-registered ones); a comma-separated list is checked against the registry.
+
+    Raises:
+        SpecError: naming an unknown method and the valid ones.
+    """
+    from earlyprune.errors import SpecError
+    from earlyprune.scoring import METHODS
+
+    if choice is None:
+        return DEMO_METHODS
+    if choice.strip() == "all":
+        return DEMO_METHODS + tuple(m for m in METHODS.names() if m not in DEMO_METHODS)
+    names = tuple(dict.fromkeys(n.strip() for n in choice.split(",") if n.strip()))
+    valid = (*METHODS.names(), *(m for m in DEMO_METHODS if m not in METHODS.names()))
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise SpecError(f"unknown demo method(s) {', '.join(unknown) or repr(choice)}; choose "
+                        f"'all' or a comma-separated list of: {', '.join(valid)}")  # fmt: skip
+    return names
+
+
 def demo_specs(
     grid: Grid,
     methods: tuple[str, ...] = DEMO_METHODS,
@@ -156,6 +181,7 @@ def run_demo(
     grid: Grid = FULL,
     workers: int | None = None,
     progress: bool | None = None,
+    methods: tuple[str, ...] = DEMO_METHODS,
     recompute_stale: bool = False,
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
@@ -166,16 +192,17 @@ def run_demo(
         grid: ``FULL`` (the demo), ``QUICK`` (``--quick``) or a custom grid.
         workers: Parallel worker processes (default: one per core).
         progress: A progress bar over runs (default: on a terminal).
+        methods: The methods run (``demo_methods("all")``: every registered one).
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.verdicts import verdict_matrix
 
-    specs = demo_specs(grid)
+    specs = demo_specs(grid, methods)
     results = run_grid(specs, store, workers=workers, progress=progress,
                        recompute_stale=recompute_stale)  # fmt: skip
     problems = not_ok(results)
-    checked = [m for m in DEMO_METHODS if m != "random"]
+    checked = [m for m in methods if m != "random"]
     text = (
         results_table(store, specs) + "\n" + verdict_matrix(results, checked, max(grid.sparsities))
     )
@@ -186,12 +213,13 @@ def cli_demo(args: argparse.Namespace) -> int:
     """``earlyprune demo [--quick] [--store DIR] [--out DIR] [--workers N]``; exit 1 if a run failed."""
     grid = QUICK if args.quick else FULL
     store = args.store or DEFAULT_STORE
-    n = len(demo_specs(grid))
+    methods = demo_methods(getattr(args, "methods", None))
+    n = len(demo_specs(grid, methods))
     print(f"earlyprune demo{' --quick' if args.quick else ''}: {n} runs of smallcnn on "
           f"fashion-mnist-mini ({grid.label()}) in {store}; finished runs are reused", flush=True)  # fmt: skip
     started = time.perf_counter()
     result = run_demo(store, args.out or DEFAULT_OUT, grid=grid, workers=args.workers,
-                      recompute_stale=args.recompute_stale)  # fmt: skip
+                      methods=methods, recompute_stale=args.recompute_stale)  # fmt: skip
     print(result.text, end="")
     for line in result.problems:
         print(f"not ok: {line}")

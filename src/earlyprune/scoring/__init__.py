@@ -1,6 +1,19 @@
 """Scoring methods, one file each; importing this package registers them all."""
 
-from earlyprune.scoring import grasp, lamp, magnitude, random, snip, synflow  # noqa: F401  (register)
+from earlyprune.scoring import (  # noqa: F401  (register)
+    force,
+    grasp,
+    iter_snip,
+    lamp,
+    magnitude,
+    ntk_sap,
+    phew,
+    prospr,
+    random,
+    snip,
+    synflow,
+    synflow_l2,
+)
 from earlyprune.scoring.base import (
     METHODS,
     Batch,

@@ -37,6 +37,11 @@ class Method:
         rounds: Default number of pruning rounds (100 for SynFlow, 1 otherwise).
         needs_batch: Whether the scorer reads the batch's labels (SynFlow only uses its shape).
         summary: One line for `earlyprune list` and the README: what is scored, which direction.
+        revive: Each round selects among *all* weights, so pruned ones can come back (FORCE);
+            otherwise a round only selects among the survivors of the previous one.
+        budgeted: The scorer takes the round's survivor count as a second argument,
+            ``scorer(mask, n_keep)`` (PHEW builds its mask until that budget is met);
+            :func:`earlyprune.score` passes ``None`` (the method's own default budget).
         allocation: Default allocation of the method (None: its own scores decide the layer
             counts); the baselines ``erk``, ``uniform``, ... set it, with placement "random".
         placement: Default placement (None: its own scores pick the weights in each layer).
@@ -47,6 +52,8 @@ class Method:
     rounds: int = 1
     needs_batch: bool = True
     summary: str = ""
+    revive: bool = False
+    budgeted: bool = False
     allocation: str | None = None
     placement: str | None = None
 
@@ -55,7 +62,12 @@ METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(
-    name: str, *, rounds: int = 1, needs_batch: bool = True, summary: str = ""
+    name: str,
+    *,
+    rounds: int = 1,
+    needs_batch: bool = True,
+    summary: str = "",
+    revive: bool = False,
 ) -> Callable[[ScoreFn], ScoreFn]:
     """Registers a one-round scorer ``fn(model, batch, mask, seed) -> Scores`` as a method."""
 
@@ -63,7 +75,7 @@ def register_method(
         def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
             return lambda mask: fn(model, batch, mask, seed)
 
-        METHODS.add(name, Method(name, prepare, rounds, needs_batch, summary))
+        METHODS.add(name, Method(name, prepare, rounds, needs_batch, summary, revive))
         return fn
 
     return decorate
