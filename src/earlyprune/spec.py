@@ -15,10 +15,13 @@ from typing import Any
 
 from earlyprune.ablations import ABLATIONS
 from earlyprune.errors import SpecError
+from earlyprune.hparams import DENSE_HPARAMS, normalized, validate_hparams
 from earlyprune.registry import Registry
 
 #: Methods that are not scorers but whole pipelines (they need a trained dense network).
 BASELINES = ("magnitude_after_training", "ltr")
+#: Methods whose survivors are rewound to a dense checkpoint (``rewind_step`` applies to them).
+REWINDING = ("ltr",)
 #: The unpruned reference run.
 DENSE = "dense"
 PRECISIONS = ("fp32", "bf16")
@@ -145,6 +148,18 @@ class RunSpec:
     precision: str = "fp32"
     channels_last: bool = True
     device: str = field(default="auto", metadata=_no_hash())
+    # Training hyperparameters (earlyprune.hparams): None = the preset's value, out of the hash.
+    lr: float | None = None
+    batch_size: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    milestones: tuple[float, ...] | None = None  # epochs; () = no LR drops
+    gamma: float | None = None
+    optimizer: str | None = None
+    nesterov: bool | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    rewind_step: int | None = None
 
     def __post_init__(self) -> None:
         validate(self)
@@ -153,6 +168,8 @@ class RunSpec:
         object.__setattr__(self, "sparsity", float(self.sparsity))
         if self.epochs is not None:
             object.__setattr__(self, "epochs", float(self.epochs))
+        for name, value in normalized(self).items():
+            object.__setattr__(self, name, value)
 
     @property
     def run_id(self) -> str:
@@ -186,6 +203,7 @@ class RunSpec:
             dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
             precision=self.precision, channels_last=self.channels_last, device=self.device,
+            **{h: getattr(self, h) for h in DENSE_HPARAMS},
         )  # fmt: skip
 
 
@@ -252,3 +270,4 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
+    validate_hparams(spec)

@@ -21,8 +21,9 @@ from earlyprune import ablations
 from earlyprune.api import prune
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
+from earlyprune.hparams import make_schedule
 from earlyprune.masking import Mask
-from earlyprune.spec import DENSE, PRESETS, Preset, RunSpec
+from earlyprune.spec import DENSE, PRESETS, REWINDING, Preset, RunSpec
 from earlyprune.store import RunStore
 from earlyprune.training import Schedule, StepCallback, TrainState, make_optimizer, train
 
@@ -75,23 +76,14 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
     preset = PRESETS.get(spec.preset)
     bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
-    epochs = spec.epochs if spec.epochs is not None else preset.epochs
-    spe = bundle.steps_per_epoch(preset.batch_size)
-    total = max(1, round(epochs * spe))
-    sched = Schedule(
-        total_steps=total,
-        steps_per_epoch=spe,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        milestones=tuple(round(m / preset.epochs * total) for m in preset.milestones),
-        gamma=preset.gamma,
-        momentum=preset.momentum,
-        weight_decay=preset.weight_decay,
-    )
+    sched = make_schedule(spec, preset, bundle)  # the preset's values where spec leaves them
+    total, epochs = sched.total_steps, spec.epochs if spec.epochs is not None else preset.epochs
     if spec.prune_step is not None:
         step = spec.prune_step
+    elif spec.method in REWINDING:
+        step = spec.rewind_step if spec.rewind_step is not None else preset.rewind_step
     else:
-        step = preset.rewind_step if spec.method == "ltr" else 0
+        step = 0
     if step > total:
         raise SpecError(
             f"prune step {step} is beyond training: preset {preset.name!r} with "
