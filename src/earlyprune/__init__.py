@@ -32,6 +32,7 @@ _LAZY = {
     "list_datasets": "earlyprune.data",
     "load_dataset": "earlyprune.data",
     "scoring_batch": "earlyprune.data",
+    "keep_pruned": "earlyprune.keep",
     "Mask": "earlyprune.masking",
     "Scores": "earlyprune.masking",
     "apply_mask": "earlyprune.masking",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         to_torch_prune,
     )
     from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
+    from earlyprune.keep import keep_pruned  # noqa: F401
     from earlyprune.masking import (  # noqa: F401
         Mask,
         Scores,

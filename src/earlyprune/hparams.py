@@ -64,8 +64,7 @@ def validate_hparams(spec: RunSpec) -> None:
     if spec.warmup_epochs is not None:
         _number("warmup_epochs", spec.warmup_epochs, "≥ 0", lambda v: v >= 0)
     if spec.label_smoothing is not None:
-        _number("label_smoothing", spec.label_smoothing, "in [0, 1)",
-                lambda v: 0 <= v < 1)
+        _number("label_smoothing", spec.label_smoothing, "in [0, 1)", lambda v: 0 <= v < 1)
     if spec.milestones is not None:
         ms = spec.milestones
         if not isinstance(ms, list | tuple):
@@ -194,10 +193,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--warmup-epochs", type=float,
                    help="linear LR warmup from lr/steps over this many epochs (default: preset "
                    "= 0)")  # fmt: skip
-    g.add_argument("--label-smoothing", type=float,
-                   help="label smoothing of the training loss (default: preset = 0)")
-    g.add_argument("--rewind-step", type=int,
-                   help="LTR: the step the weights are rewound to (default: preset)")
+    g.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="label smoothing of the training loss (default: preset = 0)",
+    )
+    g.add_argument(
+        "--rewind-step", type=int, help="LTR: the step the weights are rewound to (default: preset)"
+    )
 
 
 def from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from torch import nn
 from earlyprune import __version__
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.logs import Log
 from earlyprune.masking import (
     Mask,
     check_mask,
@@ -57,18 +58,20 @@ def run(
     progress: bool | None = None,
     retry_failed: bool = False,
     job: Distributed | None = None,
+    log: Log | None = None,
 ) -> dict[str, Any]:
     """Runs ``spec`` (or returns its stored result) and returns the result record.
 
     User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
     written. Any other exception inside the run is recorded as status ``failed`` with its
     message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
-    Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike.
+    Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike. ``log``
+    writes a line per epoch (of this run and of a dense run it trains first).
     """
     stored = store.read_result(spec.run_id)
     if stored is not None and not (retry_failed and stored["status"] == "failed"):
         return check_preset(stored, store)
-    setup = prepare(spec, data_root, job)
+    setup = prepare(spec, data_root, job, log)
     rid = spec.run_id
     with store.claim(rid):
         stored = store.read_result(rid)

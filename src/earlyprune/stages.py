@@ -22,6 +22,7 @@ from earlyprune.api import prune
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
 from earlyprune.hparams import make_schedule
+from earlyprune.logs import Log
 from earlyprune.masking import Mask
 from earlyprune.spec import DENSE, PRESETS, REWINDING, Preset, RunSpec
 from earlyprune.store import RunStore
@@ -40,6 +41,7 @@ class Setup:
     prune_step: int
     data_root: str | None = None
     job: Distributed | None = None  # set under torchrun
+    log: Log | None = None  # per-epoch lines (the CLI's; None = silent)
 
 
 @functools.lru_cache(maxsize=4)
@@ -72,7 +74,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None = None) -> Setup:
+def prepare(
+    spec: RunSpec,
+    data_root: str | None = None,
+    job: Distributed | None = None,
+    log: Log | None = None,
+) -> Setup:
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
     preset = PRESETS.get(spec.preset)
     bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
@@ -90,7 +97,7 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
             f"{epochs:g} epochs has {total} steps"
         )
     device = resolve_device(job.device() if job else spec.device)
-    return Setup(spec, preset, bundle, device, sched, step, data_root, job)
+    return Setup(spec, preset, bundle, device, sched, step, data_root, job, log)
 
 
 def derived_seed(seed: int, purpose: str) -> int:
@@ -158,6 +165,9 @@ def train_run(
         store.heartbeat(run_id)
 
     spec = setup.spec
+    main = setup.job is None or setup.job.is_main
+    if setup.log is not None and main and not replay:
+        callbacks = [setup.log.epoch_callback(run_id, spec, setup.sched), *callbacks]
     return train(
         model,
         setup.bundle,
@@ -189,7 +199,7 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
 
     dense = setup.spec.dense_spec()
     did = dense.run_id
-    result = run(dense, store, data_root=setup.data_root, job=setup.job)
+    result = run(dense, store, data_root=setup.data_root, job=setup.job, log=setup.log)
     if result["status"] != "ok":
         raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
     name = "final.pt" if step is None else f"step_{step}.pt"
