@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps "
                    "(default: 0; ltr: the rewind step)")  # fmt: skip
     p.add_argument("--ablation", default="none", help="none|shuffle|reinit|invert|init_normal")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="replicate seed (init, data order, ...)")
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
     p.add_argument("--scope", default="global", help="global|layer")
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
