@@ -120,3 +120,17 @@ def test_mistakes_are_value_errors_saying_what_to_do():
     other = torch.optim.SGD(model[2].parameters(), lr=0.1)
     with pytest.raises(ValueError, match="optimizer updates"):
         ep.keep_pruned(other, {"0.weight": mask["0.weight"]}, model)
+
+
+def test_the_readme_training_loop_keeps_the_mask():
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+    (code,) = [b for b in blocks if "ep.keep_pruned(" in b]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    model, mask = namespace["model"], namespace["mask"]
+    params = dict(model.named_parameters())
+    assert all(int((params[n][~m] != 0).sum()) == 0 for n, m in mask.items())
+    assert namespace["step"] == 19  # the loop really ran

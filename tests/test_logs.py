@@ -140,3 +140,24 @@ def test_bad_hyperparameters_are_one_line_and_exit_2(tmp_path, capsys, flags, ne
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert needle in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_tensorboard_event_files_or_one_line_without_the_package(tmp_path, capsys):
+    argv = ["run", *QUICK, "--method", "dense", "--sparsity", "0", "--epochs", "2",
+            "--store", str(tmp_path / "runs"), "--tensorboard", str(tmp_path / "tb")]  # fmt: skip
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        code, out, err = call(argv, capsys)
+        assert code == 2 and "pip install 'earlyprune[tensorboard]'" in err
+        assert not (tmp_path / "runs").exists()
+        pytest.skip("tensorboard is not installed: only the message was checked")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    code, _, _ = call(argv, capsys)
+    assert code == 0
+    rid = RunSpec(epochs=2, batch_size=512).run_id
+    events = EventAccumulator(str(tmp_path / "tb" / rid))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("test_accuracy")]
+    assert steps == [6, 12]

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset files (default: the dataset's own)")  # fmt: skip
     _log_flags(p)
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
+                   "default: none)")  # fmt: skip
     add_flags(p)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
@@ -180,7 +183,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if store.read_result(spec.run_id) is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     main = job is None or job.is_main
-    log = Log(args.log_format, quiet=args.quiet) if main else None
+    log = Log(args.log_format, quiet=args.quiet, tensorboard=args.tensorboard) if main else None
     say = log.say if log is not None else (lambda *a, **k: None)
     folder = store.run_dir(spec.run_id)
     say(f"run {spec.run_id} → {folder}", "start", run_id=spec.run_id, folder=str(folder))

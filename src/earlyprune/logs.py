@@ -9,6 +9,8 @@ is a file and a bar shows nothing useful, so there ``Log`` writes plain lines in
 ``fmt="json"`` writes one JSON object per line instead (always, terminal or not), every line
 of the command included, for tools. ``quiet=True`` drops the progress lines and the bars; the
 command's one-line result stays. Lines are flushed at once, so a log file is current.
+``tensorboard=DIR`` also writes each run's epochs as TensorBoard scalars under ``DIR/<run_id>``
+(needs the optional ``tensorboard`` package).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
@@ -39,12 +42,25 @@ class Log:
         fmt: "text" or "json" (one JSON object per line, with an ``event`` key).
         quiet: No progress lines and no bars; results are still written.
         stream: Where lines go (default: ``sys.stdout`` at the time of writing).
+        tensorboard: A folder for TensorBoard event files, one subfolder per run id.
+
+    Raises:
+        SpecError: An unknown format, or ``tensorboard`` without the tensorboard package.
     """
 
-    def __init__(self, fmt: str = "text", *, quiet: bool = False, stream: TextIO | None = None):
+    def __init__(
+        self,
+        fmt: str = "text",
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        tensorboard: str | None = None,
+    ):
         if fmt not in LOG_FORMATS:
             raise SpecError(f"unknown log format {fmt!r}; choose one of: {', '.join(LOG_FORMATS)}")
-        self.fmt, self.quiet, self._stream = fmt, quiet, stream
+        if tensorboard is not None:
+            _summary_writer()  # fail now, in one line, not after the first epoch
+        self.fmt, self.quiet, self._stream, self.tensorboard = fmt, quiet, stream, tensorboard
 
     @property
     def stream(self) -> TextIO:
@@ -95,8 +111,19 @@ class Log:
                           lr=row["lr"], train_loss=row["train_loss"],
                           test_loss=row["test_loss"], test_accuracy=row["test_accuracy"],
                           elapsed_s=round(elapsed, 3))  # fmt: skip
+            if self.tensorboard is not None:
+                self._scalars(run_id, step, row)
 
         return on_epoch
+
+    def _scalars(self, run_id: str, step: int, row: dict[str, Any]) -> None:
+        # Opened and closed per epoch: nothing stays open across a crash or a resumed run.
+        writer = _summary_writer()(log_dir=str(Path(self.tensorboard or ".") / run_id))
+        try:
+            for key in ("train_loss", "test_loss", "test_accuracy", "lr"):
+                writer.add_scalar(key, row[key], step)
+        finally:
+            writer.close()
 
     def run_done(
         self, index: int, total: int, result: dict[str, Any] | None, spec: RunSpec
@@ -153,6 +180,16 @@ def run_label(spec: RunSpec) -> str:
     if spec.prune_step:
         label += f" step {spec.prune_step}"
     return label + describe(spec).replace("  ", " ", 1)
+
+
+def _summary_writer() -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SpecError(
+            "--tensorboard needs the tensorboard package: pip install 'earlyprune[tensorboard]'"
+        ) from None
+    return SummaryWriter
 
 
 def _isatty(stream: TextIO) -> bool:
