@@ -158,7 +158,7 @@ def describe(spec: RunSpec) -> str:
     for h in HPARAMS:
         v = getattr(spec, h)
         if v is not None:
-            shown = ",".join(f"{m:g}" for m in v) if h == "milestones" else v
+            shown = (",".join(f"{m:g}" for m in v) or "none") if h == "milestones" else v
             parts.append(f"{h}={shown if not isinstance(v, float) else f'{v:g}'}")
     return ("  " + " ".join(parts)) if parts else ""
 

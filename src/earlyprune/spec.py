@@ -127,8 +127,10 @@ class RunSpec:
     """One experiment: network, data, training, pruning, ablation and seed.
 
     ``prune_step`` None means the method's default: 0 for pruning at initialization, the
-    preset's rewind step for ``ltr``. ``epochs`` overrides the preset's length; the LR drops
-    move proportionally. ``device`` is not part of the run's identity.
+    rewind step (``rewind_step``, else the preset's) for ``ltr``. ``epochs`` overrides the
+    preset's length; the preset's LR drops move proportionally. The training hyperparameters
+    (``lr`` ... ``rewind_step``, see ``earlyprune.hparams``) are None = the preset's value.
+    ``device`` is not part of the run's identity.
     """
 
     dataset: str = "fashion-mnist-mini"
