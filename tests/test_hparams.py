@@ -233,3 +233,11 @@ def test_check_specs_sees_each_hyperparameter_setting(tmp_path):
     ok = RunSpec(**SNIP, epochs=2, milestones=[1])
     with pytest.raises(SpecError, match="beyond training"):
         check_specs([ok, ok.replace(milestones=[3])], None, need_data=True)
+
+
+def test_the_result_records_the_schedule_it_trained_with(tmp_path):
+    spec = RunSpec(epochs=0.25, lr=0.05, warmup_epochs=0.125, device="cpu")
+    result = run(spec, RunStore(tmp_path), progress=False)
+    sched = result["schedule"]
+    assert (sched["lr"], sched["warmup_steps"], sched["total_steps"]) == (0.05, 3, 6)
+    assert (sched["batch_size"], sched["optimizer"], sched["momentum"]) == (128, "sgd", 0.9)

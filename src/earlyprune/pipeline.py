@@ -195,6 +195,8 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "prune_step": setup.prune_step,
         "total_steps": setup.sched.total_steps,
         "preset": preset_fingerprint(spec.preset),
+        # What training actually used, in steps (the preset's values where the spec left them).
+        "schedule": dataclasses.asdict(setup.sched),
         "timings": {"total_s": round(seconds, 3)},
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},
