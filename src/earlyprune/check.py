@@ -149,6 +149,7 @@ def check_method(
     workers: int | None = None,
     progress: bool | None = None,
     min_effect: float = MIN_EFFECT,
+    recompute_stale: bool = False,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -160,6 +161,7 @@ def check_method(
         workers: Parallel worker processes for the built-in methods' runs.
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
+        recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -178,7 +180,8 @@ def check_method(
         # Worker processes start with the built-in registry: they register the user's function
         # themselves from its (absolute) target before running anything.
         plugin = (_absolute(target),) if resolved.function is not None else ()
-        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin)
+        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin,
+                  recompute_stale=recompute_stale)  # fmt: skip
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
@@ -211,7 +214,8 @@ def cli_check_method(args: argparse.Namespace) -> int:
     Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
     """
     report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
-                          grid=QUICK if args.quick else FULL, workers=args.workers)  # fmt: skip
+                          grid=QUICK if args.quick else FULL, workers=args.workers,
+                          recompute_stale=args.recompute_stale)  # fmt: skip
     print(report.text, end="")
     for line in report.problems:
         print(f"not ok: {line}")

@@ -44,6 +44,9 @@ def _sparsity(text: str) -> float:
     return value
 
 
+_STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from earlyprune import __version__
     from earlyprune.hparams import add_flags
@@ -71,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset files (default: the dataset's own)")  # fmt: skip
+    p.add_argument(
+        "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
+    )
+    p.add_argument("--allow-disconnected", action="store_true",
+                   help="train a mask even if it leaves no input→output path")  # fmt: skip
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
     _log_flags(p)
     p.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
@@ -85,12 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="local", help="local|ray")
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
     _log_flags(p)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
     p.add_argument("--out", default=None, help="report folder (default: STORE/report)")
     p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
+    p.add_argument("--free-y", action="store_true", help="own y-range per ablation panel")
 
     for name, text in (
         ("demo", "replicate the paper's findings offline in minutes"),
@@ -103,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     p.add_argument("what", nargs="?", choices=_LISTS, help="one list only; `presets` shows "
@@ -176,12 +188,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
-        epochs=args.epochs, precision=args.precision, device=args.device, **from_args(args),
+        epochs=args.epochs, precision=args.precision, device=args.device,
+        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected, **from_args(args),
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
-    if store.read_result(spec.run_id) is None:
+    if args.recompute_stale and (job is None or job.is_main):
+        from earlyprune.executors.base import prerequisite
+        from earlyprune.numerics import forget_stale
+
+        dense = prerequisite(spec)
+        forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
+    stored = store.read_result(spec.run_id)
+    if stored is None:
         prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
+    else:
+        from earlyprune.pipeline import check_stored
+
+        check_stored(stored, store)  # a result of older numerics: refused before any output
     main = job is None or job.is_main
     log = Log(args.log_format, quiet=args.quiet, tensorboard=args.tensorboard) if main else None
     say = log.say if log is not None else (lambda *a, **k: None)
@@ -272,7 +296,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.store) / "report"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        index = write_report(args.store, out, tolerance=args.tolerance)
+        index = write_report(args.store, out, tolerance=args.tolerance, free_y=args.free_y)
     for w in caught:  # skipped result files and similar: one line each, no stack
         if issubclass(w.category, RuntimeWarning):
             print(f"earlyprune: warning: {w.message}", file=sys.stderr)

@@ -23,7 +23,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
                     spec=spec.to_dict())  # fmt: skip
     elif args.action == "run":
         run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
-                  data_root=args.data_root, retry_failed=args.retry_failed, log=log,
+                  data_root=args.data_root, retry_failed=args.retry_failed,
+                  recompute_stale=args.recompute_stale, log=log,
                   progress=log.bars)  # fmt: skip
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.hparams import HPARAMS
 from earlyprune.hparams import describe as describe_hparams
+from earlyprune.numerics import NUMERICS_VERSION
 from earlyprune.processes import pid_alive
 from earlyprune.spec import BASELINES, DENSE, REWINDING, RunSpec
 from earlyprune.store import ClaimBusy, RunStore
@@ -88,7 +89,7 @@ def record_failure(
                 record = {
                     "run_id": rid, "spec": spec.to_dict(), "status": "failed",
                     "error": f"{type(exc).__name__}: {exc}", "test_accuracy": None,
-                    "best_test_accuracy": None,
+                    "best_test_accuracy": None, "numerics_version": NUMERICS_VERSION,
                     "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }  # fmt: skip
             store.write_json(rid, "result.json", record)
