@@ -234,7 +234,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "preset": preset_fingerprint(spec.preset),
         "numerics_version": numerics.NUMERICS_VERSION,
         # What training actually used, in steps (the preset's values where the spec left them).
-        "schedule": dataclasses.asdict(setup.sched),
+        "schedule": json.loads(json.dumps(dataclasses.asdict(setup.sched))),  # as stored
         "timings": {"total_s": round(seconds, 3)},
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},
