@@ -221,7 +221,7 @@ MISTAKES = [
     Mistake("mask that keeps no weight", "the mask keeps none of the 106,000 weights",
             with_option("--sparsity", "0.999999"),
             run_spec(method="magnitude", sparsity=0.999999, epochs=0.25, device="cpu")),
-    Mistake("empty layer that cuts every path", "no path from input to output: layer(s) 0.weight",
+    Mistake("empty layer that cuts every path", "no path from input to output: layer(s) conv1.weight",
             (*with_option("--sparsity", "0.9999"), "--scope", "layer"),
             prune(0.9999, "magnitude", scope="layer"), error=ValueError),
     Mistake("result stored by an older earlyprune", "older earlyprune (numerics version 1",
