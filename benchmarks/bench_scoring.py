@@ -1,6 +1,7 @@
 """Scoring cost: wall time and pass counts of every method on ResNet-20 and VGG-16.
 
-Each registered method prunes to 90 % sparsity through ``ep.prune`` on a CIFAR-shaped batch of
+Each registered method (the layer-wise baselines erk, er, uniform, uniform_plus and smart_ratio
+included: their allocation with random placement) prunes to 90 % sparsity through ``ep.prune`` on a CIFAR-shaped batch of
 10 examples per class (SynFlow: 100 rounds in float64, input shape only). Forward passes are
 counted by a forward pre-hook on the network (it survives SynFlow's deep copy), backward passes
 by wrapping ``torch.autograd.grad``/``backward`` (a call with ``create_graph=True`` is a backward
@@ -14,6 +15,9 @@ survivors, kthvalue over all of them, scatter back). At the full size (or with `
 a straightforward SynFlow -- the code path earlyprune had before it was optimized: re-multiply
 the mask, score, straightforward selection -- runs on each model for a same-run before/after.
 
+Allocation costs: each allocation rule alone (milliseconds, on the model's layer shapes) and a
+few composed masks (``ep.prune(..., allocation=A, placement=P)``).
+
 Targets: SynFlow ≤ 1.5 s on ResNet-20 and ≤ 10 s on VGG-16 (2 CPU cores).
 
 Usage: ``python benchmarks/bench_scoring.py [--device cpu|cuda] [--quick|--tiny] [--baseline]``.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,8 +39,9 @@ from torch.func import functional_call
 
 import earlyprune as ep
 import earlyprune.api as api
-from earlyprune.masking import Mask, density_schedule, full_mask, prunable, select
-from earlyprune.scoring import METHODS, Method
+from earlyprune.allocation import ALLOCATIONS, allocate
+from earlyprune.masking import Mask, density_schedule, full_mask, prunable, select, select_counts
+from earlyprune.scoring import METHODS
 from earlyprune.scoring.synflow import linearized_copy
 
 SPARSITY = 0.9
@@ -101,17 +107,23 @@ def timed_prune(
         spent["select"] += seconds
         return out
 
-    wrapped = Method(name, prepare, method.rounds, method.needs_batch, method.summary)
+    def timed_select_counts(*args: Any, **kwargs: Any) -> Mask:
+        seconds, out = timed(device, lambda: select_counts(*args, **kwargs))
+        spent["select"] += seconds
+        return out
+
+    # A baseline (erk, uniform, ...) keeps its allocation and placement: only ``prepare`` changes.
+    wrapped = dataclasses.replace(method, prepare=prepare)
     n_rounds = min(rounds, method.rounds)
     counter = Counter()
-    api.select = timed_select  # type: ignore[assignment]
+    api.select, api.select_counts = timed_select, timed_select_counts  # type: ignore[assignment]
     try:
         with counter.counting(model):
             total, mask = timed(
                 device, lambda: ep.prune(model, wrapped, SPARSITY, batch=batch, rounds=n_rounds)
             )
     finally:
-        api.select = select  # type: ignore[assignment]
+        api.select, api.select_counts = select, select_counts  # type: ignore[assignment]
     kept = sum(int(m.sum()) for m in mask.values())
     return {
         "seconds": round(total, 3),
@@ -122,6 +134,29 @@ def timed_prune(
         "backward_with_graph": counter.backward_with_graph,
         "density": round(kept / sum(m.numel() for m in mask.values()), 6),
     }
+
+
+def allocation_costs(model: nn.Module, batch: tuple[Tensor, Tensor], device: torch.device) -> dict:
+    """Milliseconds of each allocation rule alone, and of composed masks (allocation × placement)."""
+    shapes = [tuple(p.shape) for p in prunable(model).values()]
+    total = sum(p.numel() for p in prunable(model).values())
+    n_keep = total - round(SPARSITY * total)
+    rules = {
+        name: round(
+            1000
+            * median(
+                [timed(device, lambda n=name: allocate(n, shapes, n_keep))[0] for _ in range(5)]
+            ),
+            3,
+        )  # fmt: skip
+        for name in ALLOCATIONS.names()
+    }
+    composed = {}
+    for alloc, place in (("erk", "magnitude"), ("snip", "random"), ("erk", "snip")):
+        seconds, _ = timed(device, lambda a=alloc, p=place: ep.prune(
+            model, "random", SPARSITY, batch=batch, allocation=a, placement=p))  # fmt: skip
+        composed[f"{alloc}+{place}"] = round(seconds, 3)
+    return {"rule_ms": rules, "composed_s": composed}
 
 
 def synflow_pass_ms(model: nn.Module, device: torch.device, reps: int) -> float:
@@ -225,6 +260,7 @@ def measure(device: torch.device, size: str, baseline: bool) -> dict[str, Any]:
             ]
             best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
             per["methods"][method] = best
+        per["allocations"] = allocation_costs(model, batch, device)
         sf = per["methods"]["synflow"]
         per["synflow_fwd_bwd_ms"] = round(
             synflow_pass_ms(model, device, 3 if size != "tiny" else 1), 1

@@ -223,6 +223,15 @@ def _details(res: dict[str, Any]) -> list[str]:
                 f"{v['forward_passes']} | {v['backward_passes']} | "
                 f"{v['backward_with_graph']} |"
             )
+        if "allocations" in per:
+            al = per["allocations"]
+            out.append(
+                f"\nAllocation rules on {model} (ms): "
+                + ", ".join(f"{k} {v}" for k, v in al["rule_ms"].items())
+                + "; composed masks (s): "
+                + ", ".join(f"{k} {v}" for k, v in al["composed_s"].items())
+                + "."
+            )
         if "straightforward_synflow_s" in per:
             out.append(
                 f"\nStraightforward SynFlow (pre-optimization code path) on {model}: "

@@ -188,18 +188,19 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with every kind of figure, FLOPs, masks (agreement) and one failed run."""
     root = tmp_path_factory.mktemp("browser")
     store = root / "store"
-    seeds(store, "dense", [0.920, 0.922, 0.918], method="dense")
+    vgg = {"model": "vgg16", "preset": "vgg16_cifar10"}  # no layer/collapse data: fewer figures
+    seeds(store, "dense", [0.920, 0.922, 0.918], method="dense", **vgg)
     methods = ("random", "magnitude", "snip", "magnitude_after_training")
     grid = (0.2, 0.488, 0.672)
     for i, method in enumerate(methods):
         for j, s in enumerate(grid):
             seeds(store, f"{method}{s}", around(0.915 - 0.01 * j + 0.002 * i), method=method,
-                  sparsity=s)  # fmt: skip
+                  sparsity=s, **vgg)  # fmt: skip
     for ablation in ("shuffle", "invert"):
         for s in grid:
             seeds(store, f"snip-{ablation}{s}", around(0.89), method="snip", sparsity=s,
-                  ablation=ablation)  # fmt: skip
-    write_run(store, "failed", status="failed", method="snip", sparsity=0.2, seed=9)
+                  ablation=ablation, **vgg)  # fmt: skip
+    write_run(store, "failed", status="failed", method="snip", sparsity=0.2, seed=9, **vgg)
     generator = torch.Generator().manual_seed(0)
     for folder in store.iterdir():
         result = json.loads((folder / "result.json").read_text())
@@ -222,7 +223,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_reads_well_in_chromium(report, tmp_path):
     facts, errors = inspect(report, tmp_path / "profile")
     assert facts["title"] == "earlyprune report"
-    kinds = {Path(i["src"]).name.split("_resnet20")[0] for i in facts["images"]}
+    kinds = {Path(i["src"]).name.split("_vgg16")[0] for i in facts["images"]}
     assert {"fig_accuracy", "fig_flops", "fig_ablations", "fig_agreement"} <= kinds
     assert any(h.endswith(".pdf") for h in facts["links"])
     assert problems(report, facts, errors) == []

@@ -115,7 +115,7 @@ def user_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_table_shows_every_method_and_ablation_with_all_seeds(demo_store):
     store, result = demo_store
     assert not result.problems and result.index.is_file()
-    assert len(results_in(store)) == len(demo.demo_specs(TINY)) == 6 * 4 + 1
+    assert len(results_in(store)) == len(demo.demo_specs(TINY)) == 6 * 4 + 1 + 1  # + ERK
     rows = {ln.split()[0]: ln for ln in result.text.splitlines() if ln.endswith(" ok")}
     for method in demo.DEMO_METHODS:
         for ablation in demo.DEMO_ABLATIONS:
@@ -146,8 +146,8 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
                                 progress=False)  # fmt: skip
     assert report.name.startswith("my_method:my_score@")
     assert report.name not in METHODS  # registered for the check only
-    # Trained: the method's 4 ablations × 2 seeds, the 5 references' and dense's second seed.
-    assert len(results_in(store)) == n_before + 4 * 2 + 5 + 1
+    # Trained: the method's 4 ablations × 2 seeds, the 6 references' and dense's second seed.
+    assert len(results_in(store)) == n_before + 4 * 2 + 6 + 1
     by_key: dict[tuple[str, str], list[float]] = {}
     for r in results_in(store):
         s = r["spec"]
@@ -167,7 +167,7 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
     assert [v.to_dict() for v in again] == [v.to_dict() for v in report.verdicts]
     saved = json.loads(report.summary_file.with_suffix(".json").read_text())
     assert [v["line"] for v in saved] == [v.line() for v in report.verdicts]
-    for method in (report.name, "random", "magnitude", "snip", "grasp", "synflow"):
+    for method in (report.name, "random", "magnitude", "erk", "snip", "grasp", "synflow"):
         assert any(ln.startswith(method + " ") for ln in lines if "%" not in ln), method
     assert (out / "index.html").is_file() and report.summary_file.read_text() == report.text
 
@@ -293,3 +293,8 @@ def test_a_user_method_runs_in_pool_workers(tmp_path):
     for own, magnitude in zip(results[:2], results[2:], strict=True):
         assert own["layer_density"] == magnitude["layer_density"]
         assert own["test_accuracy"] == magnitude["test_accuracy"]
+
+
+def test_beats_checks_show_method_minus_other_and_ablation_checks_the_change():
+    for c in CHECKS:
+        assert c.shown(0.02) == (0.02 if c.name.startswith("beats") else -0.02), c.name

@@ -123,3 +123,12 @@ def test_a_run_records_its_flops(tmp_path):
     # Global magnitude keeps the early convolutions denser: FLOPs fall less than weights do.
     assert flops["pruned"] == sum(expected) < flops["dense"]
     assert list(flops["per_layer"]) == list(result["layer_density"])
+
+
+def test_a_failing_count_is_recorded_as_missing_not_as_a_failed_run():
+    from earlyprune.flops import flops_record
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    with pytest.warns(RuntimeWarning, match="FLOPs not counted"):
+        assert flops_record(model, (3, 3), None) is None  # 9 inputs into a 4-input layer
+    assert flops_record(model, (4,), None)["dense"] == 8

@@ -58,8 +58,11 @@ def test_verdict_cells_by_hand(checked):
     table = verdict_table(load_results(checked))
     # beats random: Δ = 91 − 81 = +10.0, se = √(1²/3 + 1²/3) = 0.8 points → yes.
     assert "yes +10.0 ± 0.8" in table
-    # shuffling: ablated − unmodified = 90.5 − 91 = −0.5, se = √(1/3 + 0.25/3) = 0.6 → no.
-    assert "no -0.5 ± 0.6" in table
+    # beats its own allocation with random placement (shuffle): 91 − 90.5 = +0.5,
+    # se = √(1/3 + 0.25/3) = 0.6 → no.
+    assert "no +0.5 ± 0.6" in table
+    # beats ERK with random placement: 91 − 86 = +5.0, se 0.8 → yes.
+    assert "<th>beats ERK with random placement</th>" in table and "yes +5.0 ± 0.8" in table
     assert table.count("3 v 3 seeds") >= 2
     # No magnitude, reinit or invert runs: those checks are not columns.
     for absent in ("beats magnitude", "reinitialization", "inversion"):
@@ -244,8 +247,11 @@ def test_jaccard_and_agreement_by_hand(tmp_path):
         rid = f"{method}-{seed}"
         write_run(store, rid, acc=0.9, method=method, sparsity=0.5, seed=seed)
         torch.save({"fc.weight": torch.tensor(kept, dtype=torch.bool)}, store / rid / "mask.pt")
+    write_run(store, "grasp-0", acc=0.9, method="grasp", sparsity=0.5)
+    (store / "grasp-0" / "mask.pt").write_bytes(b"not a torch file")  # damaged: left out
     assert jaccard(np.array([1, 1, 0], bool), np.array([1, 0, 1], bool)) == pytest.approx(1 / 3)
     found = mask_agreement(store, load_results(store))
+    assert list(found.jaccard.index) == ["magnitude", "snip"]
     j = found.jaccard
     assert j.loc["snip", "snip"] == pytest.approx(2 / 3)  # seeds 0 vs 1
     assert j.loc["magnitude", "magnitude"] == pytest.approx(1 / 3)
@@ -266,3 +272,31 @@ def test_check_method_layer_table_uses_module_paths_and_na():
     assert lines[1].split() == ["method", "fc1", "fc2", "collapse"]
     assert lines[2].split() == ["(weights)", "235200", "30000"]
     assert lines[3].split() == ["snip", "10.0", "20.0", "n/a"]
+
+
+def test_random_sparse_references_are_dashed_and_unknown_methods_just_work(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "dense", [0.92, 0.92], method="dense")
+    for method in ("erk", "rigl", "someone_new", "snip"):
+        for s in (0.5, 0.8):
+            seeds(store, f"{method}{s}", [0.9, 0.91], method=method, sparsity=s)
+    fig, caption = DRAW["accuracy"](setting(store))
+    styles = {ln.get_label(): (ln.get_linestyle(), ln.get_marker()) for ln in fig.axes[0].lines}
+    assert styles["ERK"] == ("--", "") and styles["RigL"][0] == "-"
+    assert styles["someone_new"][0] == "-" and "SNIP" in styles
+    assert "dashed: random-sparse references (ERK)" in caption
+    assert "matching" not in caption  # no magnitude after training was run
+    assert verdict_table(load_results(store)) == ""  # no random, magnitude or ablation runs
+    seeds(store, "random0.5", [0.5, 0.52], method="random", sparsity=0.5)
+    table = verdict_table(load_results(store))
+    assert "someone_new" in table and "<th>beats random</th>" in table
+
+
+def test_a_store_mixing_numerics_versions_is_flagged(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "snip", [0.9, 0.91], method="snip", sparsity=0.5)
+    _with(store, "snip-s1", numerics_version=2)  # snip-s0 predates versions: version 1
+    df = load_results(store)
+    assert sorted(df["numerics_version"]) == [1, 2]
+    page = quiet_report(store, tmp_path / "r")
+    assert "mixes results of several numerics versions (1 of version 1, 1 of version 2)" in page

@@ -79,6 +79,7 @@ def test_every_other_field_changes_the_run_id():
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
         "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "allocation": "erk", "placement": "magnitude",
         "lr": 0.05, "batch_size": 64, "momentum": 0.8,
         "weight_decay": 5e-4, "milestones": (1.0,), "gamma": 0.2, "optimizer": "adamw",
         "nesterov": False, "warmup_epochs": 0.5, "label_smoothing": 0.1,

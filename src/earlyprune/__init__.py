@@ -77,16 +77,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     )
     from earlyprune.connectivity import effective_density, effective_mask  # noqa: F401
     from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
+    from earlyprune.density import layer_density, neuron_collapse, overall_density  # noqa: F401
     from earlyprune.keep import keep_pruned  # noqa: F401
-    from earlyprune.masking import (  # noqa: F401
-        Mask,
-        Scores,
-        apply_mask,
-        layer_density,
-        neuron_collapse,
-        overall_density,
-        prunable,
-    )
+    from earlyprune.masking import Mask, Scores, apply_mask, prunable  # noqa: F401
     from earlyprune.models import create_model, list_models  # noqa: F401
     from earlyprune.spec import RunSpec  # noqa: F401
     from earlyprune.store import RunStore  # noqa: F401

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from earlyprune.allocation import ALLOCATIONS, allocate
 from earlyprune.connectivity import check_connected
 from earlyprune.masking import (
     SCOPES,
@@ -19,9 +20,12 @@ from earlyprune.masking import (
     check_sparsity,
     density_schedule,
     full_mask,
+    layer_schedule,
     prunable,
     select,
+    select_counts,
 )
+from earlyprune.placement import resolve_placement
 from earlyprune.scoring import METHODS, Batch, Method
 
 
@@ -64,22 +68,33 @@ def prune(
     scope: str = "global",
     invert: bool = False,
     seed: int = 0,
+    allocation: str | None = None,
+    placement: str | None = None,
     allow_disconnected: bool = False,
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
-    Iterative methods (SynFlow: 100 rounds) rescore the survivors each round, round n going from
-    density (1−s)^((n−1)/N) to (1−s)^(n/N). Never modifies the model's weights, buffers or mode.
+    A mask is an allocation (how many weights each layer keeps) plus a placement (which ones).
+    By default the method's scores decide both: one global threshold (or, ``scope="layer"``,
+    the ``uniform`` allocation). Iterative methods (SynFlow: 100 rounds) rescore the survivors
+    each round, round n going from density (1−s)^((n−1)/N) to (1−s)^(n/N). Never modifies the
+    model's weights, buffers or mode.
 
     Args:
         model: Any ``nn.Module``.
         method: Method name or ``Method``.
         sparsity: Fraction of prunable weights to remove, in [0, 1).
         batch: ``(inputs, labels)`` used by data-dependent methods.
-        rounds: Pruning rounds (default: the method's own, 1 for one-shot methods).
+        rounds: Rounds of the method's own scoring (default: the method's, 1 for one-shot ones).
         scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
-        invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation).
+        invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation);
+            it flips the placement's ranking, and the method's own allocation if it is used.
         seed: Seed for methods that draw random numbers.
+        allocation: Layer counts from an allocation (``erk``, ``uniform``, ... see
+            ``earlyprune.allocation``) or from any scorer's global pruning (``"snip"``); None:
+            from ``method`` (for the baselines ``erk``, ``er``, ... their own allocation).
+        placement: Which weights each layer keeps: ``random``, ``magnitude`` or any scorer's
+            name (top-k within the layer); None: ``method``'s scores.
         allow_disconnected: Return a mask even if it keeps no weight, or if its empty layers
             leave no path from input to output (see :mod:`earlyprune.connectivity`).
 
@@ -100,18 +115,54 @@ def prune(
     n_rounds = m.rounds if rounds is None else rounds
     if isinstance(n_rounds, bool) or not isinstance(n_rounds, int) or n_rounds < 1:
         raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
+    if allocation is None and m.allocation is not None:  # a baseline: its rule, unless
+        allocation = "uniform" if scope == "layer" else m.allocation  # scope asks for uniform
+        scope = "global"
+    placement = m.placement if placement is None else placement
+    if allocation is not None and scope != "global":
+        raise ValueError(f"scope {scope!r} and allocation {allocation!r} both set the layer "
+                         "counts: use allocation='uniform' for the same sparsity per layer")  # fmt: skip
     mask = full_mask(model)
     if not mask:
         raise ValueError("the model has no Conv or Linear weights to prune")
     total = sum(t.numel() for t in mask.values())
-    schedule = density_schedule(sparsity, n_rounds, total)
-    if schedule[-1] == total:
+    if round(sparsity * total) == 0:
         return mask
     shape = (
         tuple(batch[0].shape[1:]) if batch is not None and isinstance(batch[0], Tensor) else None
     )
-    if not allow_disconnected and schedule[-1] == 0:  # before any scoring: nothing can be kept
+    if not allow_disconnected and total - round(sparsity * total) == 0:  # nothing can be kept
         check_connected(model, {n: torch.zeros_like(t) for n, t in mask.items()}, shape)
+    if allocation is None and placement is None:
+        mask = _prune_scored(model, m, sparsity, batch, n_rounds, scope, invert, seed)
+    else:
+        if allocation is None:  # the method's own layer counts (its global or per-layer pruning)
+            own = _prune_scored(model, m, sparsity, batch, n_rounds, scope, invert, seed)
+            final = {n: int(torch.count_nonzero(k)) for n, k in own.items()}
+        else:
+            final = _allocation_counts(model, allocation, sparsity, batch, seed, mask)
+        placer = m if placement is None else resolve_placement(placement)
+        steps = n_rounds if placement is None else placer.rounds
+        mask = _place(model, placer, batch, seed, final, steps, invert, mask)
+    if not allow_disconnected:
+        check_connected(model, mask, shape)
+    return mask
+
+
+def _prune_scored(
+    model: nn.Module,
+    m: Method,
+    sparsity: float,
+    batch: Batch | None,
+    n_rounds: int,
+    scope: str,
+    invert: bool,
+    seed: int,
+) -> Mask:
+    """The method's scores decide allocation and placement: global (or per-layer) selection."""
+    mask = full_mask(model)
+    total = sum(t.numel() for t in mask.values())
+    schedule = density_schedule(sparsity, n_rounds, total)
     scorer = m.prepare(model, batch, seed)
     alive = total
     for n, n_keep in enumerate(schedule, start=1):
@@ -125,9 +176,51 @@ def prune(
         alive = n_keep
         if n == n_rounds:
             warn_straddling_ties(scores, before, mask, scope)
-    if not allow_disconnected:
-        check_connected(model, mask, shape)
     return mask
+
+
+def _place(
+    model: nn.Module,
+    placer: Method,
+    batch: Batch | None,
+    seed: int,
+    final: dict[str, int],
+    steps: int,
+    invert: bool,
+    mask: Mask,
+) -> Mask:
+    """Each layer keeps its ``final`` count of the placer's top scores, over ``steps`` rounds."""
+    sizes = {n: t.numel() for n, t in mask.items()}
+    scorer, alive = placer.prepare(model, batch, seed), sum(sizes.values())
+    schedule = layer_schedule(final, sizes, steps)
+    for n, counts in enumerate(schedule, start=1):
+        if sum(counts.values()) == alive:  # nothing to remove this round
+            continue
+        scores = scorer(mask)
+        if invert:
+            scores = {name: -s for name, s in scores.items()}
+        before, mask = mask, select_counts(scores, counts, mask)
+        alive = sum(counts.values())
+        if n == len(schedule):
+            warn_straddling_ties(scores, before, mask, "layer")
+    return mask
+
+
+def _allocation_counts(
+    model: nn.Module, name: str, sparsity: float, batch: Batch | None, seed: int, mask: Mask
+) -> dict[str, int]:
+    """Final kept counts per layer of a named allocation rule or of a scorer's global pruning."""
+    total = sum(t.numel() for t in mask.values())
+    if name in ALLOCATIONS:
+        shapes = [tuple(t.shape) for t in mask.values()]
+        counts = allocate(name, shapes, total - round(sparsity * total))
+        return dict(zip(mask, counts, strict=True))
+    if name not in METHODS:
+        valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
+        raise ValueError(f"unknown allocation {name!r}; choose one of: {', '.join(valid)}")
+    own = prune(model, METHODS.get(name), sparsity, batch=batch, seed=seed,
+                allow_disconnected=True)  # fmt: skip
+    return {n: int(torch.count_nonzero(k)) for n, k in own.items()}
 
 
 def warn_straddling_ties(scores: Scores, before: Mask, after: Mask, scope: str) -> None:
@@ -153,7 +246,7 @@ def warn_straddling_ties(scores: Scores, before: Mask, after: Mask, scope: str) 
                 f"{tied:,} weights{where} share the threshold score {low:g}; {removed:,} of them "
                 "were removed by network order, not by score",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=4,  # warn_straddling_ties ← _prune_scored or _place ← prune ← caller
             )
 
 

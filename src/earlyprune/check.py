@@ -11,7 +11,8 @@ Write the scoring function in a file of your own::
 then ``earlyprune check-method my_method.py:my_score`` (or ``package.module:my_score``, or a
 registered method name such as ``snip``) runs the battery on the demo setting (``smallcnn`` on
 the embedded Fashion-MNIST subset, the demo's sparsities and seeds): the method with and without
-each ablation (shuffle, reinit, invert), next to random, magnitude, SNIP, GraSP and SynFlow. It
+each ablation (shuffle, reinit, invert), next to random, magnitude, ERK with random placement,
+SNIP, GraSP and SynFlow. It
 prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
 densities and neuron collapse of every method, and writes the report folder.
 
@@ -43,8 +44,9 @@ from earlyprune.user_methods import absolute as _absolute
 from earlyprune.user_methods import one_line as _one_line
 from earlyprune.verdicts import MIN_EFFECT, Verdict, verdicts
 
-#: Built-in methods the user method is compared with (random and magnitude for the verdicts).
-REFERENCE_METHODS = ("random", "magnitude", "snip", "grasp", "synflow")
+#: Built-in methods the user method is compared with (random, magnitude and ERK with random
+#: placement for the verdicts).
+REFERENCE_METHODS = ("random", "magnitude", "erk", "snip", "grasp", "synflow")
 
 
 def probe(target: Target, grid: Grid) -> None:
@@ -123,8 +125,8 @@ def battery_specs(name: str, grid: Grid) -> tuple[list[Any], list[Any]]:
     """The method's runs (every ablation) and the reference methods' unmodified runs."""
     from earlyprune.demo import demo_specs
 
-    own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS)
-    references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",))
+    own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS, baselines=())
+    references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",), baselines=())
     return own, references
 
 

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="replicate seed (init, data order, ...)")
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
     p.add_argument("--scope", default="global", help="global|layer")
+    p.add_argument(
+        "--allocation", default=None, help="layer counts: erk|er|uniform|... or a method"
+    )
+    p.add_argument(
+        "--placement", default=None, help="weights within a layer: random|magnitude|method"
+    )
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
     p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
     p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset; its "
@@ -122,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_LISTS = ("models", "datasets", "methods", "ablations", "presets")
+_LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
 
 
 def _log_flags(p: argparse.ArgumentParser) -> None:
@@ -189,6 +195,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
+        allocation=args.allocation, placement=args.placement,
         bias_init=args.bias_init, allow_disconnected=args.allow_disconnected, **from_args(args),
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
@@ -234,9 +241,11 @@ _RESULT_KEYS = ("run_id", "status", "error", "test_accuracy", "best_test_accurac
 
 def summary_line(result: dict) -> str:
     """One line: id, method, sparsity, status, accuracy."""
+    from earlyprune.verdicts import method_label
+
     spec = result["spec"]
     head = (
-        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {spec['method']}"
+        f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {method_label(spec)}"
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
     if result["status"] != "ok":
@@ -270,6 +279,18 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
             )
         print("  dense                    the unpruned network (sparsity 0)")
+    if "allocations" in show:
+        from earlyprune.allocation import ALLOCATIONS
+
+        print("allocations (--allocation; or any method's name: its global layer counts):")
+        for name in ALLOCATIONS.names():
+            print(f"  {name:<24} {ALLOCATIONS.get(name).summary}")
+    if "placements" in show:
+        from earlyprune.placement import PLACEMENTS
+
+        print("placements (--placement; or any method's name: top-k of its scores in each layer):")
+        for name in PLACEMENTS.names():
+            print(f"  {name:<24} {PLACEMENTS.get(name).summary}")
     if "ablations" in show:
         print("ablations:")
         for name, text in ABLATIONS.items():

@@ -4,7 +4,8 @@ The demo network (``smallcnn``) is trained on the embedded real dataset (``fashi
 with the ``demo`` preset. Every method the paper studies at initialization (random, magnitude,
 SNIP, GraSP, SynFlow) and the benchmark magnitude pruning after training are run at three of the
 paper's sparsities, each unmodified and with the three ablations of Section 5 (shuffle, reinit,
-invert), over three seeds: 6 × 3 × 4 × 3 = 216 runs plus 3 dense runs. The runs form a sweep in a
+invert), over three seeds: 6 × 3 × 4 × 3 = 216 runs, plus ERK with random placement (the
+layer-wise baseline, 9 runs) and 3 dense runs. The runs form a sweep in a
 store, so an interrupted demo resumes where it stopped, and ``--quick`` (one sparsity, two seeds)
 is a subset of the full demo: its runs are reused by a later full demo in the same store.
 """
@@ -23,6 +24,8 @@ from earlyprune.spec import RunSpec, paper_sparsities
 DEMO_METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "magnitude_after_training")
 #: Unmodified, then the ablations of Section 5 (init N(0, 1) is left out: it needs its own dense).
 DEMO_ABLATIONS = ("none", "shuffle", "reinit", "invert")
+#: Layer-wise baselines run unmodified only: ERK's allocation with random placement.
+DEMO_BASELINES = ("erk",)
 DEFAULT_STORE = "runs/demo"
 DEFAULT_OUT = "report"
 
@@ -73,8 +76,10 @@ def demo_specs(
     grid: Grid,
     methods: tuple[str, ...] = DEMO_METHODS,
     ablations: tuple[str, ...] = DEMO_ABLATIONS,
+    baselines: tuple[str, ...] = DEMO_BASELINES,
 ) -> list[RunSpec]:
-    """The demo's runs: methods × sparsities × ablations × seeds, plus the dense runs (first)."""
+    """The demo's runs: methods × sparsities × ablations × seeds, then the layer-wise
+    ``baselines`` unmodified, plus the dense runs (first)."""
     from earlyprune.sweep import expand
 
     axes = {
@@ -83,7 +88,11 @@ def demo_specs(
         "ablation": list(ablations),
         "seed": list(grid.seeds),
     }
-    return expand(grid.base(), axes, dense=True)
+    specs = expand(grid.base(), axes, dense=True)
+    if baselines:
+        more = expand(grid.base(), {**axes, "method": list(baselines), "ablation": ["none"]})
+        specs += [s for s in more if s not in specs]
+    return specs
 
 
 def run_grid(

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from earlyprune.masking import check_mask
+
 
 def layer_density(mask: Mapping[str, Tensor]) -> dict[str, float]:
     """Fraction of weights kept in each layer, in mask order."""
@@ -35,8 +37,6 @@ def neuron_collapse(
     """
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
-    from earlyprune.masking import check_mask  # masking re-exports this module's functions
-
     checked = check_mask(model, mask)
     per_layer: dict[str, float] = {}
     collapsed = channels = 0

@@ -18,6 +18,7 @@ Numbers are per example (batch 1), as integers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,3 +111,20 @@ def _weight_names(model: nn.Module) -> dict[int, str]:
             )
             out.setdefault(id(module), name)
     return out
+
+
+def flops_record(
+    model: nn.Module, input_shape: Sequence[int], mask: Mapping[str, Tensor] | None
+) -> dict[str, Any] | None:
+    """:func:`count_flops` for ``result.json``: None (shown as "—") if the count itself fails.
+
+    A trained run must never be lost to its auxiliary compute count (a user network that needs
+    inputs other than one example of the dataset's shape, say); the failure is warned about.
+    """
+    try:
+        return count_flops(model, input_shape, mask)
+    except Exception as exc:  # noqa: BLE001 - the run's own numbers are already computed
+        warnings.warn(
+            f"FLOPs not counted: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2
+        )
+        return None

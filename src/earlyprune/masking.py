@@ -286,6 +286,42 @@ def _layer_removals(mask: Mask, alive: list[int], n_keep: int, density: float | 
     return [a - k for a, k in zip(alive, keep, strict=True)]
 
 
+def select_counts(scores: Mapping[str, Tensor], counts: Mapping[str, int], mask: Mask) -> Mask:
+    """Each layer keeps its ``counts[name]`` highest-scoring weights among those ``mask`` keeps.
+
+    The placement half of a mask: the same exact selection and tie rule as :func:`select`
+    (earlier index removed first among equal scores), one layer at a time.
+    """
+    _check_scores(scores, mask)
+    out: Mask = {}
+    for name, m in mask.items():
+        alive = m.reshape(-1).to(scores[name].device)
+        n_alive = int(torch.count_nonzero(alive))
+        if not 0 <= counts[name] <= n_alive:
+            raise ValueError(f"layer {name!r} cannot keep {counts[name]} of {n_alive} weights")
+        kept = _survivors([scores[name].reshape(-1)], [alive], n_alive, n_alive - counts[name])
+        out[name] = kept[0].to(m.device).reshape(m.shape)
+    return out
+
+
+def layer_schedule(
+    final: Mapping[str, int], sizes: Mapping[str, int], rounds: int
+) -> list[dict[str, int]]:
+    """Per-layer kept counts after each of ``rounds`` rounds, ending exactly at ``final``.
+
+    Layer l goes geometrically from n_l to c_l: after round r it keeps about
+    n_l·(c_l/n_l)^(r/R), rounded to the nearest integer (never below c_l); the last round is c_l.
+    """
+    out = []
+    for r in range(1, rounds + 1):
+        step = {}
+        for name, c in final.items():
+            n = sizes[name]
+            step[name] = c if r == rounds or n == 0 else max(c, round(n * (c / n) ** (r / rounds)))
+        out.append(step)
+    return out
+
+
 def apply_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
     """Zeroes the pruned weights of ``model`` in place (parameter names and keys unchanged)."""
     checked = check_mask(model, mask)
@@ -293,11 +329,3 @@ def apply_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
     with torch.no_grad():
         for name, m in checked.items():
             params[name].mul_(m.to(params[name].dtype))
-
-
-# Analyses of a mask live in earlyprune.density; re-exported here for existing imports.
-from earlyprune.density import (  # noqa: E402, F401
-    layer_density,
-    neuron_collapse,
-    overall_density,
-)

@@ -20,18 +20,12 @@ from torch import nn
 
 from earlyprune import __version__, numerics
 from earlyprune.connectivity import effective_mask
+from earlyprune.density import layer_density, neuron_collapse, overall_density
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.flops import count_flops
+from earlyprune.flops import flops_record
 from earlyprune.logs import Log
-from earlyprune.masking import (
-    Mask,
-    check_mask,
-    full_mask,
-    layer_density,
-    neuron_collapse,
-    overall_density,
-)
+from earlyprune.masking import Mask, check_mask, full_mask
 from earlyprune.spec import BASELINES, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
@@ -39,6 +33,7 @@ from earlyprune.stages import (
     choose_mask,
     fresh_model,
     is_dense,
+    needs_dense,
     prepare,
     train_run,
     weights_to_prune,
@@ -148,6 +143,8 @@ def check_preset(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
 def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
     """Weights at step t → scores → mask → ablation → rewind; ``mask.pt`` is the trained mask."""
     rid = setup.spec.run_id
+    if needs_dense(setup):  # the dense run it starts from: run (or wait for) it first
+        run(setup.spec.dense_spec(), store, data_root=setup.data_root, job=setup.job, log=setup.log)
     model = weights_to_prune(setup, store)
     mask = store.load_tensors(rid, "mask.pt")
     try:
@@ -202,7 +199,7 @@ def record(
         "effective_density": overall_density(effective),
         "layer_effective_density": layer_density(effective),
         "layer_numel": {n: m.numel() for n, m in mask.items()},
-        "flops": count_flops(model, setup.bundle.input_shape, mask),
+        "flops": flops_record(model, setup.bundle.input_shape, mask),
         "neuron_collapse": {
             "thresholds": list(COLLAPSE_THRESHOLDS),
             "overall": [c["overall"] for c in collapse],

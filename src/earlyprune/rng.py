@@ -18,6 +18,7 @@ Purposes used by earlyprune (other code may add its own names; any string is val
 ``"shuffle"``             the shuffle ablation
 ``"reinit"``              the reinit ablation
 ``"scoring"``             which training examples form the scoring batch
+``"placement"``           the ``random`` placement (baselines erk, er, uniform, ...)
 ``"order"``, ``"augment"``, ``"pick"``   data order, augmentation, class-stratified picks
 ========================  ==========================================================
 """

@@ -82,7 +82,7 @@ for _p in (
         500,
         weight_decay=0.0,
     ),
-    # The offline demo (`earlyprune demo`, 219 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
+    # The offline demo (`earlyprune demo`, 228 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
     # seeds at 94.5-97.2 % sparsity: random trails magnitude/SNIP by 7-18 points, shuffling the
     # mask of magnitude pruning after training costs ≈ 4-6, seeds agree within ≈ 1 point.
     Preset(
@@ -153,6 +153,9 @@ class RunSpec:
         "default"  # "zero": all Conv/Linear biases 0 (default: PyTorch's, as the authors)
     )
     allow_disconnected: bool = False  # train a mask that cuts every input→output path
+    # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
+    allocation: str | None = None
+    placement: str | None = None
     device: str = field(default="auto", metadata=_no_hash())
     # Training hyperparameters (earlyprune.hparams): None = the preset's value, out of the hash.
     lr: float | None = None
@@ -263,6 +266,7 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(f"method {spec.method!r} with sparsity 0 is the dense run: use 'dense'")
     if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
         raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
+    _check_composition(spec)
     if spec.prune_step is not None:
         _check_int("prune_step", spec.prune_step, 0)
     if spec.rounds is not None:
@@ -283,3 +287,21 @@ def validate(spec: RunSpec) -> None:
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
     validate_hparams(spec)
+
+
+def _check_composition(spec: RunSpec) -> None:
+    """``allocation`` and ``placement``: registered names, and only where something is pruned."""
+    from earlyprune.allocation import ALLOCATIONS
+    from earlyprune.placement import placement_names
+    from earlyprune.scoring import METHODS
+
+    for kind, value in (("allocation", spec.allocation), ("placement", spec.placement)):
+        if value is None:
+            continue
+        if spec.method == DENSE:
+            raise SpecError(f"{kind} {value!r} needs a pruning method, not 'dense'")
+        valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
+        _check_choice(kind, value, valid if kind == "allocation" else placement_names())
+    if spec.allocation is not None and spec.scope != "global":
+        raise SpecError(f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
+                        "layer counts: use allocation 'uniform' for the same sparsity per layer")  # fmt: skip

@@ -201,17 +201,16 @@ def train_run(
 def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, Any]:
     """The dense network's state dict at ``step`` (None = end of training), computed once.
 
-    Runs (or waits for) the dense training run; a step that was not kept, or a checkpoint found
+    The dense training run must be finished (``pipeline.pruned`` runs it first); a step that was not kept, or a checkpoint found
     unreadable, is recomputed from the nearest earlier kept step (bit-identical: data order
     depends only on the step) and kept.
     """
-    from earlyprune.pipeline import run
-
     dense = setup.spec.dense_spec()
     did = dense.run_id
-    result = run(dense, store, data_root=setup.data_root, job=setup.job, log=setup.log)
-    if result["status"] != "ok":
-        raise RuntimeError(f"the dense training run {did} this run needs is {result['status']}")
+    result = store.read_result(did)  # run first by the pipeline (see ``needs_dense``)
+    status = "missing" if result is None else result["status"]
+    if status != "ok":
+        raise RuntimeError(f"the dense training run {did} this run needs is {status}")
     name = "final.pt" if step is None else f"step_{step}.pt"
     found = store.load_tensors(did, name)
     if found is None:  # never kept, or set aside as unreadable (final.pt too: a bad disk, a copy)
@@ -247,6 +246,11 @@ def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | N
 
 
 # ---- pruning ------------------------------------------------------------------------------
+def needs_dense(setup: Setup) -> bool:
+    """Whether this run starts from the dense run's weights (trained, or at step t > 0)."""
+    return setup.spec.method in ("magnitude_after_training", "ltr") or setup.prune_step > 0
+
+
 def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
     """The network whose weights are scored: at step t, or fully trained for the baselines."""
     model = fresh_model(setup)
@@ -269,6 +273,7 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
     try:
         return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
                      scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed,
+                     allocation=spec.allocation, placement=spec.placement,
                      allow_disconnected=spec.allow_disconnected)  # fmt: skip
     except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
         raise SpecError(f"{exc}") from None

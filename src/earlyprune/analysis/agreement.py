@@ -83,15 +83,20 @@ def mask_agreement(store: Path, runs: pd.DataFrame) -> Agreement | None:
         (runs["ablation"] == "none") & (runs["method"] != "dense") & (runs["sparsity"] > 0)
     ]
     plain = main_rows(plain)
-    masks = {
-        rid: m for rid in plain["run_id"] if (m := _load(store / str(rid) / MASK_FILE)) is not None
-    }
-    plain = plain[plain["run_id"].isin(masks)]
+    # Choose the sparsity among runs whose mask file exists, then load only those: a paper-scale
+    # store holds hundreds of masks of millions of weights.
+    plain = plain[[(store / str(rid) / MASK_FILE).is_file() for rid in plain["run_id"]]]
     if plain.empty:
         return None
     available = {m: set(g["sparsity"]) for m, g in plain.groupby("method")}
     sparsity, why = focus_sparsity(available, None)
     at = plain[np.isclose(plain["sparsity"], sparsity)]
+    masks = {
+        rid: m for rid in at["run_id"] if (m := _load(store / str(rid) / MASK_FILE)) is not None
+    }
+    at = at[at["run_id"].isin(masks)]
+    if at.empty:
+        return None
     methods = ordered(at["method"], METHOD_ORDER)
     seeds = at["seed"] if "seed" in at.columns else pd.Series(0, index=at.index)
     by: dict[str, dict[int, np.ndarray]] = {m: {} for m in methods}

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from earlyprune.errors import StoreError
+from earlyprune.verdicts import method_label
 
 RESULT_FILE = "result.json"
 STATUSES = ("ok", "diverged", "failed")
@@ -178,6 +179,7 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
         raise _Unusable(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
     # Spec fields first, so that a spec field never shadows the result's own columns.
     row = _flatten(spec)
+    row["method"] = method_label(spec)  # snip[alloc=erk] is not snip: its own group everywhere
     row["run_id"] = str(raw.get("run_id") or default_id)
     row["status"] = status
     row["error"] = raw.get("error")
@@ -188,6 +190,8 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
     for key in _FRACTIONS:
         row[key] = _fraction(raw.get(key), key)
     row["flops"], row["flops_dense"] = _flops(raw.get("flops"))
+    # Which definition of the computation produced the numbers (results before versions: 1).
+    row["numerics_version"] = _as_int(raw.get("numerics_version"), "numerics_version") or 1
     row["collapse_100"] = _collapse_at(raw.get("neuron_collapse"), 1.0)
     return row
 

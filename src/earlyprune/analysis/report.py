@@ -148,6 +148,15 @@ def _index_html(
         + ", ".join(_link(n) for n in ("results.csv", "summary.csv", "tables.md"))
         + f", {_link('tables.tex')}.</p>",
     ]
+    versions = sorted(set(data.results["numerics_version"]))
+    if len(versions) > 1:  # means would mix results of different definitions of the computation
+        counts = data.results["numerics_version"].value_counts()
+        listed = ", ".join(f"{int(counts[v])} of version {v}" for v in versions)
+        parts.append(
+            f'<p class="warn">This store mixes results of several numerics versions ({listed}): '
+            "the older ones were computed under an earlier definition of the methods. Recompute "
+            "them (<code>--recompute-stale</code>) or report from a new store.</p>"
+        )
     if data.skipped:
         items = "".join(f"<li><code>{esc(p)}</code>: {esc(r)}</li>" for p, r in data.skipped)
         parts.append(

@@ -123,7 +123,7 @@ def _cell(v: V.Verdict | None, check: V.Check) -> str:
     if math.isnan(v.effect):
         text = f"{v.answer}"
     else:
-        delta = v.effect if check.reference is not None else -v.effect
+        delta = check.shown(v.effect)
         se = "" if math.isnan(v.se) else f" ± {100 * v.se:.1f}"
         text = f"{v.answer} {100 * delta:+.1f}{se}"
     klass = _ANSWER_CLASS.get(v.answer, "unclear")

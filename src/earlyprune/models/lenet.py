@@ -8,6 +8,7 @@ from collections import OrderedDict
 from torch import nn
 
 from earlyprune.models.base import InputShape, register_model
+from earlyprune.models.named import named_sequential
 
 MNIST_SHAPE: InputShape = (1, 28, 28)
 
@@ -16,7 +17,7 @@ MNIST_SHAPE: InputShape = (1, 28, 28)
 def lenet_300_100(num_classes: int, input_shape: InputShape) -> nn.Module:
     """Flatten → 300 → ReLU → 100 → ReLU → classes (266,610 parameters on MNIST)."""
     # Named layers (``fc1.weight``, not ``1.weight``) for readable reports and masks.
-    return nn.Sequential(
+    return named_sequential(
         OrderedDict(
             flatten=nn.Flatten(),
             fc1=nn.Linear(math.prod(input_shape), 300),

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from torch import nn
 
 from earlyprune.models.base import InputShape, register_model
+from earlyprune.models.named import named_sequential
 
 MNIST_SHAPE: InputShape = (1, 28, 28)
 
@@ -30,7 +31,7 @@ def smallcnn(num_classes: int, input_shape: InputShape) -> nn.Module:
     features = 32 * _strided_side(height) * _strided_side(width)
     # Named layers, so reports and masks say ``conv1.weight`` rather than ``0.weight``; the
     # order (and so the initialization, drawn in module order) is that of a plain Sequential.
-    return nn.Sequential(
+    return named_sequential(
         OrderedDict(
             conv1=nn.Conv2d(channels, 16, 5, stride=2, padding=2, bias=False),
             bn1=nn.BatchNorm2d(16),

@@ -37,6 +37,9 @@ class Method:
         rounds: Default number of pruning rounds (100 for SynFlow, 1 otherwise).
         needs_batch: Whether the scorer reads the batch's labels (SynFlow only uses its shape).
         summary: One line for `earlyprune list` and the README: what is scored, which direction.
+        allocation: Default allocation of the method (None: its own scores decide the layer
+            counts); the baselines ``erk``, ``uniform``, ... set it, with placement "random".
+        placement: Default placement (None: its own scores pick the weights in each layer).
     """
 
     name: str
@@ -44,6 +47,8 @@ class Method:
     rounds: int = 1
     needs_batch: bool = True
     summary: str = ""
+    allocation: str | None = None
+    placement: str | None = None
 
 
 METHODS: Registry[Method] = Registry("method")
