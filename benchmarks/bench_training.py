@@ -7,11 +7,18 @@ state from block to block:
 * ``naive``: a hand-written fp32 loop (contiguous tensors, no autocast) over the same batches;
 * ``ours``: ``earlyprune.training.train`` with the ``RunSpec`` defaults (channels_last, fp32);
 * ``ours_bf16``: the same with ``precision="bf16"`` (opt-in);
-* ``masked``: ``ours`` with a 90 %-sparse random mask (gradient masking + re-masking each step).
+* ``masked``: ``ours`` with a 90 %-sparse random mask (gradient masking + re-masking each step);
+* ``rigl``: ``masked`` with RigL's mask update (drop by |w|, regrow by the dense |grad|) in the
+  first step of every block, i.e. every ``steps`` steps instead of every 100.
+
+RigL vs static is compared on *mean* block time (the update step is the one that costs, so a
+median would hide it): ``rigl_over_static_measured`` at one update per block, and
+``rigl_over_static`` projected to ΔT = 100 from the measured extra seconds per update.
 
 A block's throughput is the batch size over its median step time (step = batch generation,
 forward, backward, optimizer step, masking); the reported ratios are medians over repetitions of
-the per-repetition ratios. Targets: masked/dense ≥ 0.98, defaults/naive ≥ 1.25.
+the per-repetition ratios. Targets: masked/dense ≥ 0.98, defaults/naive ≥ 1.25, RigL/static
+≥ 0.95 at ΔT = 100.
 
 Usage: ``python benchmarks/bench_training.py [--device cpu|cuda] [--quick|--tiny]``.
 """
@@ -38,6 +45,7 @@ from _common import (
 from torch import Tensor, nn
 
 import earlyprune as ep
+from earlyprune.sparse_training import SPARSE_TRAINERS, MaskUpdater, UpdateSchedule
 from earlyprune.spec import RunSpec
 from earlyprune.training import Schedule, TrainState, make_optimizer, train
 
@@ -71,11 +79,18 @@ class OurArm:
         precision: str,
         channels_last: bool,
         mask: dict[str, Tensor] | None,
+        rigl_every: int | None = None,
     ) -> None:
         self.model, self.bundle, self.sched, self.device = model, bundle, sched, device
-        self.precision, self.channels_last, self.mask = precision, channels_last, mask
+        self.precision, self.channels_last = precision, channels_last
+        self.mask = None if mask is None else {n: m.clone() for n, m in mask.items()}
         self.optimizer = make_optimizer(model, sched)
         self.state = TrainState()
+        self.hooks: list[MaskUpdater] = []
+        if rigl_every is not None and self.mask is not None:  # α stays 0.3: no decay to 0
+            schedule = UpdateSchedule(start=0, end=10**9, interval=rigl_every)
+            self.hooks = [MaskUpdater(SPARSE_TRAINERS.get("rigl"), self.mask, schedule, 0)]
+        self.seconds = 0.0  # wall time of the blocks so far (mean-based rates)
 
     def block(self, steps: int) -> float:
         """Runs ``steps`` steps; returns images/s from the median step time."""
@@ -99,11 +114,18 @@ class OurArm:
             precision=self.precision,
             channels_last=self.channels_last,
             on_step=[stamp],
+            on_grad=self.hooks,
             progress=False,
         )
         if self.state.diverged:
             raise RuntimeError("training diverged during the benchmark")
+        self.last_block_s = stamps[-1] - stamps[0]
         return rate(self.sched.batch_size, stamps)
+
+    def mean_block(self, steps: int) -> float:
+        """Runs ``steps`` steps; returns images/s from the block's total time (mean step)."""
+        self.block(steps)
+        return self.sched.batch_size * steps / self.last_block_s
 
 
 class NaiveArm:
@@ -148,7 +170,7 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
     base = ep.create_model("resnet20", 10, seed=0).to(device)
     mask = ep.prune(base, "random", SPARSITY, seed=0)
 
-    def ours(precision: str, masked: bool) -> OurArm:
+    def ours(precision: str, masked: bool, rigl_every: int | None = None) -> OurArm:
         return OurArm(
             copy.deepcopy(base),
             bundle,
@@ -157,6 +179,7 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
             precision,
             defaults.channels_last,
             mask if masked else None,
+            rigl_every,
         )
 
     arms_obj: dict[str, Any] = {
@@ -164,13 +187,18 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
         "ours": ours(defaults.precision, False),
         "ours_bf16": ours("bf16", False),
         "masked": ours(defaults.precision, True),
+        "static_mean": ours(defaults.precision, True),
+        "rigl_mean": ours(defaults.precision, True, rigl_every=steps),
     }
     for arm in arms_obj.values():  # allocator, kernels and caches warm up outside the timing
         arm.block(warmup + 1)
     arms: dict[str, Callable[[], float]] = {
-        name: (lambda a=arm: a.block(steps)) for name, arm in arms_obj.items()
+        # Any `steps` consecutive steps hold exactly one multiple of `steps`: one update a block.
+        name: (lambda a=arm, n=name: a.mean_block(steps) if n.endswith("_mean") else a.block(steps))
+        for name, arm in arms_obj.items()
     }
     ips = interleaved(arms, reps)
+    rigl = _rigl_projection(ips["rigl_mean"], ips["static_mean"], batch, steps)
     return {
         "benchmark": "training",
         "model": "resnet20",
@@ -183,10 +211,30 @@ def measure(device: torch.device, size: str) -> dict[str, Any]:
         "masked_over_dense": round(median_ratio(ips["masked"], ips["ours"]), 3),
         "defaults_over_naive": round(median_ratio(ips["ours"], ips["naive"]), 3),
         "bf16_over_naive": round(median_ratio(ips["ours_bf16"], ips["naive"]), 3),
+        **rigl,
         "ratio_spread": {
             "masked_over_dense": _spread(ips["masked"], ips["ours"]),
             "defaults_over_naive": _spread(ips["ours"], ips["naive"]),
         },
+    }
+
+
+def _rigl_projection(
+    rigl: list[float], static: list[float], batch: int, steps: int, interval: int = 100
+) -> dict[str, Any]:
+    """RigL/static throughput at one update per ``steps`` (measured) and per ``interval``.
+
+    The projection adds the measured extra seconds of one update (median over repetitions of
+    block-time differences) to ``interval`` static steps.
+    """
+    extra = [steps * batch * (1 / r - 1 / s) for r, s in zip(rigl, static, strict=True)]
+    step_s = median([batch / s for s in static])
+    per_update = median(extra)
+    return {
+        "rigl_update_extra_s": round(per_update, 4),
+        "rigl_over_static_measured": round(median_ratio(rigl, static), 3),
+        "rigl_measured_every": steps,
+        "rigl_over_static": round(interval * step_s / (interval * step_s + per_update), 4),
     }
 
 

@@ -144,6 +144,24 @@ def summary_rows(res: dict[str, Any]) -> list[Row]:
             res,
         ),
     ]
+    rows += [
+        _row(
+            "6. RigL (ΔT = 100) / static masked training, ResNet-20",
+            _get(res, "training", "rigl_over_static"),
+            "≥ 0.95",
+            _at_least(_get(res, "training", "rigl_over_static"), 0.95),
+            "training",
+            res,
+        ),
+        _row(
+            "6. RigL updating every block of steps / static (measured)",
+            _get(res, "training", "rigl_over_static_measured"),
+            "(report)",
+            None,
+            "training",
+            res,
+        ),
+    ]
     return rows
 
 

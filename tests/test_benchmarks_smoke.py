@@ -37,7 +37,7 @@ def _json_line(capsys) -> dict:
 @pytest.mark.parametrize(
     ("module", "keys"),
     [
-        ("bench_training", ["masked_over_dense", "defaults_over_naive", "bf16_over_naive"]),
+        ("bench_training", ["masked_over_dense", "defaults_over_naive", "rigl_over_static"]),
         ("bench_memory", ["methods", "max_working_copies"]),
     ],
 )

@@ -84,13 +84,20 @@ def test_every_other_field_changes_the_run_id():
         "weight_decay": 5e-4, "milestones": (1.0,), "gamma": 0.2, "optimizer": "adamw",
         "nesterov": False, "warmup_epochs": 0.5, "label_smoothing": 0.1,
     }  # fmt: skip
+    # Fields that apply only to some methods, each changed on a base where it applies.
+    rigl, gmp = RunSpec(method="rigl", sparsity=0.9), RunSpec(method="gmp", sparsity=0.9)
+    specific = {"drop_fraction": (rigl, 0.5), "update_interval": (gmp, 7),
+                "update_start": (gmp, 3), "update_end": (gmp, 40),
+                "initial_sparsity": (gmp, 0.1)}  # fmt: skip
     # rewind_step applies to ltr only: checked in test_hparams.py.
     hashed = {f.name for f in dataclasses.fields(RunSpec)} - {"device", "rewind_step"}
-    assert set(changes) == hashed, "a new field needs a line here"
-    ids = {base.run_id}
+    assert set(changes) | set(specific) == hashed, "a new field needs a line here"
+    ids = {base.run_id, rigl.run_id, gmp.run_id}
     for name, value in changes.items():
         ids.add(base.replace(**{name: value}).run_id)
-    assert len(ids) == len(changes) + 1
+    for name, (on, value) in specific.items():
+        ids.add(on.replace(**{name: value}).run_id)
+    assert len(ids) == len(changes) + len(specific) + 3
 
 
 def test_integral_epochs_are_one_run_whatever_their_type():

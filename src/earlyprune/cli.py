@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
                    "default: none)")  # fmt: skip
     add_flags(p)
+    _sparse_training_flags(p)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -150,6 +151,36 @@ def _version_text(version: str) -> str:
     return f"earlyprune {version} (torch {torch_version}, python {sys.version.split()[0]})"
 
 
+def _sparse_training_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sparse training (set, rigl) and gradual pruning (gmp)")
+    g.add_argument(
+        "--drop-fraction",
+        type=float,
+        default=None,
+        help="SET/RigL drop fraction α, cosine-decayed (default 0.3)",
+    )
+    g.add_argument(
+        "--update-interval",
+        type=int,
+        default=None,
+        help="steps between mask updates ΔT (default 100; fewer on short runs)",
+    )
+    g.add_argument(
+        "--update-start",
+        type=int,
+        default=None,
+        help="first update step (default 0; GMP: 20%% of training)",
+    )
+    g.add_argument(
+        "--update-end",
+        type=int,
+        default=None,
+        help="last update step T_end (default 75%% of training)",
+    )
+    g.add_argument("--initial-sparsity", type=float, default=None,
+                   help="GMP's starting sparsity s_i (default 0)")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `earlyprune` console script."""
     args = build_parser().parse_args(argv)
@@ -196,7 +227,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
         epochs=args.epochs, precision=args.precision, device=args.device,
         allocation=args.allocation, placement=args.placement,
-        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected, **from_args(args),
+        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
+        drop_fraction=args.drop_fraction, update_interval=args.update_interval,
+        update_start=args.update_start, update_end=args.update_end,
+        initial_sparsity=args.initial_sparsity, **from_args(args),
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
@@ -278,6 +312,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 f"  {name:<24} baseline: magnitude mask of the trained network"
                 + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
             )
+        from earlyprune.sparse_training import SPARSE_TRAINERS
+
+        for name in SPARSE_TRAINERS.names():
+            print(f"  {name:<24} {SPARSE_TRAINERS.get(name).summary}")
         print("  dense                    the unpruned network (sparsity 0)")
     if "allocations" in show:
         from earlyprune.allocation import ALLOCATIONS

@@ -89,6 +89,10 @@ def demo_specs(
         "seed": list(grid.seeds),
     }
     specs = expand(grid.base(), axes, dense=True)
+    # Inverting a method may cut every input→output path (SynFlow inverted at 89 % empties whole
+    # layers). The paper trains those masks and reports chance accuracy, so the demo does too;
+    # result.json's effective density (0) says what happened.
+    specs = [s.replace(allow_disconnected=True) if s.ablation == "invert" else s for s in specs]
     if baselines:
         more = expand(grid.base(), {**axes, "method": list(baselines), "ablation": ["none"]})
         specs += [s for s in more if s not in specs]

@@ -28,9 +28,18 @@ class KeepPruned:
     the end of the block.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, pairs: list[tuple[Tensor, Tensor]]):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        masks: dict[str, Tensor],
+        params: dict[str, Tensor],
+        zero_state: bool = True,
+    ):
         self.optimizer = optimizer
-        self._pairs = pairs
+        #: Name → the mask in use (the weight's dtype): edit in place to change what is kept.
+        self.masks = masks
+        self._pairs = [(params[n], m) for n, m in masks.items()]
+        self._zero_state = zero_state
         self.apply()
         self._hook = optimizer.register_step_post_hook(self._after_step)
 
@@ -43,6 +52,8 @@ class KeepPruned:
         state = self.optimizer.state
         for p, m in self._pairs:
             p.mul_(m)
+            if not self._zero_state:
+                continue
             for value in state.get(p, {}).values():
                 if isinstance(value, Tensor) and value.shape == p.shape:
                     value.mul_(m)
@@ -73,6 +84,8 @@ def keep_pruned(
     optimizer: torch.optim.Optimizer,
     mask: Mapping[str, Tensor],
     model: nn.Module | None = None,
+    *,
+    zero_state: bool = True,
 ) -> KeepPruned:
     """Keeps the weights ``mask`` prunes at exactly zero after every ``optimizer.step()``.
 
@@ -87,6 +100,8 @@ def keep_pruned(
         optimizer: Any ``torch.optim.Optimizer`` over the model's parameters.
         mask: Parameter name → boolean tensor of the parameter's shape, True = kept.
         model: The network ``mask`` is for (needed unless the optimizer knows the names).
+        zero_state: Also zero the optimizer state of pruned weights (default). False keeps
+            it, e.g. for sparse training that regrows weights with their old momentum.
 
     Returns:
         A handle; ``handle.remove()`` (or leaving a ``with`` block) stops keeping the mask.
@@ -97,7 +112,7 @@ def keep_pruned(
     """
     params = _named_params(optimizer, model)
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    pairs = []
+    masks: dict[str, Tensor] = {}
     for name, m in mask.items():
         p = params.get(name)
         if p is None:
@@ -112,8 +127,8 @@ def keep_pruned(
             )
         # In the weight's dtype, device and memory format (channels_last too): the per-step
         # multiply then runs over contiguous memory.
-        pairs.append((p, torch.empty_like(p).copy_(m)))
-    return KeepPruned(optimizer, pairs)
+        masks[name] = torch.empty_like(p).copy_(m)
+    return KeepPruned(optimizer, masks, params, zero_state)
 
 
 def _named_params(optimizer: torch.optim.Optimizer, model: nn.Module | None) -> dict[str, Tensor]:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import __version__, numerics
+from earlyprune import __version__, numerics, sparse_training
 from earlyprune.connectivity import effective_mask
 from earlyprune.density import layer_density, neuron_collapse, overall_density
 from earlyprune.distributed import Distributed
@@ -175,7 +175,10 @@ def retrain(
     state = train_run(setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep,
                       progress=progress)  # fmt: skip
     if not state.diverged:
-        store.save_tensors(rid, "final.pt", {"model": model.state_dict(), "step": state.step})
+        final = {"model": model.state_dict(), "step": state.step}
+        if mask is not None and sparse_training.is_sparse_training(setup.spec.method):
+            final["mask"] = {n: m.cpu() for n, m in mask.items()}  # the moved mask's final state
+        store.save_tensors(rid, "final.pt", final)
     return state
 
 
@@ -209,6 +212,7 @@ def record(
         },
         "curve": state.curve,
         "steps_trained": state.step,
+        **sparse_training.describe(setup.spec, setup.sched.total_steps),
     }
 
 

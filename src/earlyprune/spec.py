@@ -156,6 +156,12 @@ class RunSpec:
     # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
     allocation: str | None = None
     placement: str | None = None
+    # Sparse training / gradual pruning (earlyprune.sparse_training): None = the method's default.
+    drop_fraction: float | None = None
+    update_interval: int | None = None
+    update_start: int | None = None
+    update_end: int | None = None
+    initial_sparsity: float | None = None
     device: str = field(default="auto", metadata=_no_hash())
     # Training hyperparameters (earlyprune.hparams): None = the preset's value, out of the hash.
     lr: float | None = None
@@ -175,8 +181,9 @@ class RunSpec:
         # One experiment, one id: `epochs=1` (TOML) and `--epochs 1` (CLI float) must not hash
         # differently, so numbers that may be given either way are stored as floats.
         object.__setattr__(self, "sparsity", float(self.sparsity))
-        if self.epochs is not None:
-            object.__setattr__(self, "epochs", float(self.epochs))
+        for name in ("epochs", "drop_fraction", "initial_sparsity"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
         for name, value in normalized(self).items():
             object.__setattr__(self, name, value)
 
@@ -242,11 +249,14 @@ def validate(spec: RunSpec) -> None:
     from earlyprune.data import DATASETS
     from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
     from earlyprune.scoring import METHODS
+    from earlyprune.sparse_training import SPARSE_TRAINERS, validate_spec
 
     _check_choice("dataset", spec.dataset, DATASETS.names())
     _check_choice("model", spec.model, MODELS.names())
     _check_choice("preset", spec.preset, PRESETS.names())
-    _check_choice("method", spec.method, [DENSE, *METHODS.names(), *BASELINES])
+    _check_choice(
+        "method", spec.method, [DENSE, *METHODS.names(), *BASELINES, *SPARSE_TRAINERS.names()]
+    )
     _check_choice("ablation", spec.ablation, list(ABLATIONS))
     _check_choice("scope", spec.scope, ("global", "layer"))
     _check_choice("init", spec.init, INITS)
@@ -280,6 +290,7 @@ def validate(spec: RunSpec) -> None:
         or spec.epochs <= 0
     ):
         raise SpecError(f"epochs must be a positive number, got {spec.epochs!r}")
+    validate_spec(spec)
     if not isinstance(spec.channels_last, bool):
         raise SpecError(f"channels_last must be true or false, got {spec.channels_last!r}")
     if not isinstance(spec.device, str) or not spec.device:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import ablations
+from earlyprune import ablations, sparse_training
 from earlyprune.api import prune
 from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
@@ -98,6 +98,7 @@ def prepare(
         )
     if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
         _preflight_mask(spec, bundle)
+    sparse_training.check_schedule(spec, total)
     device = resolve_device(job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job, log)
 
@@ -148,22 +149,27 @@ def train_run(
     """Trains ``model`` (masked if ``mask``) with the full schedule, checkpointing each epoch.
 
     ``replay=True`` recomputes part of a finished run only to keep ``save_steps``: it writes no
-    resume point and no metrics.
+    resume point and no metrics. A sparse-training method moves ``mask`` in place (its current
+    state is in every checkpoint), so ``mask`` is the final mask when this returns.
 
     Resumes from ``resume`` (default: the run's ``latest.pt``). ``save_steps`` are also kept as
     ``step_<t>.pt`` (model + optimizer), for pruning at step t and rewinding.
     """
     optimizer = make_optimizer(model, setup.sched)
     state = TrainState()
+    updater = sparse_training.make_updater(setup.spec, setup.sched, mask)
     resume = resume if resume is not None else store.load_tensors(run_id, "latest.pt")
     if resume:  # {} = start from step 0 (not from latest.pt)
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         state = TrainState(step=int(resume["step"]), curve=list(resume["curve"]))
+        if updater is not None:
+            updater.load_state_dict(resume["mask"])
 
     def snapshot(st: TrainState) -> dict[str, Any]:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": st.step, "curve": st.curve}  # fmt: skip
+                "step": st.step, "curve": st.curve,
+                **({"mask": updater.state_dict()} if updater else {})}  # fmt: skip
 
     def at_step(step: int, _m: nn.Module, _o: torch.optim.Optimizer, st: TrainState) -> None:
         if step in save_steps:
@@ -191,6 +197,7 @@ def train_run(
         channels_last=spec.channels_last,
         on_step=[at_step] if save_steps else [],
         on_epoch=[] if replay else [at_epoch, *callbacks],
+        on_grad=[updater] if updater else [],
         progress=progress if setup.job is None or setup.job.is_main else False,
         desc=f"{spec.method} {run_id}",
         job=setup.job,
@@ -266,6 +273,8 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
     from earlyprune.data import scoring_batch
 
     spec = setup.spec
+    if sparse_training.is_sparse_training(spec.method):  # a starting mask, moved in training
+        return sparse_training.starting_mask(spec, model)
     method = spec.method if spec.method not in ("magnitude_after_training", "ltr") else "magnitude"
     batch = scoring_batch(
         setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device

@@ -18,9 +18,10 @@ A sweep file::
 
 The dense training runs that others reuse (magnitude after training, LTR, pruning at step t) are
 always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
-pruning ablation is skipped (counted in ``Sweep.skipped``), and a dense run is written as its
-``dense_spec()`` (``ablation = "init_normal"`` becomes ``init = "normal"``); any other invalid
-combination is an error.
+pruning ablation is skipped (counted in ``Sweep.skipped``), and so is a sparse-training method
+(static, set, rigl, gmp) with an ablation that needs a mask scored at initialization; a dense
+run is written as its ``dense_spec()`` (``ablation = "init_normal"`` becomes ``init =
+"normal"``); any other invalid combination is an error.
 
 Runs go to an executor (``earlyprune.executors``: "local" worker processes, or "ray"). Workers
 coordinate only through the store's claims, so a sweep can be killed at any instant and run
@@ -42,6 +43,7 @@ from earlyprune.errors import SpecError
 from earlyprune.executors import EXECUTORS
 from earlyprune.executors.base import check_specs, tidy, with_prerequisites
 from earlyprune.logs import Log, SweepProgress
+from earlyprune.sparse_training import ablation_applies
 from earlyprune.spec import DEFAULT_PRESET, DENSE, PRESETS, REWINDING, RunSpec, paper_sparsities
 from earlyprune.store import RunStore
 
@@ -197,6 +199,9 @@ def _grid(
         if fields_.get("method") == DENSE and (
             fields_.get("sparsity", 0) != 0 or fields_.get("ablation") in _PRUNING_ABLATIONS
         ):
+            skipped += 1
+            continue
+        if not ablation_applies(fields_.get("method", DENSE), fields_.get("ablation", "none")):
             skipped += 1
             continue
         try:

@@ -40,6 +40,9 @@ class TrainState:
 
 
 StepCallback = Callable[[int, nn.Module, torch.optim.Optimizer, TrainState], None]
+#: (step, model, optimizer, live masks) -> skip this optimizer step? Called after backward with
+#: the dense gradients still in ``p.grad``; may edit the live masks in place (sparse training).
+GradHook = Callable[[int, nn.Module, torch.optim.Optimizer, Mapping[str, Tensor]], bool]
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
@@ -87,6 +90,7 @@ def train(
     channels_last: bool = False,
     on_step: Sequence[StepCallback] = (),
     on_epoch: Sequence[StepCallback] = (),
+    on_grad: Sequence[GradHook] = (),
     progress: bool | None = None,
     desc: str = "train",
     job: Distributed | None = None,
@@ -110,6 +114,9 @@ def train(
         channels_last: Use the channels-last memory format for 4-D tensors.
         on_step: Callbacks after every optimizer step (``step`` = steps done).
         on_epoch: Callbacks after each epoch's evaluation.
+        on_grad: Hooks after every backward pass, before the gradients are masked (``step`` =
+            steps done before this one); they may change the mask (see ``GradHook``) and ask
+            to skip this iteration's optimizer step.
         progress: Show a tqdm bar (default: only on a terminal).
         desc: Progress bar label.
         job: Under torchrun: each rank trains on its share of every batch with
@@ -124,8 +131,11 @@ def train(
     end = sched.total_steps if stop_step is None else min(stop_step, sched.total_steps)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    # Zeroes the pruned weights (and their state) now and after every optimizer.step().
-    keeper = keep_pruned(optimizer, mask, model) if mask else None
+    # Zeroes the pruned weights (and their optimizer state) now and after every step. Sparse
+    # training hooks edit its masks in place (``live``); for them the state of dropped weights
+    # is kept, as those methods were written and measured (their numbers stay the same).
+    keeper = keep_pruned(optimizer, mask, model, zero_state=not on_grad) if mask else None
+    live = keeper.masks if keeper is not None else {}  # what the hooks may edit
     model.train()
     net = job.wrap(model) if job is not None else model
     if progress is None:  # a bar on a terminal, silence in logs and CI
@@ -162,9 +172,15 @@ def train(
                 loss_sum, n_loss = loss_sum + loss_value, n_loss + 1
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                skip = False
+                for hook in on_grad:
+                    skip = hook(state.step, model, optimizer, live) or skip
                 if keeper is not None:
                     keeper.mask_grads()
-                optimizer.step()  # keep_pruned's post-hook re-applies the mask
+                if not skip:
+                    optimizer.step()  # keep_pruned's post-hook re-applies the mask
+                elif keeper is not None:
+                    keeper.apply()
                 state.step += 1
                 bar.update(1)
                 for cb in on_step:

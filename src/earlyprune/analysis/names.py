@@ -40,6 +40,7 @@ METHOD_ORDER = (
     "gmp",
     "set",
     "rigl",
+    "static",
 )
 #: Methods that place weights at random by some layer-wise allocation: baselines a method must
 #: beat, drawn as dashed reference lines (no markers) in the accuracy figures.
@@ -72,6 +73,7 @@ METHOD_LABELS = {
     "gmp": "GMP",
     "set": "SET",
     "rigl": "RigL",
+    "static": "Static (sparse training)",
 }
 ABLATION_LABELS = {
     "none": "Unmodified",
@@ -112,6 +114,10 @@ METHOD_COLORS = {
     "grasp": "tab:purple",
     "grasp_magnitude": "tab:pink",
     "synflow": "tab:brown",
+    "static": "tab:olive",
+    "set": "gold",
+    "rigl": "black",
+    "gmp": "navy",
 }
 ABLATION_COLORS = {
     "none": "tab:blue",
