@@ -48,7 +48,9 @@ def test_run_prints_the_run_id_and_a_summary_then_serves_it_from_the_store(
     tmp_path, capsys, monkeypatch
 ):
     store = tmp_path / "runs"
-    argv = ["run", *QUICK, "--method", "snip", "--sparsity", "0.9", "--store", str(store)]
+    # --quiet: no per-epoch lines (captured stdout is not a terminal; see test_logs.py).
+    argv = ["run", *QUICK, "--method", "snip", "--sparsity", "0.9", "--store", str(store),
+            "--quiet"]  # fmt: skip
     code, out, err = call(argv, capsys)
     expected_id = RunSpec(method="snip", sparsity=0.9, epochs=0.25).run_id
     assert code == 0 and err == ""

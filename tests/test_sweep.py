@@ -105,6 +105,7 @@ def sweep_cmd(toml: Path, store: Path, workers: int) -> list[str]:
         # Dense references for He and N(0, 1) initialization.
         ("resnet20_ablations_fig5.toml", 4 * 5 * 18 * 5 + 2 * 5),
         ("demo_small.toml", 5 * 3 + 1),
+        ("demo_hyperparameters.toml", 3 * 2 * 2 + 2 * 2 + 1 + 1),
         ("allocation_placement.toml", 3 * 3 * 2 * 2 + 2),
     ],
 )
@@ -118,7 +119,7 @@ def test_example_sweeps_parse_and_expand(name: str, count: int) -> None:
 
 def test_every_example_file_is_covered() -> None:
     covered = {"resnet20_cifar10_fig4", "vgg16_cifar10_fig4", "resnet20_ablations_fig5",
-               "demo_small", "allocation_placement"}  # fmt: skip
+               "demo_small", "allocation_placement", "demo_hyperparameters"}  # fmt: skip
     assert {p.stem for p in EXAMPLES.glob("*.toml")} == covered
 
 

@@ -32,6 +32,7 @@ _LAZY = {
     "list_datasets": "earlyprune.data",
     "load_dataset": "earlyprune.data",
     "scoring_batch": "earlyprune.data",
+    "keep_pruned": "earlyprune.keep",
     "Mask": "earlyprune.masking",
     "Scores": "earlyprune.masking",
     "apply_mask": "earlyprune.masking",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
     from earlyprune.connectivity import effective_density, effective_mask  # noqa: F401
     from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
     from earlyprune.density import layer_density, neuron_collapse, overall_density  # noqa: F401
+    from earlyprune.keep import keep_pruned  # noqa: F401
     from earlyprune.masking import Mask, Scores, apply_mask, prunable  # noqa: F401
     from earlyprune.models import create_model, list_models  # noqa: F401
     from earlyprune.spec import RunSpec  # noqa: F401

@@ -6,13 +6,28 @@ import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXIT_USER_ERROR = 2
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """``--help`` names every option's default (options whose help does not say it already)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.option_strings and action.nargs != 0 and "default" not in text
+                and action.default not in (None, argparse.SUPPRESS)):  # fmt: skip
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage mistake in one line (exit 2) instead of usage + error."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _ShowDefaults)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"earlyprune: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
@@ -33,7 +48,11 @@ _STALE_HELP = "redo runs stored by an older earlyprune (another numerics version
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from earlyprune import __version__
+    from earlyprune.hparams import add_flags
+
     parser = _Parser(prog="earlyprune", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version_text(__version__))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="train, prune and retrain one network (stored by run id)")
@@ -57,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="imp: pruning levels, each removing 20%% of the survivors",
     )
-    p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps")
+    p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps "
+                   "(default: 0; ltr/imp: the rewind step)")  # fmt: skip
     p.add_argument("--ablation", default="none", help="none|shuffle|reinit|invert|init_normal")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="replicate seed (init, data order, ...)")
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
     p.add_argument("--scope", default="global", help="global|layer")
     p.add_argument(
@@ -70,16 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
     p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
-    p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset")
+    p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset; its "
+                   "LR drops move proportionally (default: preset)")  # fmt: skip
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the dataset files (default: the dataset's own)")  # fmt: skip
     p.add_argument(
         "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
     )
     p.add_argument("--allow-disconnected", action="store_true",
                    help="train a mask even if it leaves no input→output path")  # fmt: skip
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
+    _log_flags(p)
+    p.add_argument("--tensorboard", metavar="DIR", default=None,
+                   help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
+                   "default: none)")  # fmt: skip
+    add_flags(p)
     _sparse_training_flags(p)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
@@ -91,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
+    _log_flags(p)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
@@ -118,8 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
                            "or NAME,NAME,... (default: the paper's methods)")  # fmt: skip
         p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
-    sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+    p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+    p.add_argument("what", nargs="?", choices=_LISTS, help="one list only; `presets` shows "
+                   "every hyperparameter of each preset")  # fmt: skip
     return parser
+
+
+_LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
+
+
+def _log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines or bars; only the result line(s)")  # fmt: skip
+    p.add_argument("--log-format", default="text", choices=("text", "json"),
+                   help="text: a line per epoch (run) or per finished run (sweep) when stdout "
+                   "is not a terminal; json: one JSON object per line, always")  # fmt: skip
+
+
+def _version_text(version: str) -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:  # without importing torch (slow): the installed distribution's version
+        torch_version = installed("torch")
+    except PackageNotFoundError:
+        torch_version = "not installed"
+    return f"earlyprune {version} (torch {torch_version}, python {sys.version.split()[0]})"
 
 
 def _sparse_training_flags(p: argparse.ArgumentParser) -> None:
@@ -175,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.distributed import Distributed, DistStore
+    from earlyprune.hparams import from_args
+    from earlyprune.logs import Log
     from earlyprune.pipeline import run
     from earlyprune.spec import IMP, PRESETS, RunSpec, default_preset
     from earlyprune.stages import prepare
@@ -200,7 +254,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
         drop_fraction=args.drop_fraction, update_interval=args.update_interval,
         update_start=args.update_start, update_end=args.update_end,
-        initial_sparsity=args.initial_sparsity,
+        initial_sparsity=args.initial_sparsity, **from_args(args),
     )  # fmt: skip
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
@@ -217,16 +271,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from earlyprune.pipeline import check_stored
 
         check_stored(stored, store)  # a result of older numerics: refused before any output
-    say = print if job is None or job.is_main else (lambda *a: None)
-    say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
+    main = job is None or job.is_main
+    log = Log(args.log_format, quiet=args.quiet, tensorboard=args.tensorboard) if main else None
+    say = log.say if log is not None else (lambda *a, **k: None)
+    folder = store.run_dir(spec.run_id)
+    say(f"run {spec.run_id} → {folder}", "start", run_id=spec.run_id, folder=str(folder))
     if job is not None:
         job.init()
     try:
-        result = run(spec, store, data_root=args.data_root, job=job)
+        result = run(spec, store, data_root=args.data_root, job=job, log=log,
+                     progress=log.bars if log is not None else False)  # fmt: skip
     finally:
         if job is not None:
             job.close()
-    say(summary_line(result))
+    say(
+        summary_line(result),
+        "result",
+        **{k: result.get(k) for k in _RESULT_KEYS},
+        seconds=(result.get("timings") or {}).get("total_s"),
+        spec=result.get("spec"),
+    )
     return 0 if result["status"] == "ok" else 1
 
 
@@ -238,6 +302,9 @@ def _run_sparsity(args: argparse.Namespace, imp: str) -> float:
             "--sparsity is required" + (" (or --levels)" if args.method == imp else "")
         )
     return args.sparsity
+
+
+_RESULT_KEYS = ("run_id", "status", "error", "test_accuracy", "best_test_accuracy", "density")
 
 
 def summary_line(result: dict) -> str:
@@ -260,46 +327,59 @@ def summary_line(result: dict) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     from earlyprune.ablations import ABLATIONS
     from earlyprune.data import list_datasets
+    from earlyprune.hparams import preset_values
     from earlyprune.models import list_models
     from earlyprune.scoring import METHODS
     from earlyprune.spec import BASELINES, PRESETS
 
-    print("models:   " + ", ".join(list_models()))
-    print("datasets: " + ", ".join(list_datasets()))
-    print("methods:")
-    for name in METHODS.names():
-        print(f"  {name:<24} {METHODS.get(name).summary}")
-    for name in BASELINES:
-        print(
-            f"  {name:<24} baseline: magnitude mask of the trained network"
-            + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
-        )
-    print("  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
-          " level (--levels), rewound to step t")  # fmt: skip
-    from earlyprune.sparse_training import SPARSE_TRAINERS
+    show = [args.what] if args.what else list(_LISTS)
+    if "models" in show:
+        print("models:   " + ", ".join(list_models()))
+    if "datasets" in show:
+        print("datasets: " + ", ".join(list_datasets()))
+    if "methods" in show:
+        print("methods:")
+        for name in METHODS.names():
+            print(f"  {name:<24} {METHODS.get(name).summary}")
+        for name in BASELINES:
+            print(
+                f"  {name:<24} baseline: magnitude mask of the trained network"
+                + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
+            )
+        print("  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
+              " level (--levels), rewound to step t")  # fmt: skip
+        from earlyprune.sparse_training import SPARSE_TRAINERS
 
-    for name in SPARSE_TRAINERS.names():
-        print(f"  {name:<24} {SPARSE_TRAINERS.get(name).summary}")
-    print("  dense                    the unpruned network (sparsity 0)")
-    from earlyprune.allocation import ALLOCATIONS
-    from earlyprune.placement import PLACEMENTS
+        for name in SPARSE_TRAINERS.names():
+            print(f"  {name:<24} {SPARSE_TRAINERS.get(name).summary}")
+        print("  dense                    the unpruned network (sparsity 0)")
+    if "allocations" in show:
+        from earlyprune.allocation import ALLOCATIONS
 
-    print("allocations (--allocation; or any method's name: its global layer counts):")
-    for name in ALLOCATIONS.names():
-        print(f"  {name:<24} {ALLOCATIONS.get(name).summary}")
-    print("placements (--placement; or any method's name: top-k of its scores in each layer):")
-    for name in PLACEMENTS.names():
-        print(f"  {name:<24} {PLACEMENTS.get(name).summary}")
-    print("ablations:")
-    for name, text in ABLATIONS.items():
-        print(f"  {name:<24} {text}")
-    print("presets:")
-    for name in PRESETS.names():
-        p = PRESETS.get(name)
-        print(
-            f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch {p.batch_size}, "
-            f"lr {p.lr}, drops at {list(p.milestones)}, rewind step {p.rewind_step}"
-        )
+        print("allocations (--allocation; or any method's name: its global layer counts):")
+        for name in ALLOCATIONS.names():
+            print(f"  {name:<24} {ALLOCATIONS.get(name).summary}")
+    if "placements" in show:
+        from earlyprune.placement import PLACEMENTS
+
+        print("placements (--placement; or any method's name: top-k of its scores in each layer):")
+        for name in PLACEMENTS.names():
+            print(f"  {name:<24} {PLACEMENTS.get(name).summary}")
+    if "ablations" in show:
+        print("ablations:")
+        for name, text in ABLATIONS.items():
+            print(f"  {name:<24} {text}")
+    if "presets" in show:
+        print("presets:" + ("" if args.what else "   (`earlyprune list presets`: every value)"))
+        for name in PRESETS.names():
+            p = PRESETS.get(name)
+            if args.what:  # every value a run of this preset trains with (flag = field name)
+                values = "  ".join(f"{k}={v}" for k, v in preset_values(p).items())
+                print(f"  {name}\n    {values}")
+            else:
+                print(f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch "
+                      f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
+                      f"{p.rewind_step}")  # fmt: skip
     return 0
 
 

@@ -24,6 +24,7 @@ from earlyprune.density import layer_density, neuron_collapse, overall_density
 from earlyprune.distributed import Distributed
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.flops import flops_record
+from earlyprune.logs import Log
 from earlyprune.masking import Mask, check_mask, full_mask
 from earlyprune.spec import BASELINES, IMP, PRESETS, RunSpec
 from earlyprune.stages import (
@@ -55,18 +56,20 @@ def run(
     progress: bool | None = None,
     retry_failed: bool = False,
     job: Distributed | None = None,
+    log: Log | None = None,
 ) -> dict[str, Any]:
     """Runs ``spec`` (or returns its stored result) and returns the result record.
 
     User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
     written. Any other exception inside the run is recorded as status ``failed`` with its
     message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
-    Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike.
+    Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike. ``log``
+    writes a line per epoch (of this run and of a dense run it trains first).
     """
     stored = store.read_result(spec.run_id)
     if stored is not None and not (retry_failed and stored["status"] == "failed"):
         return check_stored(stored, store)
-    setup = prepare(spec, data_root, job)
+    setup = prepare(spec, data_root, job, log)
     rid = spec.run_id
     if spec.method in BASELINES or (not is_dense(spec) and setup.prune_step > 0):
         dense = store.read_result(spec.dense_spec().run_id)  # its shared weights: same numerics
@@ -141,7 +144,7 @@ def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
     """Weights at step t → scores → mask → ablation → rewind; ``mask.pt`` is the trained mask."""
     rid = setup.spec.run_id
     if needs_dense(setup):  # the dense run it starts from: run (or wait for) it first
-        run(setup.spec.dense_spec(), store, data_root=setup.data_root, job=setup.job)
+        run(setup.spec.dense_spec(), store, data_root=setup.data_root, job=setup.job, log=setup.log)
     model = weights_to_prune(setup, store)
     previous = imp.previous_level(setup, store) if setup.spec.method == IMP else None
     mask = store.load_tensors(rid, "mask.pt")
@@ -235,6 +238,8 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "total_steps": setup.sched.total_steps,
         "preset": preset_fingerprint(spec.preset),
         "numerics_version": numerics.NUMERICS_VERSION,
+        # What training actually used, in steps (the preset's values where the spec left them).
+        "schedule": json.loads(json.dumps(dataclasses.asdict(setup.sched))),  # as stored
         "timings": {"total_s": round(seconds, 3)},
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},

@@ -15,12 +15,15 @@ from typing import Any
 
 from earlyprune.ablations import ABLATIONS
 from earlyprune.errors import SpecError
+from earlyprune.hparams import DENSE_HPARAMS, normalized, validate_hparams
 from earlyprune.registry import Registry
 
 #: Methods that are not scorers but whole pipelines (they need a trained dense network).
 BASELINES = ("magnitude_after_training", "ltr")
 #: Iterative magnitude pruning with rewinding: level k is its own run, built on level k − 1.
 IMP = "imp"
+#: Methods whose survivors are rewound to a dense checkpoint (``rewind_step`` applies to them).
+REWINDING = ("ltr", IMP)
 #: The unpruned reference run.
 DENSE = "dense"
 PRECISIONS = ("fp32", "bf16")
@@ -157,9 +160,10 @@ class RunSpec:
     """One experiment: network, data, training, pruning, ablation and seed.
 
     ``prune_step`` None means the method's default: 0 for pruning at initialization, the
-    preset's rewind step for ``ltr``. ``epochs`` overrides the preset's length; the LR drops
-    move proportionally. ``device`` and ``allow_disconnected`` are not part of the run's
-    identity.
+    rewind step (``rewind_step``, else the preset's) for ``ltr`` and ``imp``. ``epochs`` overrides
+    the preset's length; the preset's LR drops move proportionally. The training hyperparameters
+    (``lr`` ... ``rewind_step``, see ``earlyprune.hparams``) are None = the preset's value.
+    ``device`` and ``allow_disconnected`` are not part of the run's identity.
     """
 
     dataset: str = "fashion-mnist-mini"
@@ -202,6 +206,18 @@ class RunSpec:
     # survivors each level removes.
     levels: int | None = None
     level_fraction: float = 0.2
+    # Training hyperparameters (earlyprune.hparams): None = the preset's value, out of the hash.
+    lr: float | None = None
+    batch_size: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    milestones: tuple[float, ...] | None = None  # epochs; () = no LR drops
+    gamma: float | None = None
+    optimizer: str | None = None
+    nesterov: bool | None = None
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    rewind_step: int | None = None
 
     def __post_init__(self) -> None:
         _resolve_user_inputs(self)
@@ -213,6 +229,8 @@ class RunSpec:
         for name in ("epochs", "drop_fraction", "initial_sparsity"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
+        for name, value in normalized(self).items():
+            object.__setattr__(self, name, value)
 
     @property
     def run_id(self) -> str:
@@ -248,6 +266,7 @@ class RunSpec:
             precision=self.precision, channels_last=self.channels_last, device=self.device,
             model_file=self.model_file, dataset_file=self.dataset_file,
             bias_init=self.bias_init,
+            **{h: getattr(self, h) for h in DENSE_HPARAMS},
         )  # fmt: skip
 
 
@@ -374,6 +393,7 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
+    validate_hparams(spec)
 
 
 def _check_composition(spec: RunSpec) -> None:

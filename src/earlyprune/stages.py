@@ -21,14 +21,13 @@ from earlyprune.api import prune
 from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
 from earlyprune.errors import SpecError
+from earlyprune.hparams import make_schedule
+from earlyprune.logs import Log
 from earlyprune.masking import Mask
 from earlyprune.models.user import check_user_model, is_user_model
-from earlyprune.spec import DENSE, IMP, PRESETS, Preset, RunSpec, register_user_inputs
+from earlyprune.spec import DENSE, IMP, PRESETS, REWINDING, Preset, RunSpec, register_user_inputs
 from earlyprune.store import RunStore
 from earlyprune.training import Schedule, StepCallback, TrainState, make_optimizer, train
-
-#: Methods whose prune step defaults to the preset's rewind step (and that rewind to it).
-REWINDING = ("ltr", IMP)
 
 
 @dataclass
@@ -43,6 +42,7 @@ class Setup:
     prune_step: int
     data_root: str | None = None
     job: Distributed | None = None  # set under torchrun
+    log: Log | None = None  # per-epoch lines (the CLI's; None = silent)
 
 
 @functools.lru_cache(maxsize=4)
@@ -75,28 +75,24 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None = None) -> Setup:
+def prepare(
+    spec: RunSpec,
+    data_root: str | None = None,
+    job: Distributed | None = None,
+    log: Log | None = None,
+) -> Setup:
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
     register_user_inputs(spec)  # a worker process imports the user's network and data here
     preset = PRESETS.get(spec.preset)
     bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
-    epochs = spec.epochs if spec.epochs is not None else preset.epochs
-    spe = bundle.steps_per_epoch(preset.batch_size)
-    total = max(1, round(epochs * spe))
-    sched = Schedule(
-        total_steps=total,
-        steps_per_epoch=spe,
-        batch_size=preset.batch_size,
-        lr=preset.lr,
-        milestones=tuple(round(m / preset.epochs * total) for m in preset.milestones),
-        gamma=preset.gamma,
-        momentum=preset.momentum,
-        weight_decay=preset.weight_decay,
-    )
+    sched = make_schedule(spec, preset, bundle)  # the preset's values where spec leaves them
+    total, epochs = sched.total_steps, spec.epochs if spec.epochs is not None else preset.epochs
     if spec.prune_step is not None:
         step = spec.prune_step
+    elif spec.method in REWINDING:
+        step = default_rewind_step(spec, preset)
     else:
-        step = default_rewind_step(spec, preset) if spec.method in REWINDING else 0
+        step = 0
     if step > total:
         raise SpecError(
             f"prune step {step} is beyond training: preset {preset.name!r} with "
@@ -108,15 +104,15 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
         _preflight_mask(spec, bundle)
     sparse_training.check_schedule(spec, total)
     device = resolve_device(job.device() if job else spec.device)
-    return Setup(spec, preset, bundle, device, sched, step, data_root, job)
+    return Setup(spec, preset, bundle, device, sched, step, data_root, job, log)
 
 
 def default_rewind_step(spec: RunSpec, preset: Preset) -> int:
-    """The step LTR and IMP rewind to when the spec gives no prune step: the preset's.
+    """The step LTR and IMP rewind to when the spec gives no prune step.
 
-    The one place a separate rewind-step run field would be read.
+    The run's ``rewind_step`` when set, else the preset's.
     """
-    return preset.rewind_step
+    return spec.rewind_step if spec.rewind_step is not None else preset.rewind_step
 
 
 def _preflight_mask(spec: RunSpec, bundle: Any) -> None:
@@ -197,6 +193,9 @@ def train_run(
         store.heartbeat(run_id)
 
     spec = setup.spec
+    main = setup.job is None or setup.job.is_main
+    if setup.log is not None and main and not replay:
+        callbacks = [setup.log.epoch_callback(run_id, spec, setup.sched), *callbacks]
     return train(
         model,
         setup.bundle,

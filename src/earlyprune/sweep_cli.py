@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from earlyprune.executors.base import describe_spec
+from earlyprune.logs import Log
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
 from earlyprune.sweep import load_sweep, run_specs, run_state, sweep_status
@@ -14,20 +15,26 @@ def cli_sweep(args: argparse.Namespace) -> int:
     """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
     sweep = load_sweep(args.file)
     store = RunStore(args.store or sweep.store or "runs")
+    log = Log(args.log_format, quiet=args.quiet)
     if args.action == "plan":
         for spec in sweep.specs:
-            print(plan_line(spec, run_state(spec, store)))
+            state = run_state(spec, store)
+            log.say(plan_line(spec, state), "plan", run_id=spec.run_id, state=state,
+                    spec=spec.to_dict())  # fmt: skip
     elif args.action == "run":
         run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
                   data_root=args.data_root, retry_failed=args.retry_failed,
-                  recompute_stale=args.recompute_stale)  # fmt: skip
+                  recompute_stale=args.recompute_stale, log=log,
+                  progress=log.bars)  # fmt: skip
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":
         for spec in sweep.specs:
             result = store.read_result(spec.run_id)
             if result is not None and result["status"] == "failed":
-                print(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}")
-    print(status_line(counts, len(sweep.specs), sweep.skipped, store))
+                log.say(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}",
+                        "failed", run_id=spec.run_id, error=result.get("error"))  # fmt: skip
+    log.say(status_line(counts, len(sweep.specs), sweep.skipped, store), "status",
+            runs=len(sweep.specs), skipped=sweep.skipped, store=str(store.root), **counts)  # fmt: skip
     return 1 if counts["failed"] and args.action == "run" else 0
 
 

@@ -1,9 +1,10 @@
-"""The training loop: SGD with step LR drops, masked training, evaluation, callbacks.
+"""The training loop: the schedule's optimizer and LR rule, masked training, evaluation, callbacks.
 
 The loop is closed; stages extend it through callbacks (``on_epoch``, ``on_step``). Masked
-training keeps pruned weights exactly zero: gradients are masked before the optimizer step and
-the mask is re-applied after it (momentum and weight decay could otherwise revive them). No
-forward hooks, so ``state_dict`` keys stay those of the plain model.
+training keeps pruned weights exactly zero with ``keep_pruned``: after every optimizer step the
+pruned weights and their optimizer state (momentum, Adam's moments) are multiplied by the mask,
+so neither momentum nor weight decay revives them. No forward hooks, so ``state_dict`` keys
+stay those of the plain model. ``Schedule`` and ``make_optimizer`` live in ``earlyprune.optim``.
 """
 
 from __future__ import annotations
@@ -20,27 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from earlyprune.masking import prunable
+from earlyprune.keep import keep_pruned
+from earlyprune.optim import Schedule, make_optimizer
+
+__all__ = ["Schedule", "StepCallback", "TrainState", "evaluate", "make_optimizer", "train"]
 
 if TYPE_CHECKING:
     from earlyprune.distributed import Distributed
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A training schedule in iterations (epochs converted with the dataset's batch count)."""
-
-    total_steps: int
-    steps_per_epoch: int
-    batch_size: int
-    lr: float
-    milestones: tuple[int, ...]  # steps after which the LR is multiplied by gamma
-    gamma: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-
-    def lr_at(self, step: int) -> float:
-        return self.lr * self.gamma ** sum(step >= m for m in self.milestones)
 
 
 @dataclass
@@ -56,15 +43,6 @@ StepCallback = Callable[[int, nn.Module, torch.optim.Optimizer, TrainState], Non
 #: (step, model, optimizer, live masks) -> skip this optimizer step? Called after backward with
 #: the dense gradients still in ``p.grad``; may edit the live masks in place (sparse training).
 GradHook = Callable[[int, nn.Module, torch.optim.Optimizer, Mapping[str, Tensor]], bool]
-
-
-def make_optimizer(model: nn.Module, sched: Schedule) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        model.parameters(),
-        lr=sched.lr,
-        momentum=sched.momentum,
-        weight_decay=sched.weight_decay,
-    )
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
@@ -129,7 +107,7 @@ def train(
         sched: Schedule in steps.
         seed: Data-order seed.
         state: Where to continue from (default: step 0).
-        optimizer: SGD state to continue with (default: fresh).
+        optimizer: Optimizer state to continue with (default: ``make_optimizer``'s).
         mask: Pruned weights stay exactly zero when given.
         stop_step: Stop after this many total steps (for pruning at step t).
         precision: "fp32" or "bf16" (autocast).
@@ -153,15 +131,11 @@ def train(
     end = sched.total_steps if stop_step is None else min(stop_step, sched.total_steps)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    params = prunable(model)
-    masked = [
-        # Built in the weight's own memory format (channels_last too): the per-step multiply
-        # then runs over contiguous memory.
-        (params[n], torch.empty_like(params[n]).copy_(m))
-        for n, m in (mask or {}).items()
-    ]
-    live = dict(zip(mask or {}, (m for _, m in masked), strict=True))  # what the hooks may edit
-    _apply(masked)
+    # Zeroes the pruned weights (and their optimizer state) now and after every step. Sparse
+    # training hooks edit its masks in place (``live``); for them the state of dropped weights
+    # is kept, as those methods were written and measured (their numbers stay the same).
+    keeper = keep_pruned(optimizer, mask, model, zero_state=not on_grad) if mask else None
+    live = keeper.masks if keeper is not None else {}  # what the hooks may edit
     model.train()
     net = job.wrap(model) if job is not None else model
     if progress is None:  # a bar on a terminal, silence in logs and CI
@@ -169,6 +143,7 @@ def train(
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not progress, leave=False,
                dynamic_ncols=True)  # fmt: skip
     spe = sched.steps_per_epoch
+    smoothing = sched.label_smoothing  # of the training loss only; test loss is plain
     try:
         while state.step < end:
             epoch, start = divmod(state.step, spe)
@@ -184,10 +159,11 @@ def train(
                     group["lr"] = sched.lr_at(state.step)
                 with autocast(device, precision):
                     if job is None:
-                        loss = F.cross_entropy(net(x), y)
+                        loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
                     else:  # summed over the shard, scaled: DDP's average is the full-batch mean
                         xs, ys = job.shard(x, y)
-                        loss = F.cross_entropy(net(xs), ys, reduction="sum")
+                        loss = F.cross_entropy(net(xs), ys, reduction="sum",
+                                               label_smoothing=smoothing)  # fmt: skip
                         loss = loss * job.loss_scale(len(y))
                 loss_value = float(loss.detach()) if job is None else job.mean_loss(loss)
                 if not math.isfinite(loss_value):
@@ -199,12 +175,12 @@ def train(
                 skip = False
                 for hook in on_grad:
                     skip = hook(state.step, model, optimizer, live) or skip
-                for p, m in masked:
-                    if p.grad is not None:
-                        p.grad.mul_(m)
+                if keeper is not None:
+                    keeper.mask_grads()
                 if not skip:
-                    optimizer.step()
-                _apply(masked)
+                    optimizer.step()  # keep_pruned's post-hook re-applies the mask
+                elif keeper is not None:
+                    keeper.apply()
                 state.step += 1
                 bar.update(1)
                 for cb in on_step:
@@ -226,10 +202,6 @@ def train(
                     cb(state.step, model, optimizer, state)
     finally:
         bar.close()
+        if keeper is not None:
+            keeper.remove()
     return state
-
-
-def _apply(masked: list[tuple[nn.Parameter, Tensor]]) -> None:
-    with torch.no_grad():
-        for p, m in masked:
-            p.mul_(m)

@@ -3,7 +3,7 @@
 An executor is ``f(specs, store, *, workers, data_root, retry_failed, progress, methods)``: it
 runs every spec in ``specs`` (all pending, prerequisites included) so that each ends with a
 stored result, running a dense prerequisite before the runs that need it
-(``base.drive`` does the ordering). ``methods`` are user scoring functions
+(``base.drive`` does the ordering), calling ``progress.done(spec)`` as each one finishes. ``methods`` are user scoring functions
 (``file.py:func`` or ``pkg.module:func``) to register in every worker before it runs anything —
 a worker process starts with the built-in registry only. Register a new one with ``EXECUTORS.add(name, f)``.
 """
@@ -15,6 +15,7 @@ from typing import Protocol
 
 from earlyprune.executors.local import run_local
 from earlyprune.executors.ray import run_ray
+from earlyprune.logs import SweepProgress
 from earlyprune.registry import Registry
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
@@ -29,7 +30,7 @@ class Executor(Protocol):
         workers: int | None,
         data_root: str | None,
         retry_failed: bool,
-        progress: bool,
+        progress: SweepProgress,
         methods: Sequence[str],
     ) -> None: ...
 

@@ -17,9 +17,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.hparams import HPARAMS
+from earlyprune.hparams import describe as describe_hparams
 from earlyprune.numerics import NUMERICS_VERSION
 from earlyprune.processes import pid_alive
-from earlyprune.spec import BASELINES, DENSE, IMP, RunSpec
+from earlyprune.spec import BASELINES, DENSE, IMP, REWINDING, RunSpec
 from earlyprune.store import ClaimBusy, RunStore
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
@@ -107,7 +109,7 @@ def dense_first(specs: list[RunSpec]) -> list[RunSpec]:
 
 
 def drive(
-    specs: list[RunSpec], submit: Submit, on_done: Callable[[], None]
+    specs: list[RunSpec], submit: Submit, on_done: Callable[[RunSpec], None]
 ) -> dict[str, BaseException]:
     """Hands every spec to ``submit``: dense runs first, a dependant once its dense run is over.
 
@@ -154,7 +156,7 @@ def drive(
                 launch(spec, True)
                 continue
             if outcome is not None:
-                on_done()
+                on_done(spec)
             # Released even if the dense run failed: the dependant then records why it failed.
             release(spec)
     return errors
@@ -234,9 +236,10 @@ def check_specs(specs: list[RunSpec], data_root: str | None, *, need_data: bool)
             spec.dataset,
             spec.preset,
             spec.epochs,
-            spec.method in ("ltr", IMP),
+            spec.method in REWINDING,
             spec.prune_step,
             spec.device,
+            *(getattr(spec, h) for h in HPARAMS),  # batch size, milestones, rewind step...
         )
         if key in seen:
             continue
@@ -254,5 +257,5 @@ def describe_spec(spec: RunSpec) -> str:
     step = f"  step={spec.prune_step}" if spec.prune_step is not None else ""
     return (
         f"{spec.model}/{spec.dataset}  {spec.method:<24}  s={100 * spec.sparsity:5.1f}%  "
-        f"ablation={spec.ablation:<11}{step}  seed={spec.seed}"
+        f"ablation={spec.ablation:<11}{step}  seed={spec.seed}{describe_hparams(spec)}"
     )

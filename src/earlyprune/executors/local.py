@@ -28,8 +28,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from tqdm import tqdm
-
 from earlyprune.errors import SpecError
 from earlyprune.executors.base import (
     BUSY,
@@ -42,6 +40,7 @@ from earlyprune.executors.base import (
     register_methods,
     run_one,
 )
+from earlyprune.logs import SweepProgress
 from earlyprune.processes import pid_alive
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
@@ -63,7 +62,7 @@ def run_local(
     workers: int | None,
     data_root: str | None,
     retry_failed: bool,
-    progress: bool,
+    progress: SweepProgress,
     methods: Sequence[str] = (),
 ) -> None:
     """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process."""
@@ -74,9 +73,7 @@ def run_local(
     # results depend on the thread count, and a resumed sweep must give the same numbers.
     threads = max(1, cores() // wanted)
     root, data = as_args(store, data_root)
-    bar = tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress,
-               dynamic_ncols=True)  # fmt: skip
-    with bar:
+    with progress as bar:
         if n == 1:  # no pool: the simplest way to debug a run, and no start-up cost
             register_methods(methods)
             import torch
@@ -104,7 +101,7 @@ def run_local(
                     died = WorkerDied("the worker process running it died twice (out of memory? "
                                       "a crash in native code?)")  # fmt: skip
                     record_failure(spec, store, died, data)
-                    bar.update(1)
+                    bar.done(spec)
             if not todo:
                 return
         for spec in todo:
@@ -112,7 +109,7 @@ def run_local(
 
 
 def _in_process(
-    specs: list[RunSpec], root: str, data: str | None, retry_failed: bool, bar: tqdm
+    specs: list[RunSpec], root: str, data: str | None, retry_failed: bool, bar: SweepProgress
 ) -> None:
     # Runs another sweep holds are left for last, to wait for them only once at the end.
     busy = []
@@ -120,10 +117,10 @@ def _in_process(
         if run_one(spec, root, data, retry_failed, False) == BUSY:
             busy.append(spec)
         else:
-            bar.update(1)
+            bar.done(spec)
     for spec in busy:
         run_one(spec, root, data, retry_failed, True)
-        bar.update(1)
+        bar.done(spec)
 
 
 def _pool_pass(
@@ -134,7 +131,7 @@ def _pool_pass(
     root: str,
     data: str | None,
     retry_failed: bool,
-    bar: tqdm,
+    bar: SweepProgress,
     methods: Sequence[str],
 ) -> tuple[dict[str, BaseException], int]:
     """One pool over ``specs``: the pool's own errors (a dead worker) by run id, runs finished."""
@@ -152,9 +149,9 @@ def _pool_pass(
     )
     finished = []
 
-    def on_done() -> None:
+    def on_done(spec: RunSpec) -> None:
         finished.append(1)
-        bar.update(1)
+        bar.done(spec)
 
     try:
         errors = drive(

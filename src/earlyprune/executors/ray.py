@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tqdm import tqdm
-
 from earlyprune.errors import SpecError
 from earlyprune.executors.base import as_args, drive, record_failure, register_methods, run_one
+from earlyprune.logs import SweepProgress
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
 
@@ -26,7 +25,7 @@ def run_ray(
     workers: int | None,
     data_root: str | None,
     retry_failed: bool,
-    progress: bool,
+    progress: SweepProgress,
     methods: Sequence[str] = (),
 ) -> None:
     """Runs ``specs`` (all pending) as Ray tasks, prerequisites first."""
@@ -48,15 +47,13 @@ def run_ray(
         # recorded failed inside the task, so exceptions are not retried.
         task = ray.remote(num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=2)(_task)
         root, data = as_args(store, data_root)
-        with tqdm(total=len(specs), desc="sweep", unit="run", disable=not progress,
-                  dynamic_ncols=True) as bar:  # fmt: skip
-            errors = drive(
-                specs,
-                lambda spec, wait: task.remote(
-                    spec, root, data, retry_failed, wait, threads, tuple(methods)
-                ).future(),
-                lambda: bar.update(1),
-            )
+        errors = drive(
+            specs,
+            lambda spec, wait: task.remote(
+                spec, root, data, retry_failed, wait, threads, tuple(methods)
+            ).future(),
+            progress.done,
+        )
         for spec in specs:
             if spec.run_id in errors and store.read_result(spec.run_id) is None:
                 record_failure(spec, store, errors[spec.run_id], data)
