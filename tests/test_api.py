@@ -67,7 +67,10 @@ def test_prune_and_score_leave_the_model_untouched(method, cls):
 def test_every_method_gives_exact_counts(method, scope):
     model = make_model(TinyResNet)
     total = n_weights(model)
-    mask = ep.prune(model, method, 0.9, image_batch(), rounds=fast_rounds(method), scope=scope)
+    # Counts only: a method may collapse a layer of this network (SynFlow-L2 with few rounds and
+    # random BatchNorm shifts does); refusing that is tested in test_connectivity.py.
+    mask = ep.prune(model, method, 0.9, image_batch(), rounds=fast_rounds(method), scope=scope,
+                    allow_disconnected=True)  # fmt: skip
     assert list(mask) == list(ep.prunable(model))
     for name, w in ep.prunable(model).items():
         assert mask[name].dtype == torch.bool and mask[name].shape == w.shape
