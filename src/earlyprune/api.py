@@ -20,6 +20,7 @@ from earlyprune.masking import (
     prunable,
     select,
 )
+from earlyprune.scalars import plain_number
 from earlyprune.scoring import METHODS, Batch, Method
 
 
@@ -82,7 +83,11 @@ def prune(
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
     """
     m = _method(method)
+    # np.float64(0.9), torch.tensor(3): the plain numbers they hold.
+    sparsity, seed, rounds = plain_number(sparsity), plain_number(seed), plain_number(rounds)
     sparsity = check_sparsity(sparsity)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     n_rounds = m.rounds if rounds is None else rounds

@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset")
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads the run pins (part of the run id when not 1)")  # fmt: skip
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--retry-failed", action="store_true", help="run a failed run again")
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -71,12 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name == "check-method":
             p.add_argument("target", help="path/to/file.py:FUNC or package.module:FUNC")
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=120.0,
+                help="seconds one call of your function may take (default 120)",
+            )
+            p.add_argument("--debug", action="store_true",
+                           help="show the full traceback of an error in your code")  # fmt: skip
         p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
 
     sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+
+    p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
+    p.add_argument("store")
+    p.add_argument("--repair", action="store_true", help="re-queue the damaged runs")
     return parser
 
 
@@ -90,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "check-method": _cmd_check_method,
         "list": _cmd_list,
+        "verify": _cmd_verify,
     }
     try:
         return handlers[args.command](args)
@@ -99,11 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("earlyprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from earlyprune.environment import RunInterrupted
+
+        if not isinstance(exc, RunInterrupted):
+            raise
+        print(f"earlyprune: {exc}; run the same command again to resume", file=sys.stderr)
+        return 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.distributed import Distributed, DistStore
-    from earlyprune.pipeline import run
+    from earlyprune.pipeline import check_preset, run, servable
     from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
@@ -118,22 +141,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"no preset for dataset {args.dataset!r}: pass --preset "
                          f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
     preset = PRESETS.get(preset_name)
+    job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     spec = RunSpec(
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
-        epochs=args.epochs, precision=args.precision, device=args.device,
+        epochs=args.epochs, precision=args.precision, device=args.device, threads=args.threads,
+        # Per-rank BatchNorm statistics make K processes compute other numbers than one.
+        world_size=job.world_size if job is not None else 1,
     )  # fmt: skip
-    job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
-    if store.read_result(spec.run_id) is None:
-        prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
-    say = print if job is None or job.is_main else (lambda *a: None)
+    say = print if job is None or job.is_main else (lambda *a, **k: None)
+    if args.preset and preset.dataset != args.dataset:
+        say(f"earlyprune: warning: preset {preset.name!r} was made for {preset.dataset}, "
+            f"not {args.dataset}", file=sys.stderr)  # fmt: skip
+    stored = store.read_result(spec.run_id)
+    if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
+        say(summary_line(check_preset(stored, store), stored=True))
+        return 0 if stored["status"] == "ok" else 1
+    prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
     if job is not None:
         job.init()
     try:
-        result = run(spec, store, data_root=args.data_root, job=job)
+        result = run(spec, store, data_root=args.data_root, job=job, retry_failed=args.retry_failed)
     finally:
         if job is not None:
             job.close()
@@ -141,18 +172,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if result["status"] == "ok" else 1
 
 
-def summary_line(result: dict) -> str:
-    """One line: id, method, sparsity, status, accuracy."""
+def summary_line(result: dict, *, stored: bool = False) -> str:
+    """One line: id, method, sparsity, status, accuracy; "stored" when served from the store."""
     spec = result["spec"]
     head = (
         f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {spec['method']}"
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
+    origin = "  stored" if stored else ""
     if result["status"] != "ok":
-        return f"{head}  status={result['status']}  {result.get('error') or ''}".rstrip()
+        return f"{head}  status={result['status']}{origin}  {result.get('error') or ''}".rstrip()
     return (
         f"{head}  test accuracy {100 * result['test_accuracy']:.2f}%"
         f"  (density {100 * result['density']:.2f}%, {result['timings']['total_s']:.1f} s)"
+        + (f"{origin}: served from the store, not recomputed" if stored else "")
     )
 
 
@@ -185,6 +218,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
             f"lr {p.lr}, drops at {list(p.milestones)}, rewind step {p.rewind_step}"
         )
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every finished run is intact, 1 when some are damaged (listed)."""
+    from pathlib import Path
+
+    from earlyprune.errors import StoreError
+    from earlyprune.integrity import requeue, verify_store
+
+    root = Path(args.store)
+    if not root.is_dir():
+        raise StoreError(f"result store {str(root)!r} does not exist")
+    checked, damaged, unverified = verify_store(root)
+    for rid, found in damaged.items():
+        what = "; ".join(f"{name} {why}" for name, why in found.items())
+        print(f"damaged: {rid}  {what}")
+        if args.repair:
+            requeue(root / rid, found)
+    old = f", {unverified} without recorded hashes (older earlyprune)" if unverified else ""
+    fix = " (re-queued: run the sweep or command again)" if args.repair and damaged else ""
+    print(f"{checked} finished runs in {root}: {len(damaged)} damaged{fix}{old}")
+    return 1 if damaged else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -103,6 +103,10 @@ class DistStore(RunStore):
         super().__init__(root)
         self.job = job
 
+    @property
+    def writes(self) -> bool:
+        return self.job.is_main
+
     def _synced(self, write: Any, *args: Any) -> None:
         if self.job.is_main:
             write(*args)

@@ -19,7 +19,15 @@ from torch import nn
 
 from earlyprune import __version__
 from earlyprune.distributed import Distributed
+from earlyprune.environment import (
+    RunInterrupted,
+    check_world_size,
+    is_environmental,
+    pinned_threads,
+)
+from earlyprune.environment import record as environment_record
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.integrity import artifacts, damage, requeue
 from earlyprune.masking import (
     Mask,
     check_mask,
@@ -62,18 +70,38 @@ def run(
 
     User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
     written. Any other exception inside the run is recorded as status ``failed`` with its
-    message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
+    message; a ``BaseException`` (KeyboardInterrupt, SystemExit, a kill) and the environment's
+    failures (out of memory, a lost torchrun peer: ``RunInterrupted``) leave the checkpoints to
+    resume. A stored result is served only if its artifacts are intact (``integrity``); a
+    damaged one is set aside and redone. The run pins ``spec.threads`` while it runs.
     Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike.
     """
+    check_world_size(spec, job.world_size if job is not None else 1)
     stored = store.read_result(spec.run_id)
-    if stored is not None and not (retry_failed and stored["status"] == "failed"):
+    if servable(stored, store, retry_failed):
         return check_preset(stored, store)
+    with pinned_threads(spec.threads):  # one run id, one thread count, however it is launched
+        return _run(spec, store, data_root, callbacks, progress, retry_failed, job)
+
+
+def _run(
+    spec: RunSpec,
+    store: RunStore,
+    data_root: str | None,
+    callbacks: Sequence[StepCallback],
+    progress: bool | None,
+    retry_failed: bool,
+    job: Distributed | None,
+) -> dict[str, Any]:
     setup = prepare(spec, data_root, job)
     rid = spec.run_id
     with store.claim(rid):
         stored = store.read_result(rid)
-        if stored is not None and not (retry_failed and stored["status"] == "failed"):
+        if servable(stored, store, retry_failed):
             return stored
+        bad = damage(store.run_dir(rid), stored) if stored is not None else {}
+        if bad and store.writes:  # damaged: set aside, redo from step 0 (latest.pt is gone)
+            requeue(store.run_dir(rid), bad)
         store.write_json(rid, "spec.json", spec.to_dict())
         started = time.perf_counter()
         try:
@@ -82,11 +110,24 @@ def run(
             result = record(setup, model, mask, state, time.perf_counter() - started)
         except _USER_MISTAKES:
             raise
-        except Exception as exc:  # the run's own failure: record it, let the sweep go on
+        except Exception as exc:
+            if is_environmental(exc, job is not None):  # not the run's fault: leave it resumable
+                raise RunInterrupted(f"run {rid} interrupted: {type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
+            # The run's own failure: record it, let the sweep go on.
             result = failure(setup, exc, time.perf_counter() - started)
+        if store.writes:
+            result["artifacts"] = artifacts(store.run_dir(rid))
         store.write_json(rid, "result.json", result)
         store.delete(rid, "latest.pt")
     return result
+
+
+def servable(stored: dict[str, Any] | None, store: RunStore, retry_failed: bool) -> bool:
+    """A stored result that may be returned as it is: intact, and not a failure to retry."""
+    if stored is None or (retry_failed and stored["status"] == "failed"):
+        return False
+    return not damage(store.run_dir(stored["run_id"]), stored)
 
 
 def preset_fingerprint(name: str) -> dict[str, Any]:
@@ -193,6 +234,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "total_steps": setup.sched.total_steps,
         "preset": preset_fingerprint(spec.preset),
         "timings": {"total_s": round(seconds, 3)},
+        "environment": environment_record(setup),
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

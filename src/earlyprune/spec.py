@@ -10,18 +10,32 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from earlyprune.ablations import ABLATIONS
 from earlyprune.errors import SpecError
 from earlyprune.registry import Registry
+from earlyprune.scalars import plain_number
 
 #: Methods that are not scorers but whole pipelines (they need a trained dense network).
 BASELINES = ("magnitude_after_training", "ltr")
 #: The unpruned reference run.
 DENSE = "dense"
 PRECISIONS = ("fp32", "bf16")
+#: Decimals a sparsity keeps: 0.9 and 0.9000000001 are one run (and compute as 0.9). At 1e-9 the
+#: count of removed weights, round(s·N), moves by at most 0.03 for the largest network (25 M).
+SPARSITY_DECIMALS = 9
+#: More pruning rounds than this is a typo (SynFlow, the most iterative method, uses 100; each
+#: round is a full scoring pass).
+MAX_ROUNDS = 1000
+#: torch's generators take 64-bit seeds; derived seeds add to them.
+SEED_LIMIT = 2**63
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
+_NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_class", "threads",
+            "world_size")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,10 @@ class RunSpec:
     ``prune_step`` None means the method's default: 0 for pruning at initialization, the
     preset's rewind step for ``ltr``. ``epochs`` overrides the preset's length; the LR drops
     move proportionally. ``device`` is not part of the run's identity.
+
+    ``threads`` is the intra-op CPU thread count the run pins for its whole duration, however it
+    is launched (CPU results depend on it); ``world_size`` the number of torchrun processes that
+    train it (BatchNorm statistics are per rank). Both are part of the identity when not 1.
     """
 
     dataset: str = "fashion-mnist-mini"
@@ -145,12 +163,16 @@ class RunSpec:
     precision: str = "fp32"
     channels_last: bool = True
     device: str = field(default="auto", metadata=_no_hash())
+    threads: int = 1
+    world_size: int = 1
 
     def __post_init__(self) -> None:
+        for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         validate(self)
         # One experiment, one id: `epochs=1` (TOML) and `--epochs 1` (CLI float) must not hash
         # differently, so numbers that may be given either way are stored as floats.
-        object.__setattr__(self, "sparsity", float(self.sparsity))
+        object.__setattr__(self, "sparsity", canonical_sparsity(self.sparsity))
         if self.epochs is not None:
             object.__setattr__(self, "epochs", float(self.epochs))
 
@@ -186,7 +208,17 @@ class RunSpec:
             dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
             precision=self.precision, channels_last=self.channels_last, device=self.device,
+            threads=self.threads, world_size=self.world_size,
         )  # fmt: skip
+
+
+def canonical_sparsity(value: float) -> float:
+    """The sparsity a run id hashes and the run computes with (``SPARSITY_DECIMALS``)."""
+    s = round(float(value), SPARSITY_DECIMALS)
+    if s >= 1.0:
+        raise SpecError(f"sparsity must be a number in [0, 1), got {value!r} (1 at "
+                        f"{SPARSITY_DECIMALS} decimals)")  # fmt: skip
+    return s
 
 
 def canonical_json(spec: RunSpec) -> str:
@@ -238,6 +270,17 @@ def validate(spec: RunSpec) -> None:
     if spec.rounds is not None:
         _check_int("rounds", spec.rounds, 1)
     _check_int("seed", spec.seed, 0)
+    if spec.seed >= SEED_LIMIT:
+        raise SpecError(f"seed must be below 2**63 (torch's generators take 64-bit seeds), "
+                        f"got {spec.seed}")  # fmt: skip
+    if spec.rounds is not None and spec.rounds > MAX_ROUNDS:
+        raise SpecError(f"rounds {spec.rounds} is more than {MAX_ROUNDS}: each round is a full "
+                        "scoring pass (SynFlow uses 100)")  # fmt: skip
+    if spec.rounds is not None and spec.method in (DENSE, *BASELINES):
+        raise SpecError(f"rounds does nothing for method {spec.method!r} (it prunes once, or not "
+                        "at all): leave --rounds out")  # fmt: skip
+    _check_int("threads", spec.threads, 1)
+    _check_int("world_size", spec.world_size, 1)
     _check_int("scoring_per_class", spec.scoring_per_class, 1)
     if spec.epochs is not None and (
         isinstance(spec.epochs, bool)
@@ -252,3 +295,6 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
+    if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
+        raise SpecError(f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', "
+                        "'cuda' or 'cuda:N'")  # fmt: skip

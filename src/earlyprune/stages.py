@@ -20,6 +20,7 @@ from torch import nn
 from earlyprune import ablations
 from earlyprune.api import prune
 from earlyprune.distributed import Distributed
+from earlyprune.environment import check_world_size
 from earlyprune.errors import SpecError
 from earlyprune.masking import Mask
 from earlyprune.spec import DENSE, PRESETS, Preset, RunSpec
@@ -93,10 +94,14 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
     else:
         step = preset.rewind_step if spec.method == "ltr" else 0
     if step > total:
+        # Never blame a prune step the user did not give: LTR's default is the preset's.
+        what = f"prune step {step}" if spec.prune_step is not None else (
+            f"the preset's rewind step {step} (LTR's default prune step)")  # fmt: skip
         raise SpecError(
-            f"prune step {step} is beyond training: preset {preset.name!r} with "
+            f"{what} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
+    check_world_size(spec, job.world_size if job is not None else 1)
     device = resolve_device(job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
