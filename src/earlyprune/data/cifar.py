@@ -140,7 +140,7 @@ def read_batch(
         raise DatasetError(f"{path}: {label_key!r} is not a list of integers ({exc})") from None
     # The real files hold Python ints: float (or bool, str) labels mean a corrupt or foreign
     # file, and casting would silently truncate 3.7 to class 3.
-    if raw.dtype.kind not in "iu":
+    if raw.size and raw.dtype.kind not in "iu":
         raise DatasetError(f"{path}: {label_key!r} must hold integer class labels, found "
                            f"{raw.dtype} values; the file is corrupt or not a CIFAR batch. "
                            f"{hint}")  # fmt: skip
