@@ -17,7 +17,6 @@ from earlyprune import cli
 from earlyprune.pipeline import run
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
-from earlyprune.sweep import run_specs
 
 SPEC = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
 SWEEP = ('[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "snip"\nsparsity = 0.9\n'

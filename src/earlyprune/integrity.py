@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -121,10 +122,15 @@ def requeue(folder: str | os.PathLike[str], damaged: dict[str, str]) -> None:
     Callers hold the run's claim (``pipeline.run``) or accept the race (``verify --repair`` on
     a store no sweep is writing to).
     """
+    set_aside(folder, ["result.json", "metrics.jsonl", *damaged])
+
+
+def set_aside(folder: str | os.PathLike[str], names: Iterable[str]) -> None:
+    """Renames each file ``name`` of the folder to ``name.corrupt`` (absent ones are skipped)."""
     folder = Path(folder)
-    for name in dict.fromkeys(["result.json", "metrics.jsonl", *damaged]):
-        p = folder / name
+    for name in dict.fromkeys(names):
         if name.startswith(".") or "/" in name:
             continue
+        p = folder / name
         with contextlib.suppress(FileNotFoundError):
             os.replace(p, p.with_name(p.name + ".corrupt"))

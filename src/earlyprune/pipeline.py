@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from earlyprune.environment import (
 )
 from earlyprune.environment import record as environment_record
 from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.integrity import artifacts, damage, requeue
+from earlyprune.integrity import artifacts, damage, requeue, set_aside
 from earlyprune.masking import (
     Mask,
     check_mask,
@@ -36,7 +37,7 @@ from earlyprune.masking import (
     neuron_collapse,
     overall_density,
 )
-from earlyprune.spec import PRESETS, RunSpec
+from earlyprune.spec import DENSE, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -124,10 +125,25 @@ def _run(
 
 
 def servable(stored: dict[str, Any] | None, store: RunStore, retry_failed: bool) -> bool:
-    """A stored result that may be returned as it is: intact, and not a failure to retry."""
+    """A stored result that may be returned as it is: intact, and not a failure to retry.
+
+    A dense run whose only damage is in its checkpoints (``final.pt``, ``step_<t>.pt``) is
+    served: those files are set aside, and ``stages.dense_weights`` replays them bit-identically
+    (to the recorded hash) when a run needs them, without training the dense run again.
+    """
     if stored is None or (retry_failed and stored["status"] == "failed"):
         return False
-    return not damage(store.run_dir(stored["run_id"]), stored)
+    folder = store.run_dir(stored["run_id"])
+    bad = damage(folder, stored)
+    if bad and stored.get("spec", {}).get("method") == DENSE and all(map(_replayable, bad)):
+        if store.writes:
+            set_aside(folder, bad)
+        return True
+    return not bad
+
+
+def _replayable(name: str) -> bool:
+    return name == "final.pt" or re.fullmatch(r"step_\d+\.pt", name) is not None
 
 
 def preset_fingerprint(name: str) -> dict[str, Any]:
