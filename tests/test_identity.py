@@ -92,8 +92,12 @@ def test_unusable_devices_are_refused_before_anything_is_written(device):
 
 @pytest.mark.parametrize(
     "error",
-    [torch.OutOfMemoryError("CUDA out of memory"), MemoryError(), KeyboardInterrupt(),
-     SystemExit(1)],  # fmt: skip
+    [
+        torch.OutOfMemoryError("CUDA out of memory"),
+        MemoryError(),
+        KeyboardInterrupt(),
+        SystemExit(1),
+    ],  # fmt: skip
     ids=["cuda-oom", "cpu-oom", "ctrl-c", "sys-exit"],
 )
 def test_the_environments_failures_leave_the_run_resumable(tmp_path, monkeypatch, error):

@@ -19,8 +19,10 @@ from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
 
 SPEC = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
-SWEEP = ('[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "snip"\nsparsity = 0.9\n'
-         "[options]\ndense = false\n")
+SWEEP = (
+    '[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "snip"\nsparsity = 0.9\n'
+    "[options]\ndense = false\n"
+)
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
