@@ -297,7 +297,8 @@ def test_a_run_that_raises_is_recorded_failed(
         results = run_specs(specs, store, workers=1)  # in this process, so the patch applies
         assert [(r["spec"]["method"], r["status"]) for r in results] == [
             ("snip", "failed"), ("random", "ok")]  # fmt: skip
-        assert results[0]["error"] == "RuntimeError: scores are all NaN"
+        assert results[0]["error"].startswith("RuntimeError: scores are all NaN (at ")
+        assert "test_sweep.py, line " in results[0]["error"]
         assert sweep_status(specs, store)["failed"] == 1
         finished = store.read_result(specs[1].run_id)
         # --retry-failed runs it again (now it succeeds); the others are not run again.

@@ -113,3 +113,21 @@ def test_sweep_status_never_renames_an_unreadable_result(tmp_path, capsys):
 def test_verify_of_a_missing_store_is_a_user_mistake(tmp_path, capsys):
     assert cli.main(["verify", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_verify_imports_no_torch(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "s" / SPEC.run_id
+    folder.mkdir(parents=True)
+    (folder / "final.pt").write_bytes(b"weights")
+    entry = {"size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}
+    (folder / "result.json").write_text(json.dumps(
+        {"run_id": SPEC.run_id, "status": "ok", "artifacts": {"final.pt": entry}}))  # fmt: skip
+    code = ("import sys; from earlyprune.cli import main; c = main(['verify', sys.argv[1]]); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(c)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "1 finished runs" in out.stdout and "0 damaged" in out.stdout

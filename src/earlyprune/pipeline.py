@@ -233,9 +233,20 @@ def record(
 
 
 def failure(setup: Setup, exc: BaseException, seconds: float) -> dict[str, Any]:
-    message = f"{type(exc).__name__}: {exc}"
+    message = f"{type(exc).__name__}: {exc}{raised_at(exc)}"
     return {**_header(setup, "failed", message, seconds), "test_accuracy": None,
             "best_test_accuracy": None}  # fmt: skip
+
+
+def raised_at(exc: BaseException) -> str:
+    """`` (at FILE, line N)``: the deepest frame outside torch, so that a bug in a user's scoring
+    function (or ours) is named by its file and line; empty without a traceback."""
+    import os
+    import traceback
+
+    home = os.path.dirname(torch.__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(home)]
+    return f" (at {frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
 
 
 def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dict[str, Any]:
