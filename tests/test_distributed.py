@@ -105,3 +105,35 @@ def test_torchrun_cli_equals_single_process(tmp_path):
     mask = torch.load(tmp_path / "ddp" / DDP.run_id / "mask.pt", weights_only=True)
     for name, m in mask.items():
         assert not a[name][~m].any()
+
+
+def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+        WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    from earlyprune.distributed import Distributed, DistStore
+
+    job = Distributed.from_env()
+    assert job is not None
+    job.init()
+
+    def die(*_args) -> None:  # rank 1 is lost after the first epoch's checkpoint
+        if rank == 1:
+            os._exit(1)
+
+    spec = DDP.replace(epochs=1.25)
+    run(spec, DistStore(store_root, job), job=job, callbacks=[die])
+
+
+def test_a_lost_rank_leaves_the_run_resumable_not_failed(tmp_path):
+    store_root = tmp_path / "store"
+    try:
+        mp.start_processes(_dying_worker, args=(2, _free_port(), str(store_root)), nprocs=2,
+                           start_method="spawn")  # fmt: skip
+    except Exception as exc:  # rank 0's error, or rank 1's exit, ends the job
+        assert "RunInterrupted" in str(exc) or "exit code 1" in str(exc), exc
+    folder = store_root / DDP.replace(epochs=1.25).run_id
+    assert not (folder / "result.json").exists()  # no `failed` result blocks the run
+    assert (folder / "latest.pt").exists()  # the first epoch is kept to resume from
