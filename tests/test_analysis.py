@@ -370,7 +370,7 @@ def test_report_writes_every_figure_with_data(report):
         assert path.is_file() and path.stat().st_size > 1000, path
         assert path.read_bytes().startswith(PNG)
     # VGG-16 has no ablations, collapse, layer or prune-step data: only Figure 4.
-    assert sorted(p.name for p in out.glob("fig_*vgg16*")) == ["fig_accuracy_vgg16_cifar10.png"]
+    assert sorted(p.name for p in out.glob("fig_*vgg16*.png")) == ["fig_accuracy_vgg16_cifar10.png"]
     assert not list(out.glob(".*.tmp"))
 
 
@@ -447,8 +447,13 @@ warnings.simplefilter("ignore")
 from earlyprune.analysis import write_report
 write_report({str(store)!r}, {str(tmp_path)!r})
 loaded = sorted(m for m in sys.modules if m.startswith("earlyprune."))
-bad = [m for m in loaded if m.split(".")[1] not in ("analysis", "errors")]
+bad = [m for m in loaded if m.split(".")[1] not in ("analysis", "errors", "verdicts")]
 assert not bad, bad
 """
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
-    assert (tmp_path / "index.html").is_file()
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    # Mask agreement, the one step that needs torch (to read mask.pt), degrades to one line.
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert (
+        page.count("Mask agreement: not computed (reading the stored mask.pt files needs torch)")
+        == 1
+    )

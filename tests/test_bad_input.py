@@ -9,6 +9,7 @@ documents every row; a test keeps the two in step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,26 @@ def wrong_mask(_tmp: Path) -> None:
     ep.apply_mask(model, {"features.weight": torch.ones(3, dtype=torch.bool)})
 
 
+def float_mask(_tmp: Path) -> None:
+    model, _ = model_and_batch()
+    ep.apply_mask(model, {n: torch.full(p.shape, 0.3) for n, p in ep.prunable(model).items()})
+
+
+def weights_as_mask(tmp: Path) -> object:
+    model, _ = model_and_batch()
+    torch.save(model.state_dict(), tmp / "checkpoint.pt")
+    return ep.load_mask(tmp / "checkpoint.pt")
+
+
+def stale_result(tmp: Path) -> None:
+    """What an earlyprune before numerics versions stored for RUN's spec."""
+    spec = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
+    folder = tmp / "store" / spec.run_id
+    folder.mkdir(parents=True)
+    record = {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "ok", "test_accuracy": 0.5}
+    (folder / "result.json").write_text(json.dumps(record), encoding="utf-8")
+
+
 def not_a_mask(tmp: Path) -> object:
     torch.save({"step": 3}, tmp / "checkpoint.pt")
     return ep.load_mask(tmp / "checkpoint.pt")
@@ -223,6 +244,18 @@ MISTAKES = [
             api=wrong_mask, error=ValueError),
     Mistake("mask file that is not a mask", "does not hold a mask", api=not_a_mask,
             error=ValueError),
+    Mistake("float mask", "is float32, not bool: masks are bool tensors", api=float_mask,
+            error=ValueError),
+    Mistake("mask file of float weights", "does not hold a mask", api=weights_as_mask,
+            error=ValueError),
+    Mistake("mask that keeps no weight", "the mask keeps none of the 106,000 weights",
+            with_option("--sparsity", "0.999999"),
+            run_spec(method="magnitude", sparsity=0.999999, epochs=0.25, device="cpu")),
+    Mistake("empty layer that cuts every path", "no path from input to output: layer(s) conv1.weight",
+            (*with_option("--sparsity", "0.9999"), "--scope", "layer"),
+            prune(0.9999, "magnitude", scope="layer"), error=ValueError),
+    Mistake("result stored by an older earlyprune", "older earlyprune (numerics version 1",
+            RUN, run_spec(method="snip", sparsity=0.9, epochs=0.25), setup=stale_result),
     Mistake("store path that is a file", "exists and is not a folder",
             with_option("--store", "{tmp}/file"), lambda tmp: RunStore(tmp / "file"), StoreError,
             a_file),

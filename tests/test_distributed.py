@@ -72,7 +72,8 @@ def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
     assert ranks[0]["accuracy"] == ranks[1]["accuracy"]
     # Only rank 0 wrote: no leftover temp files from a second writer, one result.
     files = sorted(p.name for p in (store_root / DDP.run_id).iterdir())
-    assert files == ["final.pt", "mask.pt", "metrics.jsonl", "result.json", "spec.json"]
+    assert files == ["final.pt", "mask.pt", "metrics.jsonl", "numerics.json", "result.json",
+                     "spec.json"]  # fmt: skip
     lines = (store_root / DDP.run_id / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(
         json.loads((store_root / DDP.run_id / "result.json").read_text())["curve"]

@@ -108,6 +108,7 @@ def test_density_schedule_rejects_zero_rounds():
 
 
 # --------------------------------------------------------------------- exact counts via prune()
+# (allow_disconnected=True: these check counts; masks that empty layers are the point of some)
 
 
 @given(
@@ -122,7 +123,9 @@ def test_prune_removes_exactly_round_s_n(specs, s, scope, rounds, method, seed):
     model = build(specs, seed)
     weights = ep.prunable(model)
     total = sum(w.numel() for w in weights.values())
-    mask = ep.prune(model, method, s, rounds=rounds, scope=scope, seed=seed)
+    mask = ep.prune(
+        model, method, s, rounds=rounds, scope=scope, seed=seed, allow_disconnected=True
+    )
     assert list(mask) == list(weights)
     for n, w in weights.items():
         assert mask[n].dtype == torch.bool and mask[n].shape == w.shape
@@ -136,7 +139,7 @@ def test_prune_removes_exactly_round_s_n(specs, s, scope, rounds, method, seed):
 )
 def test_layer_scope_one_shot_keeps_each_layer_within_one(specs, s, method):
     model = build(specs)
-    mask = ep.prune(model, method, s, scope="layer")
+    mask = ep.prune(model, method, s, scope="layer", allow_disconnected=True)
     for n, m in mask.items():
         assert abs(int(m.sum()) - (1 - s) * m.numel()) < 1.0 + 1e-9, n
 
@@ -151,7 +154,7 @@ def test_layer_scope_one_shot_keeps_each_layer_within_one(specs, s, method):
 @example(specs=[("linear", 1, 3), ("conv", 1, 1, 3)], s=0.21875, rounds=3, method="random")
 def test_layer_scope_iterative_keeps_each_layer_within_one(specs, s, rounds, method):
     model = build(specs)
-    mask = ep.prune(model, method, s, scope="layer", rounds=rounds)
+    mask = ep.prune(model, method, s, scope="layer", rounds=rounds, allow_disconnected=True)
     for n, m in mask.items():
         assert abs(int(m.sum()) - (1 - s) * m.numel()) < 1.0 + 1e-9, n
 
@@ -162,7 +165,7 @@ def test_layer_scope_with_100_rounds_keeps_each_layer_at_its_share():
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3), nn.Conv2d(16, 16, 3), nn.Conv2d(16, 32, 3), nn.Linear(64, 10)
     )
-    mask = ep.prune(model, "magnitude", 0.5, scope="layer", rounds=100)
+    mask = ep.prune(model, "magnitude", 0.5, scope="layer", rounds=100, allow_disconnected=True)
     kept_per_layer = {n: int(m.sum()) for n, m in mask.items()}
     assert kept_per_layer == {n: m.numel() // 2 for n, m in mask.items()}
 
@@ -176,7 +179,7 @@ def test_layer_scope_with_100_rounds_keeps_each_layer_at_its_share():
 def test_pruned_weights_are_never_revived_across_rounds(specs, s, rounds, scope):
     model = build(specs)
     method, seen = recording_method()
-    final = ep.prune(model, method, s, rounds=rounds, scope=scope, seed=1)
+    final = ep.prune(model, method, s, rounds=rounds, scope=scope, seed=1, allow_disconnected=True)
     masks = [*seen, final]
     for before, after in zip(masks, masks[1:], strict=False):
         for n in before:
@@ -188,7 +191,7 @@ def test_pruned_weights_are_never_revived_across_rounds(specs, s, rounds, scope)
 def test_rounds_rescore_with_current_mask():
     model = build([("linear", 10, 10), ("conv", 2, 3, 3)])
     method, seen = recording_method()
-    ep.prune(model, method, 0.9, rounds=4)
+    ep.prune(model, method, 0.9, rounds=4, allow_disconnected=True)
     total = 100 + 54
     assert [kept(m) for m in seen] == [total, *density_schedule(0.9, 4, total)[:-1]]
 
@@ -197,7 +200,7 @@ def test_rounds_rescore_with_current_mask():
 def test_all_equal_scores_remove_first_weights_in_network_order(s):
     model = build([("linear", 5, 4), ("conv", 2, 3, 3), ("linear", 3, 7)])
     method, _ = recording_method(values=1.0)
-    mask = ep.prune(model, method, s)
+    mask = ep.prune(model, method, s, allow_disconnected=True)
     removed = ~flat(mask)
     n_remove = round(s * removed.numel())
     assert removed[:n_remove].all() and not removed[n_remove:].any()
@@ -206,7 +209,7 @@ def test_all_equal_scores_remove_first_weights_in_network_order(s):
 def test_all_equal_scores_layer_scope_remove_first_weights_of_each_layer():
     model = build([("linear", 5, 4), ("conv", 2, 3, 3), ("linear", 3, 7)])
     method, _ = recording_method(values=0.0)
-    mask = ep.prune(model, method, 0.5, scope="layer")
+    mask = ep.prune(model, method, 0.5, scope="layer", allow_disconnected=True)
     for m in mask.values():
         removed = ~m.reshape(-1)
         r = int(removed.sum())
@@ -217,11 +220,11 @@ def test_all_equal_scores_layer_scope_remove_first_weights_of_each_layer():
 def test_same_inputs_give_identical_masks(specs, s, scope):
     model = build(specs)
     method, _ = recording_method(values=2.0)  # all ties: the hardest case for determinism
-    a = ep.prune(model, method, s, scope=scope)
-    b = ep.prune(model, method, s, scope=scope)
+    a = ep.prune(model, method, s, scope=scope, allow_disconnected=True)
+    b = ep.prune(model, method, s, scope=scope, allow_disconnected=True)
     assert all(torch.equal(a[n], b[n]) for n in a)
-    c = ep.prune(model, "magnitude", s, scope=scope, rounds=3)
-    d = ep.prune(model, "magnitude", s, scope=scope, rounds=3)
+    c = ep.prune(model, "magnitude", s, scope=scope, rounds=3, allow_disconnected=True)
+    d = ep.prune(model, "magnitude", s, scope=scope, rounds=3, allow_disconnected=True)
     assert all(torch.equal(c[n], d[n]) for n in c)
 
 
@@ -332,7 +335,7 @@ def test_iterative_prune_on_a_large_model_matches_hand_loop():
     scores = {n: w.detach().abs() for n, w in weights.items()}
     for n_keep in density_schedule(0.95, 4, total):
         mask = reference_select(scores, n_keep, mask)
-    got = ep.prune(model, "magnitude", 0.95, rounds=4)
+    got = ep.prune(model, "magnitude", 0.95, rounds=4, allow_disconnected=True)
     for n in mask:
         assert torch.equal(got[n], mask[n]), n
 
@@ -380,7 +383,7 @@ def test_infinite_scores_are_ordered_not_rejected():
 
 def test_shuffle_keeps_layer_counts_and_moves_positions():
     model = build([("linear", 40, 30), ("conv", 4, 8, 3)])
-    mask = ep.prune(model, "magnitude", 0.7)
+    mask = ep.prune(model, "magnitude", 0.7, allow_disconnected=True)
     a = shuffle(mask, seed=0)
     assert list(a) == list(mask)
     for n in mask:

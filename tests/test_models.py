@@ -86,10 +86,12 @@ def test_model_accepts_other_channels_and_sizes(name):
 
 
 @pytest.mark.parametrize("name", BUILTIN)
-def test_builtin_convs_have_no_bias(name):
-    # Every conv of the built-in nets feeds a BatchNorm, whose β makes a conv bias redundant.
+def test_conv_biases_only_where_the_authors_have_them(name):
+    # The authors' (open_lth's) VGG convolutions carry biases; their ResNets' do not.
     model = create_model(name, num_classes=10, seed=0)
-    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    expected = name.startswith("vgg")
+    assert all((m.bias is not None) == expected for m in convs)
 
 
 # --- parameter counts, from closed forms ------------------------------------------------------
@@ -108,7 +110,7 @@ def cifar_resnet_count(depth: int, width: int, classes: int) -> int:
 def vgg_count(convs: list[int], classes: int) -> int:
     total, c_in = 0, 3
     for c_out in convs:
-        total += 9 * c_in * c_out + 2 * c_out  # 3×3 conv without bias, BN γ and β
+        total += 9 * c_in * c_out + 3 * c_out  # 3×3 conv with its bias, BN γ and β
         c_in = c_out
     return total + 512 * classes + classes
 
@@ -149,8 +151,9 @@ def test_pinned_parameter_counts():
 def test_vgg_parameter_counts():
     # Paper, Appendix A: 2×64, pool, 2×128, pool, 3×256, pool, 3×512, pool, 3×512; one FC.
     vgg16_convs = [64] * 2 + [128] * 2 + [256] * 3 + [512] * 6
-    assert vgg_count(vgg16_convs, 10) == 14_724_042
-    assert n_params(create_model("vgg16", 10)) == 14_724_042
+    # open_lth's cifar_vgg_16 (the authors' code): 14,728,266, conv biases included.
+    assert vgg_count(vgg16_convs, 10) == 14_728_266
+    assert n_params(create_model("vgg16", 10)) == 14_728_266
     vgg11_convs = [64, 128, 256, 256, 512, 512, 512, 512]
     assert n_params(create_model("vgg11", 10)) == vgg_count(vgg11_convs, 10)
     vgg19_convs = [64] * 2 + [128] * 2 + [256] * 4 + [512] * 8
@@ -223,7 +226,7 @@ def test_conv_weight_std(init, expected_std):
     # 147,456 samples: the std estimate is within ~0.2 % of the truth; 3 % cannot fail by chance.
     assert conv.weight.std().item() == pytest.approx(expected_std, rel=0.03)
     assert abs(conv.weight.mean().item()) < 0.05 * expected_std
-    assert torch.count_nonzero(conv.bias) == 0
+    assert_default_bias(conv.bias, 256 * 9)
 
 
 @pytest.mark.parametrize(("init", "fan"), [("kaiming_fan_in", 1000), ("kaiming_fan_out", 250)])
@@ -231,7 +234,44 @@ def test_linear_weight_std(init, fan):
     linear = nn.Linear(1000, 250)
     initialize(linear, init=init, generator=torch.Generator().manual_seed(0))
     assert linear.weight.std().item() == pytest.approx(math.sqrt(2 / fan), rel=0.03)
-    assert torch.count_nonzero(linear.bias) == 0
+    assert_default_bias(linear.bias, 1000)
+
+
+def assert_default_bias(bias: torch.Tensor, fan_in: int) -> None:
+    """PyTorch's default bias init, U(−b, b) with b = 1/√fan_in: range, mean and variance."""
+    b = 1 / math.sqrt(fan_in)
+    n = bias.numel()
+    assert bias.abs().max() <= b and bias.abs().max() > 0.5 * b
+    # U(−b, b): mean 0 (sd b/√(3n)), variance b²/3 (sd of the estimate ≈ b²·0.3/√n).
+    assert abs(bias.mean().item()) < 5 * b / math.sqrt(3 * n)
+    assert abs(bias.var().item() - b * b / 3) < 5 * 0.3 * b * b / math.sqrt(n)
+
+
+def test_bias_init_default_matches_torch_and_zero_leaves_weights_alone():
+    conv = nn.Conv2d(8, 4096, 3)  # 4096 biases, fan-in 72
+    initialize(conv, generator=torch.Generator().manual_seed(0))
+    assert_default_bias(conv.bias, 72)
+    torch_default = nn.Conv2d(8, 4096, 3).bias.detach()  # torch's own reset_parameters
+    assert torch_default.abs().max() <= 1 / math.sqrt(72)
+    weight = conv.weight.detach().clone()
+    initialize(conv, generator=torch.Generator().manual_seed(0), bias="zero")
+    assert torch.count_nonzero(conv.bias) == 0
+    assert torch.equal(conv.weight, weight)  # biases are drawn after all weights
+    with pytest.raises(ValueError, match="bias init 'nope'"):
+        initialize(conv, bias="nope")
+
+
+def test_model_biases_are_deterministic_for_a_seed():
+    a = create_model("lenet_300_100", 10, seed=3)
+    b = create_model("lenet_300_100", 10, seed=3)
+    c = create_model("lenet_300_100", 10, seed=4)
+    biases = [n for n, _ in a.named_parameters() if n.endswith("bias")]
+    assert biases and all(torch.count_nonzero(dict(a.named_parameters())[n]) > 0 for n in biases)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[n], sb[n]) for n in biases)
+    assert not any(torch.equal(sa[n], sc[n]) for n in biases)
+    zero = create_model("lenet_300_100", 10, seed=3, bias="zero").state_dict()
+    assert all(torch.count_nonzero(zero[n]) == 0 for n in biases)
 
 
 def test_batchnorm_gamma_uniform_and_one():
@@ -254,7 +294,7 @@ def test_create_model_init_options_reach_every_layer():
     assert weights.std().item() == pytest.approx(1.0, rel=0.03)
     gammas = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert all(torch.equal(g, torch.ones_like(g)) for g in gammas)
-    assert torch.count_nonzero(model.fc.bias) == 0
+    assert_default_bias(model.fc.bias.detach(), 64)
 
 
 def test_same_seed_same_weights_different_seed_different():
@@ -273,7 +313,7 @@ def test_seed_none_uses_the_global_rng():
     b = create_model("smallcnn", 10).state_dict()
     c = create_model("smallcnn", 10).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not torch.equal(a["0.weight"], c["0.weight"])
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
 
 
 class UserNet(nn.Module):
@@ -294,8 +334,8 @@ def test_initialize_works_on_a_user_module():
     with torch.no_grad():
         net.norm.weight.fill_(2.0)
     initialize(net, generator=torch.Generator().manual_seed(0))
-    assert torch.count_nonzero(net.conv.bias) == 0
-    assert torch.count_nonzero(net.head.bias) == 0
+    assert 0 < net.conv.bias.abs().max() <= 1 / math.sqrt(27)
+    assert 0 < net.head.bias.abs().max() <= 1 / math.sqrt(8)
     assert torch.equal(net.norm.weight, torch.full((8,), 2.0))  # unknown layers are untouched
     again = UserNet()
     initialize(again, generator=torch.Generator().manual_seed(0))
@@ -360,3 +400,15 @@ def test_register_model_adds_a_network_and_rejects_duplicates():
         MODELS.remove("tmp_test_linear")
     with pytest.raises(ValueError, match="input_shape"):
         register_model("tmp_bad_shape", input_shape=(4, 4))  # type: ignore[arg-type]
+
+
+def test_the_bias_init_field_reaches_the_run_and_its_dense_weights():
+    from earlyprune.spec import RunSpec
+    from earlyprune.stages import fresh_model, prepare
+
+    spec = RunSpec(method="snip", sparsity=0.5, prune_step=2, bias_init="zero", device="cpu")
+    assert spec.dense_spec().bias_init == "zero"
+    biases = {n: p for n, p in fresh_model(prepare(spec)).named_parameters() if n.endswith("bias")}
+    default = dict(fresh_model(prepare(spec.replace(bias_init="default"))).named_parameters())
+    linear = [n for n in biases if torch.count_nonzero(default[n]) > 0]
+    assert linear and all(torch.count_nonzero(biases[n]) == 0 for n in linear)

@@ -271,8 +271,9 @@ class ChainWithBN(nn.Module):
         return self.l2(self.bn(self.l1(x)))
 
 
-def test_synflow_eval_mode_abs_parameters_and_buffers():
-    """Eval-mode BN with |γ|, |β|, |running_mean|, |running_var|; |bias|; all-ones input."""
+def test_synflow_eval_mode_abs_parameters_not_buffers():
+    """Eval-mode BN with |γ|, |β| but the signed running mean (the authors' convention, not
+    Synaptic-Flow's |running_mean|); |bias|; all-ones input."""
     model = make_model(ChainWithBN)
     with torch.no_grad():
         model.l2.bias.copy_(torch.tensor([-0.5, 0.25]))
@@ -286,7 +287,8 @@ def test_synflow_eval_mode_abs_parameters_and_buffers():
     a2 = model.l2.weight.detach().to(F64).abs().requires_grad_(True)
     z = a1 @ torch.ones(4, dtype=F64)
     std = torch.sqrt(bn.running_var.to(F64).abs() + bn.eps)
-    z = bn.weight.detach().to(F64).abs() * (z - bn.running_mean.to(F64).abs()) / std
+    assert (bn.running_mean < 0).any()  # else |·| of the buffers would go unnoticed
+    z = bn.weight.detach().to(F64).abs() * (z - bn.running_mean.to(F64)) / std
     z = z + bn.bias.detach().to(F64).abs()
     out = a2 @ z + model.l2.bias.detach().to(F64).abs()
     g1, g2 = torch.autograd.grad(out.sum(), [a1, a2])
@@ -296,14 +298,13 @@ def test_synflow_eval_mode_abs_parameters_and_buffers():
 
 
 def test_synflow_matches_reference_linearization_on_a_resnet():
-    """Tanaka et al.'s recipe: |·| of the whole state_dict, double, eval, ones(1, C, H, W)."""
+    """The authors' recipe: |·| of every parameter (not the buffers), double, eval, ones(1, C, H, W)."""
     model = make_model(TinyResNet)
     model.train()
     ref = copy.deepcopy(model).double().eval()
     with torch.no_grad():
-        for t in ref.state_dict().values():
-            if t.is_floating_point():
-                t.abs_()
+        for t in ref.parameters():
+            t.abs_()
     ref.zero_grad()
     ref(torch.ones(1, 3, 8, 8, dtype=F64)).sum().backward()
     expected = {n: (w.grad * w).detach() for n, w in conv_linear_weights(ref).items()}

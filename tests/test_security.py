@@ -18,7 +18,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from earlyprune import cli
+from earlyprune import cli, numerics
 from earlyprune.errors import SpecError, StoreError
 from earlyprune.pipeline import run
 from earlyprune.spec import RunSpec
@@ -66,6 +66,8 @@ def test_planted_pickles_in_a_store_are_refused_and_the_work_redone(tmp_path: Pa
             torch.save(payload, path)
         else:
             path.write_bytes(pickle.dumps(payload))
+        # Planted among today's files (a folder of older numerics is cleared without reading).
+        store.write_json(rid, numerics.MARKER, {"numerics_version": numerics.NUMERICS_VERSION})
     got = run(PRUNED, store, progress=False)
     assert not marker.exists(), "a checkpoint in the store ran code when loaded"
     for rid, name in planted:

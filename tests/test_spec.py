@@ -78,7 +78,8 @@ def test_every_other_field_changes_the_run_id():
         "method": "grasp", "sparsity": 0.8, "prune_step": 5, "rounds": 3, "scope": "layer",
         "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
         "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
-        "channels_last": False, "threads": 2, "world_size": 2,
+        "channels_last": False, "bias_init": "zero", "allow_disconnected": True,
+        "threads": 2, "world_size": 2,
     }  # fmt: skip
     hashed = {f.name for f in dataclasses.fields(RunSpec)} - {"device"}
     assert set(changes) == hashed, "a new field needs a line here"

@@ -46,7 +46,7 @@ def test_result_records_every_artifact_and_verify_finds_damage(tmp_path, capsys)
     first = run(SPEC, RunStore(store), progress=False)
     folder = store / SPEC.run_id
     recorded = first["artifacts"]
-    assert set(recorded) == {"final.pt", "mask.pt", "metrics.jsonl", "spec.json"}
+    assert set(recorded) == {"final.pt", "mask.pt", "metrics.jsonl", "numerics.json", "spec.json"}
     for name, entry in recorded.items():  # independently: hashlib over the file's bytes
         data = (folder / name).read_bytes()
         assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}

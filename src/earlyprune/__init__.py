@@ -39,6 +39,8 @@ _LAZY = {
     "neuron_collapse": "earlyprune.density",
     "overall_density": "earlyprune.density",
     "prunable": "earlyprune.masking",
+    "effective_density": "earlyprune.connectivity",
+    "effective_mask": "earlyprune.connectivity",
     "create_model": "earlyprune.models",
     "list_models": "earlyprune.models",
     "RunSpec": "earlyprune.spec",
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         score,
         to_torch_prune,
     )
+    from earlyprune.connectivity import effective_density, effective_mask  # noqa: F401
     from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
     from earlyprune.masking import (  # noqa: F401
         Mask,

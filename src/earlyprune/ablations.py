@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from earlyprune import rng
 from earlyprune.masking import Mask
 
 #: Ablation name → what it does; the pipeline applies them (see ``pipeline.py``).
@@ -26,8 +27,12 @@ def check_ablation(name: str) -> str:
 
 
 def shuffle(mask: Mapping[str, Tensor], seed: int) -> Mask:
-    """Randomly permutes each layer's mask: per-layer proportions stay, positions are forgotten."""
-    gen = torch.Generator().manual_seed(seed)
+    """Randomly permutes each layer's mask: per-layer proportions stay, positions are forgotten.
+
+    The permutations come from the ``"shuffle"`` stream of ``seed`` (:func:`earlyprune.rng.generator`),
+    so ``seed`` may be the run's own seed.
+    """
+    gen = rng.generator(seed, "shuffle")
     out: Mask = {}
     for name, m in mask.items():
         flat = m.reshape(-1)
@@ -37,13 +42,20 @@ def shuffle(mask: Mapping[str, Tensor], seed: int) -> Mask:
 
 
 def reinitialize(
-    model: nn.Module, seed: int, init: str = "kaiming_fan_in", bn_gamma: str = "uniform"
+    model: nn.Module,
+    seed: int,
+    init: str = "kaiming_fan_in",
+    bn_gamma: str = "uniform",
+    bias: str = "default",
 ) -> None:
     """Redraws every weight of ``model`` in place from the same initializer, with a new seed.
 
-    Apply the mask afterwards (``apply_mask``): the pruned network keeps its structure, not its
-    values.
+    The new weights come from the ``"reinit"`` stream of ``seed`` (:func:`earlyprune.rng.generator`),
+    never from the ``"init"`` stream of a model built with that seed: ``seed`` may be the run's
+    own. Apply the mask afterwards (``apply_mask``): the pruned network keeps its structure, not
+    its values.
     """
     from earlyprune.models import initialize
 
-    initialize(model, init=init, bn_gamma=bn_gamma, generator=torch.Generator().manual_seed(seed))
+    gen = rng.generator(seed, "reinit")
+    initialize(model, init=init, bn_gamma=bn_gamma, generator=gen, bias=bias)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from earlyprune.connectivity import check_connected
 from earlyprune.masking import (
     SCOPES,
     Mask,
@@ -63,6 +65,7 @@ def prune(
     scope: str = "global",
     invert: bool = False,
     seed: int = 0,
+    allow_disconnected: bool = False,
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
@@ -78,9 +81,18 @@ def prune(
         scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
         invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation).
         seed: Seed for methods that draw random numbers.
+        allow_disconnected: Return a mask even if it keeps no weight, or if its empty layers
+            leave no path from input to output (see :mod:`earlyprune.connectivity`).
 
     Returns:
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
+
+    Raises:
+        ValueError: For bad arguments, NaN scores, or a degenerate mask (unless allowed).
+
+    Warns:
+        RuntimeWarning: One line when equal scores straddle the final threshold, so that some
+            of them are removed by network order rather than by score.
     """
     m = _method(method)
     # np.float64(0.9), torch.tensor(3): the plain numbers they hold.
@@ -100,6 +112,11 @@ def prune(
     schedule = density_schedule(sparsity, n_rounds, total)
     if schedule[-1] == total:
         return mask
+    shape = (
+        tuple(batch[0].shape[1:]) if batch is not None and isinstance(batch[0], Tensor) else None
+    )
+    if not allow_disconnected and schedule[-1] == 0:  # before any scoring: nothing can be kept
+        check_connected(model, {n: torch.zeros_like(t) for n, t in mask.items()}, shape)
     scorer = m.prepare(model, batch, seed)
     alive = total
     for n, n_keep in enumerate(schedule, start=1):
@@ -109,9 +126,40 @@ def prune(
         if invert:
             scores = {name: -s for name, s in scores.items()}
         density = (1 - sparsity) ** (n / n_rounds)
-        mask = select(scores, n_keep, mask, scope, density=density)
+        before, mask = mask, select(scores, n_keep, mask, scope, density=density)
         alive = n_keep
+        if n == n_rounds:
+            warn_straddling_ties(scores, before, mask, scope)
+    if not allow_disconnected:
+        check_connected(model, mask, shape)
     return mask
+
+
+def warn_straddling_ties(scores: Scores, before: Mask, after: Mask, scope: str) -> None:
+    """Warns (one line) when equal scores were split by the threshold: some removed, some kept.
+
+    Such weights were told apart by network order, not by the method (e.g. constant or
+    infinite scores, or many zero gradients at a high sparsity).
+    """
+    groups = [[n] for n in after] if scope == "layer" else [list(after)]
+    for names in groups:
+        kept = [scores[n][after[n]] for n in names if bool(after[n].any())]
+        gone = [scores[n][before[n] & ~after[n]] for n in names]
+        gone = [g for g in gone if g.numel()]
+        if not kept or not gone:
+            continue
+        low = min(float(k.min()) for k in kept)
+        high = max(float(g.max()) for g in gone)
+        if low == high:  # the threshold itself was shared by a kept and a removed weight
+            tied = sum(int((scores[n][before[n]] == low).sum()) for n in names)
+            removed = sum(int((g == low).sum()) for g in gone)
+            where = f" in {names[0]}" if scope == "layer" else ""
+            warnings.warn(
+                f"{tied:,} weights{where} share the threshold score {low:g}; {removed:,} of them "
+                "were removed by network order, not by score",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def save_mask(mask: Mapping[str, Tensor], path: str | os.PathLike[str]) -> None:
@@ -123,18 +171,31 @@ def save_mask(mask: Mapping[str, Tensor], path: str | os.PathLike[str]) -> None:
 
 
 def load_mask(path: str | os.PathLike[str]) -> Mask:
-    """Reads a mask written by :func:`save_mask` (``weights_only=True``: no code is executed)."""
+    """Reads a mask written by :func:`save_mask` (``weights_only=True``: no code is executed).
+
+    Raises:
+        ValueError: One short line if the file is missing, unreadable, or holds anything but a
+            dict of name → bool tensor (a checkpoint or state_dict of float weights included).
+    """
+    not_a_mask = f"{path} does not hold a mask (dict of name → bool tensor)"
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles before refusing them
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"mask file not found: {path}") from None
-    except Exception as exc:  # pickle errors, truncation, refused globals
-        raise ValueError(f"cannot read mask file {path}: {exc.__class__.__name__}: {exc}") from None
+    except Exception as exc:  # pickle errors, truncation, refused globals: torch's text is long
+        raise ValueError(f"{not_a_mask}: it is not a file written by ep.save_mask "
+                         f"({exc.__class__.__name__})") from None  # fmt: skip
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in data.items()
     ):
-        raise ValueError(f"{path} does not hold a mask (dict of name → bool tensor)")
-    return {k: v.to(torch.bool) for k, v in data.items()}
+        raise ValueError(f"{not_a_mask}: found {type(data).__name__}")
+    wrong = [k for k, v in data.items() if v.dtype != torch.bool]
+    if wrong:  # float weights (a state_dict) are not "keep" flags
+        kind = str(data[wrong[0]].dtype).replace("torch.", "")
+        raise ValueError(f"{not_a_mask}: {wrong[0]!r} is {kind} (a checkpoint or state_dict?)")
+    return dict(data)
 
 
 def to_torch_prune(model: nn.Module, mask: Mapping[str, Tensor]) -> None:

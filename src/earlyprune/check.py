@@ -162,6 +162,7 @@ def check_method(
     workers: int | None = None,
     progress: bool | None = None,
     min_effect: float = MIN_EFFECT,
+    recompute_stale: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT_S,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
@@ -174,6 +175,7 @@ def check_method(
         workers: Parallel worker processes for the built-in methods' runs.
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
+        recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
         timeout: Seconds one call of the user's function may take here (None: no limit); in
             worker processes ``DEFAULT_TIMEOUT_S``.
 
@@ -196,7 +198,8 @@ def check_method(
         # Worker processes start with the built-in registry: they register the user's function
         # themselves from its (absolute) target before running anything.
         plugin = (_absolute(target),) if resolved.function is not None else ()
-        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin)
+        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin,
+                  recompute_stale=recompute_stale)  # fmt: skip
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
@@ -232,6 +235,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
     try:
         report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
                               grid=QUICK if args.quick else FULL, workers=args.workers,
+                              recompute_stale=args.recompute_stale,
                               timeout=args.timeout)  # fmt: skip
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

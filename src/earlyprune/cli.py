@@ -29,6 +29,9 @@ def _sparsity(text: str) -> float:
     return value
 
 
+_STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="earlyprune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -52,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads the run pins (part of the run id when not 1)")  # fmt: skip
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--retry-failed", action="store_true", help="run a failed run again")
+    p.add_argument(
+        "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
+    )
+    p.add_argument("--allow-disconnected", action="store_true",
+                   help="train a mask even if it leaves no input→output path")  # fmt: skip
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -61,11 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="local", help="local|ray")
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
     p.add_argument("--out", default=None, help="report folder (default: STORE/report)")
     p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
+    p.add_argument("--free-y", action="store_true", help="own y-range per ablation panel")
 
     for name, text in (
         ("demo", "replicate the paper's findings offline in minutes"),
@@ -86,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     sub.add_parser("list", help="models, datasets, methods, ablations and presets")
 
@@ -126,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.distributed import Distributed, DistStore
-    from earlyprune.pipeline import check_preset, run, servable
+    from earlyprune.pipeline import check_stored, run, servable
     from earlyprune.spec import DEFAULT_PRESET, PRESETS, RunSpec
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
@@ -146,7 +158,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=args.sparsity, prune_step=args.prune_step,
         rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
-        epochs=args.epochs, precision=args.precision, device=args.device, threads=args.threads,
+        epochs=args.epochs, precision=args.precision, device=args.device,
+        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
+        threads=args.threads,
         # Per-rank BatchNorm statistics make K processes compute other numbers than one.
         world_size=job.world_size if job is not None else 1,
     )  # fmt: skip
@@ -155,9 +169,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.preset and preset.dataset != args.dataset:
         say(f"earlyprune: warning: preset {preset.name!r} was made for {preset.dataset}, "
             f"not {args.dataset}", file=sys.stderr)  # fmt: skip
+    if args.recompute_stale and (job is None or job.is_main):
+        from earlyprune.executors.base import prerequisite
+        from earlyprune.numerics import forget_stale
+
+        dense = prerequisite(spec)
+        forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
     stored = store.read_result(spec.run_id)
     if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
-        say(summary_line(check_preset(stored, store), stored=True))
+        # A result of older numerics is refused here, before any output.
+        say(summary_line(check_stored(stored, store), stored=True))
         return 0 if stored["status"] == "ok" else 1
     prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")
@@ -250,7 +271,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(args.store) / "report"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        index = write_report(args.store, out, tolerance=args.tolerance)
+        index = write_report(args.store, out, tolerance=args.tolerance, free_y=args.free_y)
     for w in caught:  # skipped result files and similar: one line each, no stack
         if issubclass(w.category, RuntimeWarning):
             print(f"earlyprune: warning: {w.message}", file=sys.stderr)

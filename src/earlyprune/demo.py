@@ -92,12 +92,14 @@ def run_grid(
     *,
     workers: int | None = None,
     progress: bool | None = None,
+    recompute_stale: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs what is missing (resuming anything interrupted) and returns every spec's result."""
     from earlyprune.store import RunStore
     from earlyprune.sweep import run_specs
 
-    return run_specs(specs, RunStore(store), workers=workers, progress=progress)
+    return run_specs(specs, RunStore(store), workers=workers, progress=progress,
+                     recompute_stale=recompute_stale)  # fmt: skip
 
 
 def results_table(store: str | Path, specs: list[RunSpec]) -> str:
@@ -136,6 +138,7 @@ def run_demo(
     grid: Grid = FULL,
     workers: int | None = None,
     progress: bool | None = None,
+    recompute_stale: bool = False,
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
 
@@ -145,12 +148,14 @@ def run_demo(
         grid: ``FULL`` (the demo), ``QUICK`` (``--quick``) or a custom grid.
         workers: Parallel worker processes (default: one per core).
         progress: A progress bar over runs (default: on a terminal).
+        recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.verdicts import verdict_matrix
 
     specs = demo_specs(grid)
-    results = run_grid(specs, store, workers=workers, progress=progress)
+    results = run_grid(specs, store, workers=workers, progress=progress,
+                       recompute_stale=recompute_stale)  # fmt: skip
     problems = not_ok(results)
     checked = [m for m in DEMO_METHODS if m != "random"]
     text = (
@@ -167,7 +172,8 @@ def cli_demo(args: argparse.Namespace) -> int:
     print(f"earlyprune demo{' --quick' if args.quick else ''}: {n} runs of smallcnn on "
           f"fashion-mnist-mini ({grid.label()}) in {store}; finished runs are reused", flush=True)  # fmt: skip
     started = time.perf_counter()
-    result = run_demo(store, args.out or DEFAULT_OUT, grid=grid, workers=args.workers)
+    result = run_demo(store, args.out or DEFAULT_OUT, grid=grid, workers=args.workers,
+                      recompute_stale=args.recompute_stale)  # fmt: skip
     print(result.text, end="")
     for line in result.problems:
         print(f"not ok: {line}")

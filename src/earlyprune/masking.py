@@ -54,11 +54,17 @@ def check_sparsity(sparsity: float) -> float:
     return float(sparsity)
 
 
+#: How a non-bool mask is refused (also in the README's Troubleshooting table).
+NOT_BOOL = "masks are bool tensors (True = keep, False = prune)"
+
+
 def check_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> Mask:
-    """Checks that ``mask`` has exactly the model's prunable names and shapes; returns it as bool.
+    """Checks that ``mask`` has exactly the model's prunable names and shapes, as bool tensors.
+
+    A float or integer "mask" is refused rather than cast: ``0.3`` would silently mean "keep".
 
     Raises:
-        ValueError: naming the missing, unexpected or mis-shaped entries.
+        ValueError: naming the missing, unexpected, mis-shaped or non-bool entries.
     """
     params = prunable(model)
     missing = [n for n in params if n not in mask]
@@ -74,7 +80,12 @@ def check_mask(model: nn.Module, mask: Mapping[str, Tensor]) -> Mask:
         if not isinstance(m, Tensor) or tuple(m.shape) != tuple(p.shape):
             got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
             raise ValueError(f"mask[{name!r}] has shape {got}, expected {tuple(p.shape)}")
-        out[name] = m.to(device=p.device, dtype=torch.bool)
+        if m.dtype != torch.bool:
+            raise ValueError(
+                f"mask[{name!r}] is {str(m.dtype).replace('torch.', '')}, not bool: {NOT_BOOL}; "
+                "build it with a comparison (scores > t), or .bool() only if it holds 0 and 1"
+            )
+        out[name] = m.to(device=p.device)
     return out
 
 

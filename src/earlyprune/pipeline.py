@@ -6,6 +6,7 @@ evaluate → record. Finished runs are served from the store; interrupted ones r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import platform
@@ -18,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from earlyprune import __version__
+from earlyprune import __version__, numerics
+from earlyprune.connectivity import effective_mask
 from earlyprune.distributed import Distributed
 from earlyprune.environment import (
     RunInterrupted,
@@ -28,6 +30,7 @@ from earlyprune.environment import (
 )
 from earlyprune.environment import record as environment_record
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.flops import count_flops
 from earlyprune.integrity import artifacts, damage, requeue, set_aside
 from earlyprune.masking import (
     Mask,
@@ -37,7 +40,7 @@ from earlyprune.masking import (
     neuron_collapse,
     overall_density,
 )
-from earlyprune.spec import DENSE, PRESETS, RunSpec
+from earlyprune.spec import BASELINES, DENSE, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -80,7 +83,7 @@ def run(
     check_world_size(spec, job.world_size if job is not None else 1)
     stored = store.read_result(spec.run_id)
     if servable(stored, store, retry_failed):
-        return check_preset(stored, store)
+        return check_stored(stored, store)
     with pinned_threads(spec.threads):  # one run id, one thread count, however it is launched
         return _run(spec, store, data_root, callbacks, progress, retry_failed, job)
 
@@ -96,31 +99,45 @@ def _run(
 ) -> dict[str, Any]:
     setup = prepare(spec, data_root, job)
     rid = spec.run_id
-    with store.claim(rid):
-        stored = store.read_result(rid)
-        if servable(stored, store, retry_failed):
-            return stored
-        bad = damage(store.run_dir(rid), stored) if stored is not None else {}
-        if bad and store.writes:  # damaged: set aside, redo from step 0 (latest.pt is gone)
-            requeue(store.run_dir(rid), bad)
-        store.write_json(rid, "spec.json", spec.to_dict())
-        started = time.perf_counter()
-        try:
-            model, mask = (fresh_model(setup), None) if is_dense(spec) else pruned(setup, store)
-            state = retrain(setup, store, model, mask, callbacks, progress)
-            result = record(setup, model, mask, state, time.perf_counter() - started)
-        except _USER_MISTAKES:
-            raise
-        except Exception as exc:
-            if is_environmental(exc, job is not None):  # not the run's fault: leave it resumable
-                raise RunInterrupted(f"run {rid} interrupted: {type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc  # fmt: skip
-            # The run's own failure: record it, let the sweep go on.
-            result = failure(setup, exc, time.perf_counter() - started)
-        if store.writes:
-            result["artifacts"] = artifacts(store.run_dir(rid))
-        store.write_json(rid, "result.json", result)
-        store.delete(rid, "latest.pt")
+    if spec.method in BASELINES or (not is_dense(spec) and setup.prune_step > 0):
+        dense = store.read_result(spec.dense_spec().run_id)  # its shared weights: same numerics
+        if dense is not None:
+            check_stored(dense, store)
+    try:
+        with store.claim(rid):
+            stored = store.read_result(rid)
+            if servable(stored, store, retry_failed):
+                return check_stored(stored, store)
+            bad = damage(store.run_dir(rid), stored) if stored is not None else {}
+            if bad and store.writes:  # damaged: set aside, redo from step 0 (latest.pt is gone)
+                requeue(store.run_dir(rid), bad)
+            numerics.adopt(store, rid)  # checkpoints of older numerics are never resumed from
+            store.write_json(rid, "spec.json", spec.to_dict())
+            started = time.perf_counter()
+            try:
+                model, mask = (fresh_model(setup), None) if is_dense(spec) else pruned(setup, store)
+                state = retrain(setup, store, model, mask, callbacks, progress)
+                result = record(setup, model, mask, state, time.perf_counter() - started)
+            except _USER_MISTAKES:
+                forget_attempt(store, rid)  # a mistake found mid-run (a degenerate mask)
+                raise
+            except Exception as exc:
+                if is_environmental(exc, job is not None):  # not the run's fault: resumable
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    raise RunInterrupted(
+                        f"run {rid} interrupted: {type(exc).__name__}: {first}"
+                    ) from exc
+                # The run's own failure: record it, let the sweep go on.
+                result = failure(setup, exc, time.perf_counter() - started)
+            if store.writes:
+                result["artifacts"] = artifacts(store.run_dir(rid))
+            store.write_json(rid, "result.json", result)
+            store.delete(rid, "latest.pt")
+    except _USER_MISTAKES:
+        for folder in (store.run_dir(rid), store.root):  # a refused first attempt leaves none
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only ever removes an empty folder
+        raise
     return result
 
 
@@ -146,9 +163,26 @@ def _replayable(name: str) -> bool:
     return name == "final.pt" or re.fullmatch(r"step_\d+\.pt", name) is not None
 
 
+def forget_attempt(store: RunStore, run_id: str) -> None:
+    """Removes what a refused first attempt wrote into its own folder: its spec and marker, if
+    nothing else is there (a resumed run keeps its checkpoints and the marker that vouches for
+    them)."""
+    folder = store.run_dir(run_id)
+    own = {"spec.json", numerics.MARKER, "claim"}
+    if folder.is_dir() and all(p.name in own or p.name.startswith(".") for p in folder.iterdir()):
+        for name in ("spec.json", numerics.MARKER):
+            store.delete(run_id, name)
+
+
 def preset_fingerprint(name: str) -> dict[str, Any]:
     """The preset's hyperparameters as stored in ``result.json`` (JSON types: lists, not tuples)."""
     return json.loads(json.dumps(dataclasses.asdict(PRESETS.get(name))))
+
+
+def check_stored(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
+    """Refuses (``SpecError``, one line) a stored result computed under other numerics or
+    another definition of its preset; returns it otherwise."""
+    return check_preset(numerics.check_current(result, store), store)
 
 
 def check_preset(result: dict[str, Any], store: RunStore) -> dict[str, Any]:
@@ -209,6 +243,7 @@ def record(
 ) -> dict[str, Any]:
     """The result record (``result.json``)."""
     mask = mask if mask is not None else full_mask(model)
+    effective = effective_mask(model, mask, tuple(setup.bundle.input_shape))
     collapse = [neuron_collapse(model, mask, t) for t in COLLAPSE_THRESHOLDS]
     accs = [c["test_accuracy"] for c in state.curve]
     ok = not state.diverged and bool(accs)
@@ -219,7 +254,11 @@ def record(
         "test_loss": state.curve[-1]["test_loss"] if ok else None,
         "density": overall_density(mask),
         "layer_density": layer_density(mask),
+        # Weights on some input→output path (Vysogorets & Kempe 2021); ≤ density.
+        "effective_density": overall_density(effective),
+        "layer_effective_density": layer_density(effective),
         "layer_numel": {n: m.numel() for n, m in mask.items()},
+        "flops": count_flops(model, setup.bundle.input_shape, mask),
         "neuron_collapse": {
             "thresholds": list(COLLAPSE_THRESHOLDS),
             "overall": [c["overall"] for c in collapse],
@@ -260,6 +299,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "prune_step": setup.prune_step,
         "total_steps": setup.sched.total_steps,
         "preset": preset_fingerprint(spec.preset),
+        "numerics_version": numerics.NUMERICS_VERSION,
         "timings": {"total_s": round(seconds, 3)},
         "environment": environment_record(setup),
         "versions": {"earlyprune": __version__, "torch": torch.__version__,

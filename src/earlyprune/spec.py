@@ -162,6 +162,10 @@ class RunSpec:
     scoring_per_class: int = 10
     precision: str = "fp32"
     channels_last: bool = True
+    bias_init: str = (
+        "default"  # "zero": all Conv/Linear biases 0 (default: PyTorch's, as the authors)
+    )
+    allow_disconnected: bool = False  # train a mask that cuts every input→output path
     device: str = field(default="auto", metadata=_no_hash())
     threads: int = 1
     world_size: int = 1
@@ -208,7 +212,7 @@ class RunSpec:
             dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
             precision=self.precision, channels_last=self.channels_last, device=self.device,
-            threads=self.threads, world_size=self.world_size,
+            bias_init=self.bias_init, threads=self.threads, world_size=self.world_size,
         )  # fmt: skip
 
 
@@ -244,7 +248,7 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def validate(spec: RunSpec) -> None:
     """Checks names against the registries and numbers against their ranges (``SpecError``)."""
     from earlyprune.data import DATASETS
-    from earlyprune.models import BN_GAMMAS, INITS, MODELS
+    from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
     from earlyprune.scoring import METHODS
 
     _check_choice("dataset", spec.dataset, DATASETS.names())
@@ -255,6 +259,11 @@ def validate(spec: RunSpec) -> None:
     _check_choice("scope", spec.scope, ("global", "layer"))
     _check_choice("init", spec.init, INITS)
     _check_choice("bn_gamma", spec.bn_gamma, BN_GAMMAS)
+    _check_choice("bias_init", spec.bias_init, BIAS_INITS)
+    if not isinstance(spec.allow_disconnected, bool):
+        raise SpecError(
+            f"allow_disconnected must be true or false, got {spec.allow_disconnected!r}"
+        )
     _check_choice("precision", spec.precision, PRECISIONS)
     s = spec.sparsity
     if isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 <= s < 1.0:

@@ -8,7 +8,6 @@ computed once and shared by every run of the same (network, data, preset, seed).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from torch import nn
 
 from earlyprune import ablations
 from earlyprune.api import prune
+from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
 from earlyprune.environment import check_world_size
 from earlyprune.errors import SpecError
@@ -102,13 +102,22 @@ def prepare(spec: RunSpec, data_root: str | None = None, job: Distributed | None
             f"{epochs:g} epochs has {total} steps"
         )
     check_world_size(spec, job.world_size if job is not None else 1)
+    if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
+        _preflight_mask(spec, bundle)
     device = resolve_device(job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job)
 
 
-def derived_seed(seed: int, purpose: str) -> int:
-    """An independent seed for one purpose (shuffle, reinit) of a run seeded ``seed``."""
-    return int(hashlib.sha256(f"{seed}:{purpose}".encode()).hexdigest()[:8], 16)
+def _preflight_mask(spec: RunSpec, bundle: Any) -> None:
+    from earlyprune.connectivity import preflight
+    from earlyprune.models import MODELS
+
+    shape = tuple(bundle.input_shape)
+    try:
+        preflight(lambda: MODELS.get(spec.model).build(bundle.num_classes, shape),
+                  spec.sparsity, spec.scope, shape)  # fmt: skip
+    except DisconnectedMask as exc:
+        raise SpecError(f"{exc}") from None
 
 
 def fresh_model(setup: Setup) -> nn.Module:
@@ -122,6 +131,7 @@ def fresh_model(setup: Setup) -> nn.Module:
         init=spec.effective_init,
         bn_gamma=spec.bn_gamma,
         seed=spec.seed,
+        bias=spec.bias_init,
     )
     return model.to(setup.device)
 
@@ -259,15 +269,19 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
     batch = scoring_batch(
         setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
     )
-    return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
-                 scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed)  # fmt: skip
+    try:
+        return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
+                     scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed,
+                     allow_disconnected=spec.allow_disconnected)  # fmt: skip
+    except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
+        raise SpecError(f"{exc}") from None
 
 
 def ablate_mask(setup: Setup, mask: Mask) -> Mask:
     """The shuffle ablation: the method's per-layer proportions at random positions."""
     spec = setup.spec
     if spec.ablation == "shuffle":
-        return ablations.shuffle(mask, seed=derived_seed(spec.seed, "shuffle"))
+        return ablations.shuffle(mask, seed=spec.seed)
     return mask
 
 
@@ -280,8 +294,9 @@ def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Modu
         else:
             model.load_state_dict(dense_weights(setup, store, setup.prune_step))
     if spec.ablation == "reinit":
-        ablations.reinitialize(model, seed=derived_seed(spec.seed, "reinit"),
-                               init=spec.effective_init, bn_gamma=spec.bn_gamma)  # fmt: skip
+        ablations.reinitialize(model, seed=spec.seed,
+                               init=spec.effective_init, bn_gamma=spec.bn_gamma,
+                               bias=spec.bias_init)  # fmt: skip
     return model
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from earlyprune import numerics
 from earlyprune.errors import SpecError
 from earlyprune.executors import EXECUTORS
 from earlyprune.executors.base import check_specs, tidy, with_prerequisites
@@ -112,6 +113,7 @@ def run_specs(
     retry_failed: bool = False,
     progress: bool | None = None,
     methods: Sequence[str] = (),
+    recompute_stale: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -127,6 +129,8 @@ def run_specs(
         backend: An ``EXECUTORS`` name: "local" or "ray".
         data_root: Folder holding the datasets.
         retry_failed: Run ``failed`` runs again.
+        recompute_stale: Redo runs stored under older numerics (``earlyprune.numerics``);
+            without it they stop the sweep with a ``SpecError`` saying so.
         progress: A bar over runs (default: on a terminal).
         methods: User scoring functions (``file.py:func`` or ``pkg.module:func``) that the
             workers must register before running (see ``earlyprune check-method``).
@@ -138,7 +142,10 @@ def run_specs(
     every = with_prerequisites(specs)
     from earlyprune.pipeline import check_preset, servable
 
+    if recompute_stale:
+        numerics.forget_stale(store, [s.run_id for s in every])
     stored = {s.run_id: store.read_result(s.run_id) for s in every}
+    numerics.check_all_current(stored.values(), store)  # never a silent mix of old and new
     for result in stored.values():
         if result is not None:
             check_preset(result, store)

@@ -20,7 +20,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
             print(plan_line(spec, run_state(spec, store)))
     elif args.action == "run":
         run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
-                  data_root=args.data_root, retry_failed=args.retry_failed)  # fmt: skip
+                  data_root=args.data_root, retry_failed=args.retry_failed,
+                  recompute_stale=args.recompute_stale)  # fmt: skip
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":
         for spec in sweep.specs:

@@ -225,14 +225,15 @@ def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], spars
     first = by_method[shown[0]][0]
     layers = list(first["layer_density"])
     rows = [
-        ["method", *layers, "collapse"],
+        ["method", *(n.removesuffix(".weight") for n in layers), "collapse"],  # module paths
         ["(weights)", *map(str, first["layer_numel"].values()), ""],
     ]
     for m in shown:
         runs = by_method[m]
         dens = [statistics.fmean(r["layer_density"][n] for r in runs) for n in layers]
         collapse = statistics.fmean(_collapse(r) for r in runs)
-        rows.append([m, *(f"{100 * d:.1f}" for d in dens), f"{100 * collapse:.1f}"])
+        shown_collapse = "n/a" if math.isnan(collapse) else f"{100 * collapse:.1f}"
+        rows.append([m, *(f"{100 * d:.1f}" for d in dens), shown_collapse])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         f"layer-wise density at {100 * s:.1f} % sparsity (% of each layer's weights kept) and "
@@ -249,6 +250,8 @@ def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], spars
 
 def _collapse(result: dict[str, Any]) -> float:
     nc = result.get("neuron_collapse") or {}
+    if nc.get("per_layer") == {}:  # no conv channels: collapse is not defined
+        return math.nan
     thresholds, overall = nc.get("thresholds", []), nc.get("overall", [])
     return float(overall[thresholds.index(1.0)]) if 1.0 in thresholds else math.nan
 

@@ -21,6 +21,8 @@ SUMMARY_COLUMNS = (
     "n_failed",
     "best_mean",
     "density",
+    "effective_density",
+    "flops_fraction",
     "collapse_100",
 )
 # Accuracies are fractions; a float sum such as 0.92 - 0.915 lands a few ulps off the boundary.
@@ -42,9 +44,10 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
         One row per group, ordered with the known methods and ablations first: the group
         columns, then ``mean`` and ``std`` (ddof=1; NaN for a single seed) of ``test_accuracy``,
         ``n`` (ok runs with an accuracy), ``n_diverged``, ``n_failed``, ``best_mean`` (mean of
-        ``best_test_accuracy``), and the mask statistics ``density`` and ``collapse_100``,
+        ``best_test_accuracy``), and the mask statistics ``density``, ``effective_density``,
+        ``flops_fraction`` (pruned over dense forward multiply-adds) and ``collapse_100``,
         averaged over every run that recorded them, diverged ones included, since they describe
-        the mask rather than training.
+        the mask rather than training (NaN where no run recorded them).
 
     Raises:
         StoreError: A group column (or ``status``/``test_accuracy``) is not in ``df``.
@@ -65,6 +68,8 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
     work["_div"] = work["status"].eq("diverged").astype(int)
     work["_fail"] = work["status"].eq("failed").astype(int)
     work["_density"] = _column(work, "density")
+    work["_effective"] = _column(work, "effective_density")
+    work["_flops"] = _column(work, "flops") / _column(work, "flops_dense")
     work["_collapse"] = _column(work, "collapse_100")
     _warn_mixed_settings(work, group)
     out = (
@@ -77,6 +82,8 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
             n_failed=("_fail", "sum"),
             best_mean=("_best", "mean"),
             density=("_density", "mean"),
+            effective_density=("_effective", "mean"),
+            flops_fraction=("_flops", "mean"),
             collapse_100=("_collapse", "mean"),
         )
         .reset_index()

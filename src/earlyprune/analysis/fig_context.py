@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 from matplotlib.axes import Axes
@@ -30,6 +31,15 @@ class Setting:
     matching: float | None
     data: StoreData
     runs: pd.DataFrame  # all runs, indexed by run_id
+    matching_edge: bool = False  # the matching sparsity is the highest one run ("≥")
+    free_y: bool = False  # ablation panels each get their own y-range
+    agreement: Any = None  # this setting's mask agreement (analysis.agreement), if computed
+
+    @property
+    def matching_text(self) -> str:
+        """``48.8%`` or ``≥ 93.1%`` (see :attr:`matching_edge`)."""
+        prefix = "≥ " if self.matching_edge else ""
+        return "" if self.matching is None else f"{prefix}{100 * self.matching:.1f}%"
 
     @property
     def title(self) -> str:
@@ -38,6 +48,17 @@ class Setting:
     @property
     def dense(self) -> pd.Series | None:
         return dense_reference(self.rows)
+
+    def own_dense(self, ablation: str) -> pd.Series | None:
+        """The dense runs of ``ablation`` when it has its own (init N(0, 1)), else None.
+
+        An ablation that changes the dense network itself (``init_normal``) has dense runs
+        labelled with it; any other ablation is compared with the unmodified dense network.
+        """
+        own = self.rows[(self.rows["method"] == "dense") & (self.rows["ablation"] == ablation)]
+        if ablation != "none" and not own.empty:
+            return own.iloc[0]
+        return None
 
     @property
     def main(self) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from earlyprune.analysis.fig_context import Setting, titled
 from earlyprune.analysis.names import (
     ABLATION_COLORS,
     ABLATION_ORDER,
+    REFERENCE_METHODS,
     ablation_label,
     color_for,
     method_label,
@@ -40,13 +41,15 @@ def accuracy(ctx: Setting) -> Drawn:
     fig, (ax,) = P.new_figure(8.0, 4.8)
     for method in ctx.methods(main):
         rows = main[main["method"] == method]
+        reference = method in REFERENCE_METHODS
         P.plot_band(
             ax,
             P.density_x(rows["sparsity"]),
             rows,
             label=ctx.label(method, rows),
             color=ctx.color(method),
-            linestyle="--" if method == "random" else "-",
+            linestyle="--" if reference else "-",
+            marker="" if reference and method != "random" else "o",
         )
     P.dense_line(ax, ctx.dense)
     if ctx.matching is not None:
@@ -55,20 +58,34 @@ def accuracy(ctx: Setting) -> Drawn:
             color="black",
             linestyle=":",
             linewidth=1,
-            label=f"Matching sparsity {100 * ctx.matching:.1f}%",
+            label=f"Matching sparsity {ctx.matching_text}",
         )
     P.sparsity_axis(ax, [*main["sparsity"], 0.0])
     ax.set_ylabel("Test accuracy (%)")
     titled(ax, f"{ctx.title}: accuracy after pruning")
     ax.grid(alpha=0.3)
     P.legend_outside(ax)
-    return fig, "Test accuracy vs sparsity, mean ± std over seeds (paper Figure 4)."
+    return fig, _accuracy_caption(ctx, main)
+
+
+def _accuracy_caption(ctx: Setting, main) -> str:
+    """Says what the figure shows, naming only the references that were run."""
+    parts = ["Test accuracy vs sparsity, mean ± std over seeds"]
+    refs = [method_label(m) for m in ctx.methods(main) if m in REFERENCE_METHODS]
+    if refs:
+        parts.append(f"dashed: random-sparse references ({', '.join(refs)})")
+    if ctx.dense is not None and not math.isnan(ctx.dense["mean"]):
+        parts.append("grey: the dense network")
+    if ctx.matching is not None:
+        parts.append(f"dotted: matching sparsity {ctx.matching_text}")
+    return "; ".join(parts) + " (paper Figure 4)."
 
 
 def ablations(ctx: Setting) -> Drawn:
     """Figure 5: one panel per method that has ablations, one line per ablation."""
     rows = ctx.rows[~ctx.rows["method"].isin(ablation_free_methods(ctx.rows))]
-    rows = ctx.at_main_step(rows)
+    # The dense network's own init N(0, 1) runs are references drawn in the panels, not a panel.
+    rows = ctx.at_main_step(rows[rows["method"] != "dense"])
     methods = [m for m in ctx.methods(rows) if rows.loc[rows["method"] == m, "mean"].notna().any()]
     if not methods:
         return None
@@ -84,15 +101,27 @@ def ablations(ctx: Setting) -> Drawn:
             label = ablation_label(ablation)
             P.plot_band(ax, P.density_x(sub["sparsity"]), sub, label=label, color=color)
         P.dense_line(ax, ctx.dense)
+        for ablation in names:  # an ablation with its own dense network (init N(0, 1))
+            own = ctx.own_dense(ablation)
+            if own is not None:
+                color = color_for(ablation, ABLATION_COLORS, names)
+                P.dense_line(ax, own, label=f"Dense, {ablation_label(ablation)}", color=color)
         P.sparsity_axis(ax, [*part["sparsity"], 0.0], label=i >= len(methods) - ncols)
         ax.set_title(ctx.label(method, part), fontsize=10)
         ax.set_ylabel("Test accuracy (%)")
         ax.grid(alpha=0.3)
     for ax in axes[len(methods) :]:
         ax.set_visible(False)
+    if not ctx.free_y:
+        P.share_y(axes)
     P.figure_legend(fig, axes)
     fig.suptitle(f"{ctx.title}: ablations")
-    return fig, "Shuffling, reinitializing, inverting and N(0, 1) init per method (Figure 5)."
+    ran = ordered(rows.loc[rows["mean"].notna(), "ablation"], ABLATION_ORDER)
+    names = [ablation_label(a) for a in ran if a != "none"]
+    scale = "each panel its own y-range" if ctx.free_y else "one y-range for all panels"
+    return fig, (
+        f"Unmodified vs {', '.join(names) or 'no ablation'}, per method; {scale} (Figure 5)."
+    )
 
 
 def grasp_variants(ctx: Setting) -> Drawn:
@@ -114,7 +143,8 @@ def grasp_variants(ctx: Setting) -> Drawn:
     titled(ax, f"{ctx.title}: variants of GraSP")
     ax.grid(alpha=0.3)
     P.legend_outside(ax)
-    return fig, "The original, inverted and magnitude variants of GraSP (Figure 9)."
+    drawn = "; ".join(label for _, label, _ in curves)
+    return fig, f"Variants of GraSP: {drawn} (Figure 9)."
 
 
 def prune_step(ctx: Setting) -> Drawn:
@@ -151,11 +181,9 @@ def prune_step(ctx: Setting) -> Drawn:
     P.dense_line(ax, ctx.dense)
     steps = at["prune_step"].astype(float)
     _lr_drops(ctx, ax, steps.max())
-    positive = steps[steps > 0]
-    linthresh = float(positive.min()) if len(positive) else 1.0
-    ax.set_xscale("symlog", linthresh=linthresh)
-    ax.set_xlim(-0.15 * linthresh, 1.3 * max(float(steps.max()), linthresh))
-    ax.set_xlabel("Training step t at which the network is pruned (LTR: rewind step)")
+    P.step_axis(ax, steps)
+    rewound = " (LTR: rewind step)" if "ltr" in set(at["method"]) else ""
+    ax.set_xlabel(f"Training step t at which the network is pruned{rewound}")
     ax.set_ylabel("Test accuracy (%)")
     titled(ax, f"{ctx.title}: pruning after t steps", f"sparsity {100 * sparsity:.1f}% ({why})")
     ax.grid(alpha=0.3)

@@ -29,6 +29,8 @@ def collapse(ctx: Setting) -> Drawn:
     shares = ctx.at_main_step(ctx.per_run(ctx.data.collapse))
     shares = shares[shares["ablation"].isin(_SHOWN) & (shares["method"] != "dense")]
     shares = shares[shares["sparsity"] > 0]
+    if not rows["collapse_100"].any() and not shares["share"].any():
+        return None  # no channel reached any threshold in any run: an all-zero figure says nothing
     panels = 2 if not shares.empty else 1
     fig, axes = P.new_figure(6.0 * panels + 1.8, 4.6, 1, panels)
     for (method, ablation), sub in ctx.variants(rows):
@@ -48,7 +50,8 @@ def collapse(ctx: Setting) -> Drawn:
         _thresholds(ctx, axes[1], shares)
     P.legend_outside(axes[-1])
     fig.suptitle(f"{ctx.title}: neuron collapse")
-    return fig, "Share of conv channels pruned entirely, and pruned to at least s % (Figure 6)."
+    second = ", and pruned to at least s % at one sparsity" if panels == 2 else ""
+    return fig, f"Share of conv channels pruned entirely{second} (Figure 6)."
 
 
 def _thresholds(ctx: Setting, ax: Axes, shares: pd.DataFrame) -> None:
@@ -77,6 +80,15 @@ def _thresholds(ctx: Setting, ax: Axes, shares: pd.DataFrame) -> None:
     ax.grid(alpha=0.3)
 
 
+def layer_label(name: str, numel: object) -> str:
+    """``conv1 (400)``: the module path and its weight count (just the path if unknown)."""
+    path = name.removesuffix(".weight")
+    try:
+        return f"{path} ({int(numel):,})"  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return path
+
+
 def layers(ctx: Setting) -> Drawn:
     """Figure 11: the share of each layer's weights that each method keeps, at one sparsity."""
     layers = ctx.at_main_step(unmodified(ctx.per_run(ctx.data.layers)))
@@ -98,11 +110,12 @@ def layers(ctx: Setting) -> Drawn:
         offset = (i - (len(methods) - 1) / 2) * bar
         label = ctx.label(method, at[at["method"] == method])
         ax.bar(xs + offset, values, bar, color=ctx.color(method), label=label)
-    short = [n.removesuffix(".weight") for n in names]
-    ax.set_xticks(xs, short, rotation=90 if max(map(len, short)) > 6 else 0, fontsize=7)
+    numel = at.groupby("layer")["numel"].first()
+    short = [layer_label(n, numel.get(n)) for n in names]
+    ax.set_xticks(xs, short, rotation=90 if len(names) > 4 else 0, fontsize=7)
     ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_ylabel("Weights remaining in the layer (%)")
-    ax.set_xlabel("Layer (input → output)")
+    ax.set_xlabel("Layer: module path (weights), input → output")
     titled(ax, f"{ctx.title}: per-layer density", f"at sparsity {100 * sparsity:.1f}% ({why})")
     ax.grid(alpha=0.3, axis="y")
     P.legend_outside(ax)

@@ -28,10 +28,14 @@ RESULT_COLUMNS = (
     "test_accuracy",
     "best_test_accuracy",
     "density",
+    "effective_density",
+    "flops",
+    "flops_dense",
     "collapse_100",
 )
+LAYER_COLUMNS = ("run_id", "order", "layer", "density", "numel", "effective_density")
 _REQUIRED_SPEC = ("model", "dataset", "method")
-_FRACTIONS = ("test_accuracy", "best_test_accuracy", "density")
+_FRACTIONS = ("test_accuracy", "best_test_accuracy", "density", "effective_density")
 
 
 @dataclass
@@ -41,8 +45,9 @@ class StoreData:
     Attributes:
         store: The store folder that was read.
         results: One row per run (see :func:`load_results`).
-        layers: One row per (run, prunable tensor): ``run_id, order, layer, density, numel``;
-            ``order`` is the tensor's position in the network (input to output).
+        layers: One row per (run, prunable tensor): ``run_id, order, layer, density, numel,
+            effective_density`` (NaN when not recorded); ``order`` is the tensor's position in
+            the network (input to output).
         collapse: One row per (run, threshold): ``run_id, threshold, share`` — the overall share
             of conv output channels whose sparsity is at least ``threshold``.
         curves: One row per (run, logged epoch): ``run_id, epoch, step, lr, train_loss,
@@ -73,8 +78,11 @@ def load_results(store: str | Path) -> pd.DataFrame:
     Returns:
         One row per run, sorted by ``run_id``: ``run_id, status, error``, every spec field as a
         column (nested fields as ``outer.inner``, lists as JSON text), then ``test_accuracy,
-        best_test_accuracy, density`` (fractions) and ``collapse_100`` (overall share of conv
-        channels pruned entirely). ``df.attrs["skipped"]`` lists ``(path, reason)`` for every
+        best_test_accuracy, density, effective_density`` (fractions; effective = weights on an
+        input→output path), ``flops`` and ``flops_dense`` (forward multiply-adds per example of
+        the pruned and the dense network) and ``collapse_100`` (overall share of conv channels
+        pruned entirely; NaN for a network without conv channels). A dense run initialized from
+        N(0, 1) has ablation ``init_normal`` (the reference of that ablation's runs). ``df.attrs["skipped"]`` lists ``(path, reason)`` for every
         result file that was skipped with a warning.
 
     Raises:
@@ -125,7 +133,7 @@ def load_store(store: str | Path) -> StoreData:
     return StoreData(
         store=root,
         results=results,
-        layers=pd.DataFrame(layers, columns=["run_id", "order", "layer", "density", "numel"]),
+        layers=pd.DataFrame(layers, columns=[*LAYER_COLUMNS]),
         collapse=pd.DataFrame(collapse, columns=["run_id", "threshold", "share"]),
         curves=pd.DataFrame(
             curves, columns=["run_id", "epoch", "step", "lr", "train_loss", "test_accuracy"]
@@ -173,14 +181,40 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
     row["run_id"] = str(raw.get("run_id") or default_id)
     row["status"] = status
     row["error"] = raw.get("error")
-    row["ablation"] = spec.get("ablation") or "none"
+    row["ablation"] = _ablation(spec)
     # Older or hand-written results may lack prune_step: they pruned at initialization.
     row["prune_step"] = _as_int(spec.get("prune_step"), "prune_step")
     row["sparsity"] = _sparsity(spec)
     for key in _FRACTIONS:
         row[key] = _fraction(raw.get(key), key)
+    row["flops"], row["flops_dense"] = _flops(raw.get("flops"))
     row["collapse_100"] = _collapse_at(raw.get("neuron_collapse"), 1.0)
     return row
+
+
+def _ablation(spec: dict[str, Any]) -> str:
+    """The run's ablation; a dense run initialized from N(0, 1) is the dense ``init_normal``.
+
+    The ``init_normal`` ablation's runs start from their own dense network (``RunSpec.dense_spec``
+    turns the ablation into ``init = "normal"``). Labelled ``none``, that network would be
+    averaged with the He-initialized dense runs into one "dense" reference; as ``init_normal``
+    it is the reference of exactly the runs that share its initialization.
+    """
+    ablation = spec.get("ablation") or "none"
+    if spec.get("method") == "dense" and ablation == "none" and spec.get("init") == "normal":
+        return "init_normal"
+    return ablation
+
+
+def _flops(flops: Any) -> tuple[float, float]:
+    """(pruned, dense) multiply-adds per example, NaN where the result has no count."""
+    if not isinstance(flops, dict):
+        return math.nan, math.nan
+    out = []
+    for key in ("pruned", "dense"):
+        value = flops.get(key)
+        out.append(float(value) if isinstance(value, int | float) and value >= 0 else math.nan)
+    return out[0], out[1]
 
 
 def _flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -230,6 +264,8 @@ def _as_int(value: Any, name: str) -> int:
 
 
 def _collapse_at(collapse: Any, threshold: float) -> float:
+    if isinstance(collapse, dict) and collapse.get("per_layer") == {}:
+        return math.nan  # a network without conv channels: collapse is not defined (n/a)
     for t, share in _collapse_pairs(collapse):
         if math.isclose(t, threshold):
             return share
@@ -256,8 +292,17 @@ def _layer_rows(run_id: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(density, dict):
         return []
     numel = numel if isinstance(numel, dict) else {}
+    effective = raw.get("layer_effective_density")
+    effective = effective if isinstance(effective, dict) else {}
     return [
-        {"run_id": run_id, "order": i, "layer": name, "density": d, "numel": numel.get(name)}
+        {
+            "run_id": run_id,
+            "order": i,
+            "layer": name,
+            "density": d,
+            "numel": numel.get(name),
+            "effective_density": effective.get(name, math.nan),
+        }
         for i, (name, d) in enumerate(density.items())
         if isinstance(d, int | float)
     ]
@@ -284,7 +329,7 @@ def _curve_rows(run_id: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _column_order(columns: pd.Index) -> list[str]:
     head = ["run_id", "status", "error"]
-    tail = ["test_accuracy", "best_test_accuracy", "density", "collapse_100"]
+    tail = list(RESULT_COLUMNS[3:])
     leading_spec = ["model", "dataset", "preset", "method", "sparsity", "prune_step", "ablation"]
     spec = [c for c in leading_spec if c in columns]
     spec += [c for c in columns if c not in head + tail + spec]

@@ -22,7 +22,28 @@ METHOD_ORDER = (
     "grasp",
     "grasp_magnitude",
     "synflow",
+    # Random-sparse allocations (reference lines, see REFERENCE_METHODS).
+    "erk",
+    "er",
+    "uniform",
+    "uniform_plus",
+    "smart_ratio",
+    # Newer methods at initialization, then iterative and sparse-training methods.
+    "iter_snip",
+    "force",
+    "synflow_l2",
+    "prospr",
+    "ntk_sap",
+    "phew",
+    "lamp",
+    "imp",
+    "gmp",
+    "set",
+    "rigl",
 )
+#: Methods that place weights at random by some layer-wise allocation: baselines a method must
+#: beat, drawn as dashed reference lines (no markers) in the accuracy figures.
+REFERENCE_METHODS = ("random", "erk", "er", "uniform", "uniform_plus", "smart_ratio")
 ABLATION_ORDER = ("none", "shuffle", "reinit", "invert", "init_normal")
 
 METHOD_LABELS = {
@@ -35,6 +56,22 @@ METHOD_LABELS = {
     "grasp": "GraSP",
     "grasp_magnitude": "GraSP Magnitude",
     "synflow": "SynFlow",
+    "erk": "ERK",
+    "er": "ER",
+    "uniform": "Uniform",
+    "uniform_plus": "Uniform+",
+    "smart_ratio": "Smart Ratio",
+    "iter_snip": "Iterative SNIP",
+    "force": "FORCE",
+    "synflow_l2": "SynFlow-L2",
+    "prospr": "ProsPr",
+    "ntk_sap": "NTK-SAP",
+    "phew": "PHEW",
+    "lamp": "LAMP",
+    "imp": "IMP",
+    "gmp": "GMP",
+    "set": "SET",
+    "rigl": "RigL",
 }
 ABLATION_LABELS = {
     "none": "Unmodified",
@@ -51,6 +88,7 @@ MODEL_LABELS = {
     "vgg16": "VGG-16",
     "vgg19": "VGG-19",
     "lenet300": "LeNet-300-100",
+    "lenet_300_100": "LeNet-300-100",
 }
 DATASET_LABELS = {
     "cifar10": "CIFAR-10",
@@ -59,6 +97,7 @@ DATASET_LABELS = {
     "imagenet": "ImageNet",
     "mnist": "MNIST",
     "fashion_mnist": "Fashion-MNIST",
+    "fashion-mnist": "Fashion-MNIST",
 }
 
 # The paper's colours (Figure 4): after training blue, random orange, magnitude green, SNIP red,
@@ -81,7 +120,20 @@ ABLATION_COLORS = {
     "invert": "tab:red",
     "init_normal": "tab:purple",
 }
-_SPARE_COLORS = ("tab:olive", "black", "gold", "navy", "teal", "crimson", "darkkhaki", "indigo")
+_SPARE_COLORS = (
+    "tab:olive",
+    "black",
+    "gold",
+    "navy",
+    "teal",
+    "crimson",
+    "darkkhaki",
+    "indigo",
+    "lime",
+    "sienna",
+    "slategray",
+    "orchid",
+)
 
 
 def ordered(values: Iterable[str], known: tuple[str, ...]) -> list[str]:

@@ -35,6 +35,45 @@ def save_png(fig: Figure, path: Path) -> Path:
     return atomic_write(path, lambda stream: fig.savefig(stream, format="png", dpi=DPI))
 
 
+def save_pdf(fig: Figure, path: Path) -> Path:
+    """Writes ``fig`` to ``path`` as vector PDF (for papers), atomically.
+
+    The creation date is left out so that one figure gives the same bytes every time.
+    """
+    metadata = {"CreationDate": None}
+    return atomic_write(path, lambda stream: fig.savefig(stream, format="pdf", metadata=metadata))
+
+
+def share_y(axes: Sequence[Axes]) -> None:
+    """Gives every visible panel the union of their y-ranges, so panels compare at a glance."""
+    shown = [ax for ax in axes if ax.get_visible() and ax.has_data()]
+    if len(shown) < 2:
+        return
+    low = min(ax.get_ylim()[0] for ax in shown)
+    high = max(ax.get_ylim()[1] for ax in shown)
+    for ax in shown:
+        ax.set_ylim(low, high)
+
+
+def step_axis(ax: Axes, steps: Sequence[float]) -> None:
+    """A symlog x axis of training steps with a plain label at each step that was run.
+
+    Labels read ``0, 20, 40, 100, 1000`` rather than powers of ten; when steps crowd, every
+    other one (keeping the first and last) is labelled.
+    """
+    values = sorted({float(s) for s in steps})
+    positive = [v for v in values if v > 0]
+    linthresh = positive[0] if positive else 1.0
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(-0.15 * linthresh, 1.3 * max(values[-1] if values else 1.0, linthresh))
+    step = 1 if len(values) <= 8 else 2
+    shown = {v for i, v in enumerate(values) if i % step == 0 or v == values[-1]}
+    ax.xaxis.set_major_locator(FixedLocator(values))
+    ax.xaxis.set_major_formatter(FixedFormatter([_step(v) if v in shown else "" for v in values]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.tick_params(axis="x", labelsize=8)
+
+
 def density_x(sparsity: Sequence[float] | pd.Series) -> np.ndarray:
     """Position on the sparsity axis: the density ``1 - s`` (drawn on an inverted log scale)."""
     return 1.0 - np.asarray(sparsity, dtype=float)
@@ -89,15 +128,21 @@ def plot_band(
         ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
 
 
-def dense_line(ax: Axes, reference: pd.Series | None, label: str = "Dense (unpruned)") -> None:
-    """The unpruned network's accuracy as a grey line with its ±1 std band."""
+def dense_line(
+    ax: Axes,
+    reference: pd.Series | None,
+    label: str = "Dense (unpruned)",
+    color: str = "tab:gray",
+) -> None:
+    """The unpruned network's accuracy as a horizontal line with its ±1 std band."""
     if reference is None or math.isnan(reference["mean"]):
         return
     mean = 100 * float(reference["mean"])
     std = 0.0 if math.isnan(reference["std"]) else 100 * float(reference["std"])
-    ax.axhline(mean, color="tab:gray", linewidth=1.2, label=label)
+    style = "-" if color == "tab:gray" else "-."
+    ax.axhline(mean, color=color, linewidth=1.2, linestyle=style, label=label)
     if std:
-        ax.axhspan(mean - std, mean + std, color="tab:gray", alpha=0.15, linewidth=0)
+        ax.axhspan(mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
 
 
 def legend_outside(ax: Axes) -> None:
@@ -120,3 +165,7 @@ def figure_legend(fig: Figure, axes: list[Axes]) -> None:
 def _percent(sparsity: float) -> str:
     text = f"{100 * sparsity:.1f}"
     return text if float(text) != 0 or sparsity == 0 else f"{100 * sparsity:.2g}"
+
+
+def _step(value: float) -> str:
+    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"

@@ -8,11 +8,20 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from earlyprune.analysis.aggregate import matching_sparsity, summarize
+from earlyprune.analysis.aggregate import main_rows, matching_sparsity, summarize, unmodified
+from earlyprune.analysis.agreement import (
+    NO_TORCH,
+    Agreement,
+    agreement_html,
+    mask_agreement,
+    torch_available,
+)
 from earlyprune.analysis.files import atomic_write_text
 from earlyprune.analysis.load import StoreData, load_store
+from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.names import method_label, setting_label
 from earlyprune.analysis.tables import Grid, build_grids, grid_html, tables
+from earlyprune.analysis.verdict_html import rule_text, verdict_table
 from earlyprune.errors import StoreError
 
 _CSS = """
@@ -23,6 +32,9 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; white-space: nowrap; }
 td { text-align: right; } th[scope=row] { text-align: left; font-weight: normal; }
 .scroll { overflow-x: auto; } figure { margin: 1.5em 0; } img { max-width: 100%; }
 figcaption { color: #444; font-size: 0.9em; } .warn { color: #8a4b00; }
+table.verdicts td { text-align: center; } td.yes { background: #e3f4e1; }
+td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+.seeds { color: #555; font-size: 0.8em; } .note { color: #444; font-size: 0.9em; }
 """
 
 
@@ -32,14 +44,16 @@ def write_report(
     *,
     tolerance: float = 0.005,
     reference: str = "magnitude_after_training",
+    free_y: bool = False,
 ) -> Path:
     """Writes the paper's tables and figures for every (model, dataset) in a store.
 
     Files written to ``out_dir`` (each atomically: a temporary file in the same folder, then a
     rename): ``results.csv`` (one row per run), ``summary.csv`` (mean ± std per setting),
-    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` for each figure whose
-    data exists, and ``index.html``, which shows them all and opens without a server. Figures
-    from an earlier report that no longer have data are removed.
+    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` and ``.pdf`` for each
+    figure whose data exists, ``agreement.csv`` (mask overlap, when torch can read the stored
+    masks), and ``index.html``, which shows them all, with the sanity-check verdicts first, and
+    opens without a server. Figures from an earlier report that no longer have data are removed.
 
     Args:
         store: The run store to read (only its ``result.json`` files are used).
@@ -47,6 +61,7 @@ def write_report(
         tolerance: Largest accuracy drop (a fraction) that still counts as matching the dense
             network; see :func:`matching_sparsity`.
         reference: The benchmark method whose matching sparsity is reported and marked.
+        free_y: Give each ablation panel its own y-range (default: one range per figure).
 
     Returns:
         The path of ``index.html``.
@@ -66,13 +81,37 @@ def write_report(
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(out / "tables.md", rendered["markdown"])
     atomic_write_text(out / "tables.tex", rendered["latex"])
-    figures = make_figures(data, summary, matching, out)
-    written = {f.name for files in figures.values() for f in files}
-    for old in out.glob("fig_*.png"):
+    edges = matching_edges(summary, matching, reference)
+    agreements = _agreements(data, out)
+    figures = make_figures(data, summary, matching, out, edges=edges, free_y=free_y,
+                           agreements=agreements)  # fmt: skip
+    written = {n for files in figures.values() for f in files for n in (f.name, f.pdf)}
+    for old in [*out.glob("fig_*.png"), *out.glob("fig_*.pdf")]:
         if old.name not in written:
             old.unlink(missing_ok=True)
-    page = _index_html(data, summary, matching, figures, build_grids(summary), reference, tolerance)
+    page = _index_html(
+        data, summary, matching, figures, build_grids(summary), reference, tolerance, agreements
+    )
     return atomic_write_text(out / "index.html", page)
+
+
+def _agreements(data: StoreData, out: Path) -> dict[tuple[str, str], Agreement | None] | None:
+    """Mask agreement per setting, and ``agreement.csv``; None when torch is absent."""
+    if not torch_available():
+        (out / "agreement.csv").unlink(missing_ok=True)
+        return None
+    found: dict[tuple[str, str], Agreement | None] = {}
+    frames = []
+    for (model, dataset), runs in data.results.groupby(["model", "dataset"], sort=False):
+        found[(model, dataset)] = agreement = mask_agreement(data.store, runs)
+        if agreement is not None:
+            long = agreement.jaccard.stack(future_stack=True).rename("jaccard").reset_index()
+            long.columns = ["method_a", "method_b", "jaccard"]
+            long["pairs"] = agreement.pairs.stack().to_numpy()
+            frames.append(long.assign(model=model, dataset=dataset, sparsity=agreement.sparsity))
+    if frames:
+        atomic_write_text(out / "agreement.csv", pd.concat(frames).to_csv(index=False))
+    return found
 
 
 def _prepare(out: Path) -> Path:
@@ -93,6 +132,7 @@ def _index_html(
     grids: list[Grid],
     reference: str,
     tolerance: float,
+    agreements: dict[tuple[str, str], Agreement | None] | None,
 ) -> str:
     esc = html.escape
     status = data.results["status"].value_counts()
@@ -113,15 +153,30 @@ def _index_html(
         parts.append(
             f'<p class="warn">{len(data.skipped)} result file(s) skipped:</p><ul>{items}</ul>'
         )
-    parts.append(_matching_html(matching, reference, tolerance))
+    if agreements is None:
+        parts.append(f'<p class="note">{esc(NO_TORCH)}</p>')
+    edges = matching_edges(summary, matching, reference)
+    parts.append(_matching_html(matching, edges, reference, tolerance))
+    parts.append(f'<p class="note">Verdicts: {esc(rule_text())}</p>')
     for model, dataset in matching:
         name = setting_label(model, dataset)
         parts.append(f"<h2>{esc(name)}</h2>")
+        runs = data.results[(data.results["model"] == model) & (data.results["dataset"] == dataset)]
+        verdict = verdict_table(runs)
+        if verdict:
+            parts.append(f'<div class="scroll">{verdict}</div>')
+        rows = summary[(summary["model"] == model) & (summary["dataset"] == dataset)]
+        masks = mask_table(rows, has_conv=bool(runs["collapse_100"].notna().any()))
+        if masks:
+            parts.append(f'<div class="scroll">{masks}</div>')
         for fig in figures.get((model, dataset), []):
             parts.append(
                 f'<figure><img src="{quote(fig.name)}" alt="{esc(fig.kind)}: {esc(name)}">'
-                f"<figcaption>{esc(fig.caption)}</figcaption></figure>"
+                f"<figcaption>{esc(fig.caption)} ({_link(fig.pdf, 'PDF')})</figcaption></figure>"
             )
+        agreement = (agreements or {}).get((model, dataset))
+        if agreement is not None:
+            parts.append(f'<div class="scroll">{agreement_html(agreement)}</div>')
         for grid in grids:
             if grid.setting == (model, dataset):
                 parts.append(f'<div class="scroll">{grid_html(grid)}</div>')
@@ -130,22 +185,51 @@ def _index_html(
     return "\n".join(parts) + "\n"
 
 
-def _link(name: str) -> str:
-    return f'<a href="{quote(name)}">{html.escape(name)}</a>'
+def _link(name: str, text: str | None = None) -> str:
+    return f'<a href="{quote(name)}">{html.escape(text or name)}</a>'
+
+
+def matching_edges(
+    summary: pd.DataFrame, matching: dict[tuple[str, str], float | None], reference: str
+) -> dict[tuple[str, str], bool]:
+    """Whether each setting's matching sparsity is the highest sparsity ``reference`` was run at.
+
+    There the true matching sparsity may lie beyond the grid: it reads "≥ 93.1 %".
+    """
+    edges = {}
+    for (model, dataset), found in matching.items():
+        rows = summary[(summary["model"] == model) & (summary["dataset"] == dataset)]
+        curve = main_rows(unmodified(rows))
+        curve = curve[(curve["method"] == reference) & curve["mean"].notna()]
+        edges[(model, dataset)] = found is not None and bool(
+            len(curve) and abs(float(curve["sparsity"].max()) - found) < 1e-9
+        )
+    return edges
+
+
+def matching_text(sparsity: float | None, at_edge: bool) -> str:
+    """``48.8%``, ``≥ 93.1%`` at the edge of the grid, ``—`` when there is none."""
+    if sparsity is None:
+        return "—"
+    return f"{'≥ ' if at_edge else ''}{100 * sparsity:.1f}%"
 
 
 def _matching_html(
-    matching: dict[tuple[str, str], float | None], reference: str, tolerance: float
+    matching: dict[tuple[str, str], float | None],
+    edges: dict[tuple[str, str], bool],
+    reference: str,
+    tolerance: float,
 ) -> str:
     esc = html.escape
     rows = "".join(
         f"<tr><th scope='row'>{esc(setting_label(m, d))}</th>"
-        f"<td>{'—' if s is None else f'{100 * s:.1f}%'}</td></tr>"
+        f"<td>{esc(matching_text(s, edges.get((m, d), False)))}</td></tr>"
         for (m, d), s in matching.items()
     )
     rule = (
         f"highest sparsity up to which {method_label(reference)} stays within one dense std and "
-        f"within {100 * tolerance:g} points of the dense network's mean accuracy"
+        f"within {100 * tolerance:g} points of the dense network's mean accuracy; “≥” where "
+        "it still matches at the highest sparsity that was run"
     )
     return (
         f"<h2>Matching sparsities</h2><p>{esc(rule)}.</p>"

@@ -1,30 +1,26 @@
 """Seeded randomness and class-stratified sampling, shared by batching, subsets and scoring.
 
 Every random choice in ``earlyprune.data`` draws from a CPU generator seeded by hashing the
-numbers it depends on (seed, epoch, step, purpose), never from global state: the same choice is
-made again on any machine and any device, and an interrupted run can recompute any batch.
+numbers it depends on (seed, epoch, step, purpose; :mod:`earlyprune.rng`), never from global
+state: the same choice is made again on any machine and any device, an interrupted run can
+recompute any batch, and no data stream shares draws with the model's initialization.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 import torch
 from torch import Tensor
 
 from earlyprune.errors import DatasetError
+from earlyprune.rng import derive_seed
 
-
-def derive_seed(*parts: int | str) -> int:
-    """Hashes ``parts`` (e.g. seed, epoch, step and a purpose tag) to an independent 63-bit seed."""
-    # int() first: a numpy or tensor seed must give the same stream as the equal Python int.
-    canonical = tuple(p if isinstance(p, str) else int(p) for p in parts)
-    digest = hashlib.blake2b(repr(canonical).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+__all__ = ["derive_seed", "per_class_pick", "seeded_generator", "stratified_indices"]
 
 
 def seeded_generator(*parts: int | str) -> torch.Generator:
-    """A CPU generator seeded from ``parts``; CPU so that draws do not depend on the device."""
+    """A CPU generator seeded from ``parts`` (see :func:`earlyprune.rng.derive_seed`); CPU so that
+    draws do not depend on the device. ``(seed, ..., purpose)`` is the stream
+    ``earlyprune.rng.generator(seed, purpose, ...)``."""
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 

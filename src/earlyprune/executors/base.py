@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from earlyprune.environment import RunInterrupted
 from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune.numerics import NUMERICS_VERSION
 from earlyprune.processes import pid_alive
 from earlyprune.spec import BASELINES, DENSE, RunSpec
 from earlyprune.store import ClaimBusy, RunStore
@@ -93,7 +94,7 @@ def record_failure(
                 record = {
                     "run_id": rid, "spec": spec.to_dict(), "status": "failed",
                     "error": f"{type(exc).__name__}: {exc}", "test_accuracy": None,
-                    "best_test_accuracy": None,
+                    "best_test_accuracy": None, "numerics_version": NUMERICS_VERSION,
                     "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }  # fmt: skip
             store.write_json(rid, "result.json", record)

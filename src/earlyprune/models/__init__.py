@@ -7,9 +7,10 @@ the file below; the test suite then builds and checks it automatically.
 
 from earlyprune.models import cifar_resnet, imagenet_resnet, lenet, small_cnn, vgg
 from earlyprune.models.base import MODELS, ModelEntry, create_model, list_models, register_model
-from earlyprune.models.init import BN_GAMMAS, INITS, initialize
+from earlyprune.models.init import BIAS_INITS, BN_GAMMAS, INITS, initialize
 
 __all__ = [
+    "BIAS_INITS",
     "BN_GAMMAS",
     "INITS",
     "MODELS",

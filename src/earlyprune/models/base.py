@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
+from earlyprune import rng
 from earlyprune.models.init import check_init, initialize
 from earlyprune.registry import Registry
 
@@ -89,6 +89,7 @@ def create_model(
     init: str = "kaiming_fan_in",
     bn_gamma: str = "uniform",
     seed: int | None = None,
+    bias: str = "default",
 ) -> nn.Module:
     """Builds a registered network and initializes it with :func:`initialize`.
 
@@ -98,7 +99,9 @@ def create_model(
         input_shape: (channels, height, width) of the inputs; defaults to the model's own.
         init: Weight initializer, one of ``INITS``.
         bn_gamma: BatchNorm γ initializer, one of ``BN_GAMMAS``.
-        seed: Seed of the generator that draws the weights; ``None`` uses torch's global RNG.
+        seed: Seed of the generator that draws the weights (its ``"init"`` stream, see
+            :mod:`earlyprune.rng`); ``None`` uses torch's global RNG.
+        bias: Bias initializer, one of ``BIAS_INITS`` (PyTorch's default, or zero).
 
     Returns:
         The initialized network, in training mode, on the CPU.
@@ -109,8 +112,9 @@ def create_model(
     entry = MODELS.get(name)
     check_num_classes(num_classes)
     shape = entry.input_shape if input_shape is None else check_input_shape(input_shape)
-    check_init(init, bn_gamma)
+    check_init(init, bn_gamma, bias)
     model = entry.build(num_classes, shape)
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    initialize(model, init=init, bn_gamma=bn_gamma, generator=generator)
+    # The "init" stream: independent of every other stream of the run (earlyprune.rng).
+    generator = None if seed is None else rng.generator(seed, "init")
+    initialize(model, init=init, bn_gamma=bn_gamma, generator=generator, bias=bias)
     return model

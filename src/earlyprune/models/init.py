@@ -3,6 +3,8 @@
 The paper initializes every Conv/Linear weight with Kaiming (He) normal based on the fan-in and
 draws BatchNorm γ from U(0, 1) (the PyTorch default at the time). The SynFlow paper used fan-out
 and γ = 1, and the paper's ablation initializes with N(0, 1); all of these are options here.
+Biases keep PyTorch's default, U(−1/√fan_in, 1/√fan_in), as in the authors' code (only
+``.weight`` is redrawn there); ``bias="zero"`` zeroes them instead.
 
 We sample with ``torch.randn(..., generator=g)`` instead of ``nn.init``: older torch versions of
 ``nn.init`` ignore generators, and a model's weights must be a pure function of the run's seed.
@@ -17,6 +19,8 @@ from torch import nn
 
 INITS = ("kaiming_fan_in", "kaiming_fan_out", "normal")
 BN_GAMMAS = ("uniform", "one")
+#: ``"default"``: PyTorch's U(±1/√fan_in) (the authors' code); ``"zero"``: all biases 0.
+BIAS_INITS = ("default", "zero")
 
 # The layers whose ``.weight`` is drawn from the chosen initializer (and, in this library, pruned).
 WEIGHT_LAYERS: tuple[type[nn.Module], ...] = (
@@ -39,12 +43,15 @@ NORM_LAYERS: tuple[type[nn.Module], ...] = (
 _RELU_GAIN = math.sqrt(2.0)
 
 
-def check_init(init: str, bn_gamma: str) -> None:
-    """Raises ``ValueError`` naming the valid choices if ``init`` or ``bn_gamma`` is unknown."""
+def check_init(init: str, bn_gamma: str, bias: str = "default") -> None:
+    """Raises ``ValueError`` naming the valid choices if ``init``, ``bn_gamma`` or ``bias`` is
+    unknown."""
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of: {', '.join(INITS)}")
     if bn_gamma not in BN_GAMMAS:
         raise ValueError(f"unknown bn_gamma {bn_gamma!r}; choose one of: {', '.join(BN_GAMMAS)}")
+    if bias not in BIAS_INITS:
+        raise ValueError(f"unknown bias init {bias!r}; choose one of: {', '.join(BIAS_INITS)}")
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -91,32 +98,39 @@ def initialize(
     init: str = "kaiming_fan_in",
     bn_gamma: str = "uniform",
     generator: torch.Generator | None = None,
+    bias: str = "default",
 ) -> None:
-    """Initializes ``model`` in place, as in the paper.
+    """Initializes ``model`` in place, as in the paper and the authors' code.
 
-    Every Conv/Linear weight is drawn from N(0, std²) with std from :func:`weight_std`; their
-    biases are set to zero. BatchNorm γ is drawn from U(0, 1) (``"uniform"``) or set to 1
-    (``"one"``), β is zero and the running statistics are reset, so the result is the same as a
-    freshly built network. Other modules' parameters are left untouched. Modules are visited in
-    ``model.modules()`` order, so the weights are a pure function of the generator's state.
+    Every Conv/Linear weight is drawn from N(0, std²) with std from :func:`weight_std`.
+    BatchNorm γ is drawn from U(0, 1) (``"uniform"``) or set to 1 (``"one"``), β is zero and the
+    running statistics are reset, so the result is the same as a freshly built network. Conv/
+    Linear biases get PyTorch's default U(−1/√fan_in, 1/√fan_in) (``bias="default"``, the
+    authors' convention) or zero (``"zero"``). Other modules' parameters are left untouched.
+
+    Modules are visited in ``model.modules()`` order, so everything is a pure function of the
+    generator's state. Biases are drawn in a second pass, after every weight and γ: the weights
+    are the same whichever ``bias`` is chosen, so the two options differ in the biases only.
 
     Args:
         model: Any ``nn.Module``, built in or written by a user.
         init: One of :data:`INITS`.
         bn_gamma: One of :data:`BN_GAMMAS`.
         generator: Source of randomness; ``None`` uses torch's global RNG.
+        bias: One of :data:`BIAS_INITS`.
 
     Raises:
-        ValueError: If ``init`` or ``bn_gamma`` is unknown.
+        ValueError: If ``init``, ``bn_gamma`` or ``bias`` is unknown.
     """
-    check_init(init, bn_gamma)
+    check_init(init, bn_gamma, bias)
+    biased = []
     for module in model.modules():
         if isinstance(module, WEIGHT_LAYERS):
             weight = module.weight
             std = weight_std(weight, init)
             weight.copy_(_sample("normal", weight.shape, generator) * std)
             if module.bias is not None:
-                module.bias.zero_()
+                biased.append(module)
         elif isinstance(module, NORM_LAYERS):
             if module.weight is not None:  # None when affine=False
                 if bn_gamma == "uniform":
@@ -125,3 +139,11 @@ def initialize(
                     module.weight.fill_(1.0)
                 module.bias.zero_()
             module.reset_running_stats()
+    for module in biased:
+        if bias == "zero":
+            module.bias.zero_()
+        else:  # torch's reset_parameters: bound 1/√fan_in from the weight's shape (0 if empty)
+            fan_in = _fans(module.weight)[0]
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            u = _sample("uniform", module.bias.shape, generator)
+            module.bias.copy_((2.0 * u - 1.0) * bound)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 from torch import nn
 
@@ -14,11 +15,14 @@ MNIST_SHAPE: InputShape = (1, 28, 28)
 @register_model("lenet_300_100", input_shape=MNIST_SHAPE)
 def lenet_300_100(num_classes: int, input_shape: InputShape) -> nn.Module:
     """Flatten → 300 → ReLU → 100 → ReLU → classes (266,610 parameters on MNIST)."""
+    # Named layers (``fc1.weight``, not ``1.weight``) for readable reports and masks.
     return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(math.prod(input_shape), 300),
-        nn.ReLU(),
-        nn.Linear(300, 100),
-        nn.ReLU(),
-        nn.Linear(100, num_classes),
+        OrderedDict(
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(math.prod(input_shape), 300),
+            relu1=nn.ReLU(),
+            fc2=nn.Linear(300, 100),
+            relu2=nn.ReLU(),
+            fc3=nn.Linear(100, num_classes),
+        )
     )

@@ -9,6 +9,7 @@ every kind of prunable layer and neuron collapse occur.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 from torch import nn
 
@@ -27,15 +28,19 @@ def smallcnn(num_classes: int, input_shape: InputShape) -> nn.Module:
     """Conv(16, 5×5, /2)-BN-ReLU → Conv(32, 3×3, /2)-BN-ReLU → 64 → ReLU → classes."""
     channels, height, width = input_shape
     features = 32 * _strided_side(height) * _strided_side(width)
+    # Named layers, so reports and masks say ``conv1.weight`` rather than ``0.weight``; the
+    # order (and so the initialization, drawn in module order) is that of a plain Sequential.
     return nn.Sequential(
-        nn.Conv2d(channels, 16, 5, stride=2, padding=2, bias=False),
-        nn.BatchNorm2d(16),
-        nn.ReLU(),
-        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(32),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(features, 64),
-        nn.ReLU(),
-        nn.Linear(64, num_classes),
+        OrderedDict(
+            conv1=nn.Conv2d(channels, 16, 5, stride=2, padding=2, bias=False),
+            bn1=nn.BatchNorm2d(16),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False),
+            bn2=nn.BatchNorm2d(32),
+            relu2=nn.ReLU(),
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(features, 64),
+            relu3=nn.ReLU(),
+            fc2=nn.Linear(64, num_classes),
+        )
     )

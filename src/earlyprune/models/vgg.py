@@ -4,9 +4,10 @@ Stacks of 3×3 conv-BN-ReLU with 2×2 max-pools, configurations A, D and E of Si
 without the last pool: on 32×32 inputs the final map is 2×2×512, which is averaged to 512 numbers
 and fed to one linear layer (Lee et al.'s "VGG-like"; not the two-FC "VGG2-16").
 
-Unlike open_lth, the convolutions have no bias: BatchNorm's β makes it redundant, and it keeps
-the rule that the prunable tensors are exactly the Conv/Linear weights and every conv before a
-BatchNorm is bias-free. VGG-16 thus has 14,724,042 parameters (open_lth: 14,728,266).
+As in open_lth and the authors' code (github 123Bailey123/Pruning, ``models/cifar_vgg.py``), the
+convolutions carry biases although a BatchNorm follows each (β would make them redundant in a
+dense network; they are not pruned, but they shift SNIP/GraSP gradients and SynFlow's flow).
+VGG-16 thus has 14,728,266 parameters.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class CifarVGG(nn.Module):
             else:
                 assert isinstance(item, int)
                 layers += [
-                    nn.Conv2d(channels, item, 3, padding=1, bias=False),
+                    nn.Conv2d(channels, item, 3, padding=1, bias=True),  # as the authors'
                     nn.BatchNorm2d(item),
                     nn.ReLU(),
                 ]

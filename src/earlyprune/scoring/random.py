@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from earlyprune import rng
 from earlyprune.masking import Mask, Scores
 from earlyprune.scoring.base import Batch, register_method
 
@@ -14,6 +15,7 @@ from earlyprune.scoring.base import Batch, register_method
 )
 def random_scores(model: nn.Module, batch: Batch | None, mask: Mask, seed: int) -> Scores:
     """Seeded uniform scores; global removal then prunes each layer to about the same sparsity."""
-    gen = torch.Generator().manual_seed(seed)
+    # Its own stream: drawn from the init stream's seed, the scores would track |w| (rng.py).
+    gen = rng.generator(seed, "random_scores")
     # Drawn on the CPU so the scores (and the mask) do not depend on the device.
     return {n: torch.rand(m.shape, generator=gen).to(m.device) for n, m in mask.items()}

@@ -1,8 +1,13 @@
 """SynFlow (Tanaka et al., 2020): data-free iterative synaptic-flow conservation.
 
-Score |∂R/∂w ⊙ w| with R the sum of the outputs of the network in which every parameter and
-buffer is replaced by its absolute value, fed an all-ones input, in eval mode and float64 (float32
+Score |∂R/∂w ⊙ w| with R the sum of the outputs of the network in which every parameter is
+replaced by its absolute value, fed an all-ones input, in eval mode and float64 (float32
 overflows on deep networks and already changes masks on ResNet-20). Iterative: 100 rounds.
+
+Buffers (BatchNorm's running mean and variance) keep their sign, as in the authors' code
+(github 123Bailey123/Pruning), which takes |·| of the parameters only; Synaptic-Flow also takes
+|·| of the buffers. At initialization the two agree (running mean 0, variance 1); after training
+(``--prune-step > 0``) the running means are signed and the masks differ.
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from earlyprune.scoring.base import METHODS, Batch, Method
 
 
 def linearized_copy(model: nn.Module) -> nn.Module:
-    """A float64, eval-mode copy of ``model`` with |·| of every floating parameter and buffer."""
+    """A float64, eval-mode copy of ``model`` with |·| of every floating parameter (buffers such
+    as BatchNorm running statistics are kept as they are, following the authors)."""
     net = copy.deepcopy(model).double().eval()
     with torch.no_grad():
-        for tensor in list(net.parameters()) + list(net.buffers()):
+        for tensor in net.parameters():
             if tensor.is_floating_point():
                 tensor.abs_()
     for p in net.parameters():

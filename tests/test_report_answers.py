@@ -1,0 +1,268 @@
+"""The report's answers to the paper's questions: verdicts, references, compute, mask overlap.
+
+Each store here is built so that the expected numbers follow by hand from its construction.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_analysis import seeds, write_run
+
+from earlyprune import verdicts as V
+from earlyprune.analysis import load_results, load_store, matching_sparsity, summarize, write_report
+from earlyprune.analysis.agreement import agreement_html, jaccard, mask_agreement
+from earlyprune.analysis.fig_context import Setting
+from earlyprune.analysis.figures import DRAW
+from earlyprune.analysis.mask_table import mask_table
+from earlyprune.analysis.verdict_html import verdict_table
+from earlyprune.spec import RunSpec
+
+
+def quiet_report(store: Path, out: Path, **options) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return write_report(store, out, **options).read_text(encoding="utf-8")
+
+
+def setting(store: Path, model: str = "resnet20", dataset: str = "cifar10", **fields) -> Setting:
+    """The figure context of one setting, as ``make_figures`` builds it."""
+    data = load_store(store)
+    summary = summarize(data.results)
+    rows = summary[(summary["model"] == model) & (summary["dataset"] == dataset)]
+    matching = matching_sparsity(summary).get((model, dataset))
+    return Setting(model, dataset, rows, matching, data, data.results.set_index("run_id"), **fields)
+
+
+# ---- verdicts ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> Path:
+    """SNIP at 50 %: 91 ± 1 over 3 seeds; random 81 ± 1; SNIP shuffled 90.5 ± 0.5."""
+    store = tmp_path_factory.mktemp("verdicts")
+    seeds(store, "dense", [0.93, 0.93], method="dense")
+    seeds(store, "snip", [0.90, 0.91, 0.92], method="snip", sparsity=0.5)
+    seeds(store, "random", [0.80, 0.81, 0.82], method="random", sparsity=0.5)
+    seeds(store, "shuf", [0.90, 0.905, 0.91], method="snip", sparsity=0.5, ablation="shuffle")
+    # At a later prune step: must not count as the pruning-at-init SNIP.
+    seeds(store, "late", [0.10, 0.10], method="snip", sparsity=0.5, prune_step=100)
+    seeds(store, "erk", [0.85, 0.86, 0.87], method="erk", sparsity=0.5)
+    return store
+
+
+def test_verdict_cells_by_hand(checked):
+    table = verdict_table(load_results(checked))
+    # beats random: Δ = 91 − 81 = +10.0, se = √(1²/3 + 1²/3) = 0.8 points → yes.
+    assert "yes +10.0 ± 0.8" in table
+    # shuffling: ablated − unmodified = 90.5 − 91 = −0.5, se = √(1/3 + 0.25/3) = 0.6 → no.
+    assert "no -0.5 ± 0.6" in table
+    assert table.count("3 v 3 seeds") >= 2
+    # No magnitude, reinit or invert runs: those checks are not columns.
+    for absent in ("beats magnitude", "reinitialization", "inversion"):
+        assert absent not in table
+    assert "title=" in table and "vs 81.0 ± 1.0 %" in table  # the full line on hover
+
+
+def test_a_new_check_in_verdicts_shows_up_without_report_edits(checked, monkeypatch):
+    erk = V.Check("beats ERK", "none", "erk", "better than ERK", "no better than ERK")
+    monkeypatch.setattr(V, "CHECKS", (*V.CHECKS, erk))
+    table = verdict_table(load_results(checked))
+    # 91 − 86 = +5.0 points, se 0.8.
+    assert "<th>beats ERK</th>" in table and "yes +5.0 ± 0.8" in table
+
+
+# ---- references never mix (issue 12, item 10) ---------------------------------------------
+def test_dense_reference_matches_the_runs_it_is_compared_with(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "dense", [0.918, 0.92, 0.922], method="dense")
+    # The dense run of the init_normal ablation, in the pipeline's own form.
+    normal = RunSpec(method="snip", sparsity=0.5, ablation="init_normal").dense_spec()
+    fields = {"init": normal.init}
+    assert fields == {"init": "normal"}
+    seeds(store, "dense-n01", [0.10, 0.12, 0.11], method="dense", **fields)
+    seeds(store, "mat", [0.919, 0.919, 0.919], method="magnitude_after_training", sparsity=0.5)
+    seeds(store, "snip-n", [0.3, 0.3, 0.3], method="snip", sparsity=0.5, ablation="init_normal")
+    seeds(store, "snip", [0.9, 0.9, 0.9], method="snip", sparsity=0.5)
+    summary = summarize(load_results(store))
+    dense = summary[summary["method"] == "dense"].set_index("ablation")["mean"]
+    assert dense["none"] == pytest.approx(0.92) and dense["init_normal"] == pytest.approx(0.11)
+    ctx = setting(store)
+    assert ctx.dense["mean"] == pytest.approx(0.92)
+    assert ctx.own_dense("init_normal")["mean"] == pytest.approx(0.11)
+    assert ctx.matching == 0.5  # 0.919 is within one std of 0.92 (not of the mixed 0.515)
+    fig, _ = DRAW["ablations"](ctx)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["SNIP"]  # the dense runs are no panel
+    lines = {ln.get_label(): ln.get_ydata()[0] for ln in panels[0].lines}
+    assert lines["Dense (unpruned)"] == pytest.approx(92.0)
+    assert lines["Dense, Init N(0, 1)"] == pytest.approx(11.0)
+
+
+# ---- compute, effective density, collapse --------------------------------------------------
+def _with(store: Path, run_id: str, **extra) -> None:
+    path = store / run_id / "result.json"
+    result = json.loads(path.read_text())
+    result.update(extra)
+    path.write_text(json.dumps(result))
+
+
+@pytest.fixture(scope="module")
+def costly(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("flops")
+    seeds(store, "dense", [0.92, 0.92], method="dense")
+    for s, flops in ((0.5, (600, 400)), (0.8, (300, 100))):
+        seeds(store, f"snip{s}", [0.9, 0.91], method="snip", sparsity=s)
+        for seed, pruned in enumerate(flops):
+            _with(store, f"snip{s}-s{seed}", flops={"dense": 1000, "pruned": pruned},
+                  effective_density=(1 - s) / (seed + 1))  # fmt: skip
+    return store
+
+
+def test_flops_and_effective_density_columns(costly, tmp_path):
+    df = load_results(costly)
+    assert {"flops", "flops_dense", "effective_density"} <= set(df.columns)
+    row = summarize(df).set_index(["method", "sparsity"]).loc[("snip", 0.8)]
+    assert row["flops_fraction"] == pytest.approx((0.3 + 0.1) / 2)
+    assert row["effective_density"] == pytest.approx((0.2 + 0.1) / 2)
+    ctx = setting(costly)
+    table = mask_table(ctx.rows, has_conv=True)
+    assert "<td>20.0</td><td>15.0</td><td>20.0</td>" in table  # density, effective, FLOPs at 80 %
+    fig, caption = DRAW["flops"](ctx)
+    assert [round(x, 6) for x in fig.axes[0].lines[0].get_xdata()] == [0.2, 0.5]
+    assert "multiply-adds" in caption
+
+
+def test_collapse_is_na_without_conv_channels_and_no_all_zero_figure(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "dense", [0.98, 0.98], method="dense", model="lenet_300_100", dataset="mnist")
+    seeds(store, "snip", [0.97, 0.97], method="snip", sparsity=0.9, model="lenet_300_100",
+          dataset="mnist")  # fmt: skip
+    for seed in (0, 1):  # what the pipeline records for a network without conv layers
+        _with(store, f"snip-s{seed}", neuron_collapse={"thresholds": [1.0], "overall": [0.0],
+              "per_layer": {}}, layer_density={"1.weight": 0.1}, layer_numel={"1.weight": 784})  # fmt: skip
+    assert load_results(store)["collapse_100"].isna().all()
+    ctx = setting(store, "lenet_300_100", "mnist")
+    assert DRAW["collapse"](ctx) is None
+    assert "<td>n/a</td>" in mask_table(ctx.rows, has_conv=False)
+    # A conv network where no channel collapsed anywhere: no figure of zeros either.
+    conv = tmp_path / "conv"
+    seeds(conv, "snip", [0.9, 0.9], method="snip", sparsity=0.2)
+    for seed in (0, 1):
+        _with(conv, f"snip-s{seed}", neuron_collapse={"thresholds": [0.5, 1.0],
+              "overall": [0.0, 0.0], "per_layer": {"conv1.weight": [0.0, 0.0]}})  # fmt: skip
+    assert DRAW["collapse"](setting(conv)) is None
+
+
+# ---- figures a paper can use -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory) -> Path:
+    store = tmp_path_factory.mktemp("paper")
+    seeds(store, "dense", [0.92, 0.92], method="dense")
+    for s in (0.2, 0.36, 0.488):  # magnitude after training matches everywhere: the grid's edge
+        seeds(store, f"mat{s}", [0.921, 0.921], method="magnitude_after_training", sparsity=s)
+        seeds(store, f"snip{s}", [0.9, 0.91], method="snip", sparsity=s)
+        seeds(store, f"inv{s}", [0.5, 0.6], method="snip", sparsity=s, ablation="invert")
+        seeds(store, f"mag{s}", [0.88, 0.885], method="magnitude", sparsity=s)
+        seeds(store, f"magr{s}", [0.87, 0.875], method="magnitude", sparsity=s, ablation="reinit")
+    for t in (20, 40, 100):
+        seeds(store, f"snip-t{t}", [0.9, 0.9], method="snip", sparsity=0.488, prune_step=t)
+        seeds(store, f"mag-t{t}", [0.9, 0.9], method="magnitude", sparsity=0.488, prune_step=t)
+    generator = torch.Generator().manual_seed(0)
+    for rid in ("snip0.488-s0", "snip0.488-s1", "mag0.488-s0", "mag0.488-s1"):
+        mask = {"fc.weight": torch.rand(64, generator=generator) < 0.512}
+        torch.save(mask, store / rid / "mask.pt")
+    return store
+
+
+@pytest.fixture(scope="module")
+def paper_report(paper, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("paper_report")
+    quiet_report(paper, out)
+    return out
+
+
+def test_matching_at_the_edge_of_the_grid_reads_at_least(paper_report):
+    page = (paper_report / "index.html").read_text(encoding="utf-8")
+    assert "<td>≥ 48.8%</td>" in page
+    assert "Matching sparsity ≥ 48.8%" in page or "matching sparsity ≥ 48.8%" in page
+
+
+def test_every_figure_has_a_pdf_and_the_page_shows_verdicts(paper_report):
+    page = (paper_report / "index.html").read_text(encoding="utf-8")
+    pngs = sorted(paper_report.glob("fig_*.png"))
+    kinds = {p.name.split("_resnet20")[0].removeprefix("fig_") for p in pngs}
+    assert kinds == {"accuracy", "ablations", "collapse", "prune_step", "layers", "agreement"}
+    for png in pngs:
+        pdf = png.with_suffix(".pdf")
+        assert pdf.read_bytes().startswith(b"%PDF"), pdf
+        assert f'href="{pdf.name}"' in page
+    assert '<table class="verdicts">' in page and "2·se" in page
+    assert "fewer than two ok seeds" in page
+    assert "Mask agreement at 48.8% sparsity" in page
+    assert (paper_report / "agreement.csv").is_file()
+
+
+def test_ablation_panels_share_a_y_range_unless_freed(paper):
+    fig, caption = DRAW["ablations"](setting(paper))
+    limits = {tuple(np.round(ax.get_ylim(), 6)) for ax in fig.axes if ax.get_visible()}
+    assert len(limits) == 1
+    assert "one y-range" in caption and "Inverted" in caption and "Reinitialized" in caption
+    assert "Shuffled" not in caption  # only the ablations that were run
+    fig, _ = DRAW["ablations"](setting(paper, free_y=True))
+    limits = {tuple(np.round(ax.get_ylim(), 6)) for ax in fig.axes if ax.get_visible()}
+    assert len(limits) == 2  # inverted SNIP falls far below, reinitialized magnitude does not
+
+
+def test_prune_step_axis_labels_its_steps(paper):
+    fig, _ = DRAW["prune_step"](setting(paper))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert [x for x in labels if x] == ["0", "20", "40", "100"]
+
+
+def test_layer_axis_shows_module_paths_with_weight_counts(tmp_path):
+    store = tmp_path / "s"
+    write_run(store, "snip", acc=0.9, method="snip", sparsity=0.5)
+    fig, _ = DRAW["layers"](setting(store))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["conv1 (432)", "layer1.0.conv1 (2,304)", "fc (640)"]
+
+
+# ---- mask agreement ------------------------------------------------------------------------
+def test_jaccard_and_agreement_by_hand(tmp_path):
+    store = tmp_path / "s"
+    masks = {  # (method, seed): kept weights of a 4-weight network, one layer
+        ("snip", 0): [1, 1, 0, 0],
+        ("snip", 1): [1, 1, 1, 0],
+        ("magnitude", 0): [1, 0, 1, 0],
+        ("magnitude", 1): [0, 0, 1, 1],
+    }
+    for (method, seed), kept in masks.items():
+        rid = f"{method}-{seed}"
+        write_run(store, rid, acc=0.9, method=method, sparsity=0.5, seed=seed)
+        torch.save({"fc.weight": torch.tensor(kept, dtype=torch.bool)}, store / rid / "mask.pt")
+    assert jaccard(np.array([1, 1, 0], bool), np.array([1, 0, 1], bool)) == pytest.approx(1 / 3)
+    found = mask_agreement(store, load_results(store))
+    j = found.jaccard
+    assert j.loc["snip", "snip"] == pytest.approx(2 / 3)  # seeds 0 vs 1
+    assert j.loc["magnitude", "magnitude"] == pytest.approx(1 / 3)
+    # Same seeds: seed 0 {0,1} vs {0,2} = 1/3; seed 1 {0,1,2} vs {2,3} = 1/4.
+    assert j.loc["snip", "magnitude"] == j.loc["magnitude", "snip"] == pytest.approx(7 / 24)
+    assert found.pairs.loc["snip", "magnitude"] == 2
+    assert found.chance == pytest.approx(0.5 / 1.5)
+    assert "0.292 (2)" in agreement_html(found)
+    assert not np.isnan(found.jaccard.to_numpy(float)).any()
+
+
+def test_check_method_layer_table_uses_module_paths_and_na():
+    run = {"spec": {"method": "snip", "ablation": "none", "sparsity": 0.9}, "status": "ok",
+           "layer_density": {"fc1.weight": 0.1, "fc2.weight": 0.2},
+           "layer_numel": {"fc1.weight": 235200, "fc2.weight": 30000},
+           "neuron_collapse": {"thresholds": [1.0], "overall": [0.0], "per_layer": {}}}  # fmt: skip
+    lines = V.layer_table([run], ["snip"], 0.9).splitlines()
+    assert lines[1].split() == ["method", "fc1", "fc2", "collapse"]
+    assert lines[2].split() == ["(weights)", "235200", "30000"]
+    assert lines[3].split() == ["snip", "10.0", "20.0", "n/a"]
