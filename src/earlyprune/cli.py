@@ -176,9 +176,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dense = prerequisite(spec)
         forget_stale(store, [spec.run_id] + ([dense.run_id] if dense else []))
     stored = store.read_result(spec.run_id)
+    if stored is not None and not (args.retry_failed and stored["status"] == "failed"):
+        check_stored(stored, store)  # a result of older numerics: refused before any output
     if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
-        # A result of older numerics is refused here, before any output.
-        say(summary_line(check_stored(stored, store), stored=True))
+        say(summary_line(stored, stored=True))
         return 0 if stored["status"] == "ok" else 1
     prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     say(f"run {spec.run_id} → {store.run_dir(spec.run_id)}")

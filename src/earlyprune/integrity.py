@@ -22,8 +22,9 @@ from typing import Any
 
 _RUN_ID = re.compile(r"^[0-9a-f]{12}$")
 #: Files of a run folder that are not artifacts of its result: the record itself, the claim
-#: (transient), the resume checkpoint (deleted when the run finishes).
-NOT_ARTIFACTS = frozenset({"result.json", "claim", "latest.pt"})
+#: (transient), the resume checkpoint (deleted when the run finishes), a stale result kept for
+#: the record (``numerics.STALE_RESULT``).
+NOT_ARTIFACTS = frozenset({"result.json", "claim", "latest.pt", "result.stale.json"})
 _CHUNK = 1 << 20
 
 

@@ -82,8 +82,10 @@ def run(
     """
     check_world_size(spec, job.world_size if job is not None else 1)
     stored = store.read_result(spec.run_id)
+    if _to_serve(stored, retry_failed):
+        check_stored(stored, store)  # older numerics: refused (one line), even if damaged too
     if servable(stored, store, retry_failed):
-        return check_stored(stored, store)
+        return stored
     with pinned_threads(spec.threads):  # one run id, one thread count, however it is launched
         return _run(spec, store, data_root, callbacks, progress, retry_failed, job)
 
@@ -106,8 +108,10 @@ def _run(
     try:
         with store.claim(rid):
             stored = store.read_result(rid)
+            if _to_serve(stored, retry_failed):
+                check_stored(stored, store)
             if servable(stored, store, retry_failed):
-                return check_stored(stored, store)
+                return stored
             bad = damage(store.run_dir(rid), stored) if stored is not None else {}
             if bad and store.writes:  # damaged: set aside, redo from step 0 (latest.pt is gone)
                 requeue(store.run_dir(rid), bad)
@@ -139,6 +143,10 @@ def _run(
                 folder.rmdir()  # only ever removes an empty folder
         raise
     return result
+
+
+def _to_serve(stored: dict[str, Any] | None, retry_failed: bool) -> bool:
+    return stored is not None and not (retry_failed and stored["status"] == "failed")
 
 
 def servable(stored: dict[str, Any] | None, store: RunStore, retry_failed: bool) -> bool:
