@@ -79,6 +79,36 @@ def a_module_without_the_function(tmp: Path) -> None:
     (tmp / "my_method.py").write_text("def other(model, batch):\n    return {}\n")
 
 
+def symlink_loop(tmp: Path) -> None:
+    (tmp / "loop").symlink_to(tmp / "loop")
+
+
+def cifar_with_float_labels(tmp: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    folder = tmp / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0.0, 3.7, 1.0, 2.5]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+
+
+def prune_batch(
+    x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype = torch.float32
+) -> Callable[[Path], object]:
+    def call(_tmp: Path) -> object:
+        model = ep.create_model("smallcnn", 10).to(dtype)
+        return ep.prune(model, "snip", 0.5, batch=(x, y))
+
+    return call
+
+
+X28, Y20 = torch.randn(20, 1, 28, 28), torch.arange(20) % 10
+NO_AXES = '[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "snip"\n'
+
+
 def model_and_batch() -> tuple[torch.nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     model = ep.create_model("smallcnn", 10)
     return model, (torch.randn(20, 1, 28, 28), torch.arange(20) % 10)
@@ -241,6 +271,41 @@ MISTAKES = [
     Mistake("check-method function missing", "has no function 'score' (functions found: other)",
             ("check-method", "{tmp}/my_method.py:score", "--store", "{store}", "--out", "{tmp}/out"),
             check_method("{tmp}/my_method.py:score"), setup=a_module_without_the_function),
+    # issue 12: environment, identity and the held-out bad inputs
+    Mistake("unusable device", "cannot run earlyprune; use 'auto', 'cpu'", with_option("--device", "mps"),
+            run_spec(method="snip", sparsity=0.9, device="meta")),
+    Mistake("seed 2**63 or more", "seed must be below 2**63", with_option("--seed", str(2**63)),
+            run_spec(seed=2**63)),
+    Mistake("rounds on a method that prunes once", "rounds does nothing for method 'ltr'",
+            (*with_option("--method", "ltr"), "--rounds", "3"),
+            run_spec(method="ltr", sparsity=0.9, rounds=3)),
+    Mistake("rounds 100000", "rounds 100000 is more than 1000", with_option("--rounds", "100000"),
+            run_spec(method="snip", sparsity=0.9, rounds=100000)),
+    Mistake("LTR rewind step beyond training", "the preset's rewind step 20 (LTR's default",
+            with_option("--method", "ltr"), run_spec(method="ltr", sparsity=0.9, epochs=0.25)),
+    Mistake("store path empty", "store path is empty", with_option("--store", ""),
+            lambda _: RunStore(""), StoreError),
+    Mistake("store path a symlink loop", "is a symbolic link loop",
+            with_option("--store", "{tmp}/loop"), lambda tmp: RunStore(tmp / "loop"), StoreError,
+            symlink_loop),
+    Mistake("store path too long", "store path is too long",
+            with_option("--store", "{tmp}/" + "x" * 300), lambda tmp: RunStore(tmp / ("x" * 300)),
+            StoreError),
+    Mistake("CIFAR batch with float labels", "must hold integer class labels",
+            ("run", "--dataset", "cifar10", "--method", "snip", "--sparsity", "0.5", "--data-root",
+             "{tmp}/data", "--store", "{store}"),
+            lambda tmp: ep.load_dataset("cifar10", root=tmp / "data"), DatasetError,
+            cifar_with_float_labels),
+    Mistake("sweep without axes, bad base", "is the dense run: use 'dense' (in [base])", SWEEP,
+            load_sweep, setup=sweep_file(NO_AXES)),
+    Mistake("batch of another dtype", "batch inputs are torch.float32 but the model's weights "
+            "are torch.float64", api=prune_batch(X28, Y20, torch.float64), error=ValueError),
+    Mistake("batch of another image shape", "the model cannot take inputs of shape (3, 32, 32)",
+            api=prune_batch(torch.randn(20, 3, 32, 32), Y20), error=ValueError),
+    Mistake("float labels", "batch labels must be class indices, an integer tensor of shape (N,)",
+            api=prune_batch(X28, Y20.float()), error=ValueError),
+    Mistake("one-hot labels", "one-hot? pass labels.argmax(1)",
+            api=prune_batch(X28, torch.nn.functional.one_hot(Y20, 10)), error=ValueError),
 ]  # fmt: skip
 
 

@@ -64,7 +64,9 @@ def test_run_prints_the_run_id_and_a_summary_then_serves_it_from_the_store(
         raise AssertionError("a stored run was trained again")
 
     monkeypatch.setattr(stages, "train", no_training)
-    assert call(argv, capsys) == (0, out, "")
+    # The same line again, saying it was served from the store (not recomputed).
+    stored = f"{summary}  stored: served from the store, not recomputed\n"
+    assert call(argv, capsys) == (0, stored, "")
 
 
 def test_a_run_that_does_not_end_ok_exits_1_with_its_status(tmp_path, capsys):

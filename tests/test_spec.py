@@ -88,6 +88,7 @@ def test_every_other_field_changes_the_run_id():
         "lr": 0.05, "batch_size": 64, "momentum": 0.8,
         "weight_decay": 5e-4, "milestones": (1.0,), "gamma": 0.2, "optimizer": "adamw",
         "nesterov": False, "warmup_epochs": 0.5, "label_smoothing": 0.1,
+        "threads": 2, "world_size": 2,
     }  # fmt: skip
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).

@@ -201,7 +201,7 @@ def test_local_sweep_runs_every_run_once(
     sweep = load_sweep(write(tmp_path / "grid.toml", GRID))
     assert len(sweep.specs) == 15
     assert sweep_status(sweep.specs, reference) == {"done": 15, "ok": 15, "diverged": 0,
-                                                    "failed": 0, "running": 0, "pending": 0}  # fmt: skip
+                                                    "failed": 0, "damaged": 0, "running": 0, "pending": 0}  # fmt: skip
     ids = [s.run_id for s in sweep.specs]
     assert_clean(reference, ids)
     for rid in ids:  # one evaluation (a quarter epoch) per execution
@@ -299,7 +299,8 @@ def test_a_run_that_raises_is_recorded_failed(
         results = run_specs(specs, store, workers=1)  # in this process, so the patch applies
         assert [(r["spec"]["method"], r["status"]) for r in results] == [
             ("snip", "failed"), ("random", "ok")]  # fmt: skip
-        assert results[0]["error"] == "RuntimeError: scores are all NaN"
+        assert results[0]["error"].startswith("RuntimeError: scores are all NaN (at ")
+        assert "test_sweep.py, line " in results[0]["error"]
         assert sweep_status(specs, store)["failed"] == 1
         finished = store.read_result(specs[1].run_id)
         # --retry-failed runs it again (now it succeeds); the others are not run again.
@@ -360,7 +361,7 @@ def test_status_shows_running_claims(tmp_path: Path, capsys: pytest.CaptureFixtu
     store = RunStore(tmp_path / "store")
     with store.claim(sweep.specs[1].run_id):
         assert sweep_status(sweep.specs, store) == {"done": 0, "ok": 0, "diverged": 0,
-                                                    "failed": 0, "running": 1, "pending": 1}  # fmt: skip
+                                                    "failed": 0, "damaged": 0, "running": 1, "pending": 1}  # fmt: skip
         assert cli.main(["sweep", "status", str(toml), "--store", str(store.root)]) == 0
     assert capsys.readouterr().out.strip().endswith("0 failed, 1 running, 1 pending")
 

@@ -26,6 +26,7 @@ from earlyprune.masking import (
     select_counts,
 )
 from earlyprune.placement import resolve_placement
+from earlyprune.scalars import plain_number
 from earlyprune.scoring import METHODS, Batch, Method, method_from_function
 
 
@@ -119,7 +120,11 @@ def prune(
             of them are removed by network order rather than by score.
     """
     m = _method(method)
+    # np.float64(0.9), torch.tensor(3): the plain numbers they hold.
+    sparsity, seed, rounds = plain_number(sparsity), plain_number(seed), plain_number(rounds)
     sparsity = check_sparsity(sparsity)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
     n_rounds = m.rounds if rounds is None else rounds

@@ -37,15 +37,19 @@ from pathlib import Path
 from typing import Any
 
 from earlyprune.demo import DEFAULT_OUT, DEFAULT_STORE, DEMO_ABLATIONS, FULL, QUICK, Grid
+from earlyprune.environment import RunInterrupted
 from earlyprune.errors import SpecError
 from earlyprune.user_methods import (  # noqa: F401  (re-exported: check.resolve etc.)
+    DEFAULT_TIMEOUT_S,
     USAGE,
     Target,
+    UserCodeError,
     arity,
     check_signature,
     register_target,
     registered,
     resolve,
+    where_in_user_code,
 )
 from earlyprune.user_methods import absolute as _absolute
 from earlyprune.user_methods import one_line as _one_line
@@ -83,9 +87,12 @@ def probe(target: Target, grid: Grid) -> None:
             with preserved_state(model):
                 fn = target.function
                 raw = fn(model, batch, full_mask(model), 0) if arity(fn) == 4 else fn(model, batch)
+        except (UserCodeError, RunInterrupted) as exc:  # sys.exit, Ctrl-C or a hang in user code
+            raise SpecError(f"{exc} when called on the demo network") from exc
         except Exception as exc:
-            raise SpecError(f"{label} raised {_one_line(exc)} when called on the demo network "
-                            "(smallcnn, a batch of 100 Fashion-MNIST images)") from None  # fmt: skip
+            raise SpecError(f"{label} raised {_one_line(exc)}{_at(exc, target)} when called on the "
+                            "demo network (smallcnn, a batch of 100 Fashion-MNIST images)"
+                            ) from exc  # fmt: skip
         check_scores(raw, {n: tuple(p.shape) for n, p in prunable(model).items()}, label)
         if any(not torch.equal(before[n], p) for n, p in model.named_parameters()):
             raise SpecError(f"{label} changed the model's weights; scoring must leave them as "
@@ -95,8 +102,14 @@ def probe(target: Target, grid: Grid) -> None:
             prune(model, target.method, s, batch=batch, seed=0)
         except Exception as exc:  # e.g. scores of a dtype torch cannot rank
             raise SpecError(
-                f"{label}: pruning to {100 * s:.1f} % failed: {_one_line(exc)}"
-            ) from None
+                f"{label}: pruning to {100 * s:.1f} % failed: {_one_line(exc)}{_at(exc, target)}"
+            ) from exc
+
+
+def _at(exc: BaseException, target: Target) -> str:
+    """`` at FILE, line N`` where the user's own code raised (empty if not in their file)."""
+    where = where_in_user_code(exc, target.function)
+    return f" at {where}" if where else ""
 
 
 def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> None:
@@ -160,6 +173,7 @@ def check_method(
     progress: bool | None = None,
     min_effect: float = MIN_EFFECT,
     recompute_stale: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -172,6 +186,8 @@ def check_method(
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.numerics``).
+        timeout: Seconds one call of the user's function may take here (None: no limit); in
+            worker processes ``DEFAULT_TIMEOUT_S``.
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -182,7 +198,9 @@ def check_method(
     from earlyprune.sweep import run_specs
     from earlyprune.verdicts import layer_table
 
-    resolved = resolve(target)
+    if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+        raise SpecError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    resolved = resolve(target, timeout)
     with registered(resolved):
         probe(resolved, grid)
         own, references = battery_specs(resolved.name, grid)
@@ -219,15 +237,25 @@ def check_method(
 
 
 def cli_check_method(args: argparse.Namespace) -> int:
-    """``earlyprune check-method TARGET [--quick] [--model M] [--dataset D] [--store DIR] ...``.
+    """``earlyprune check-method TARGET [--quick] [--model M] [--dataset D] [--store DIR]
+    [--out DIR] [--workers N] [--timeout SECONDS] [--debug]``.
 
     Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
     """
     grid = dataclasses.replace(QUICK if args.quick else FULL, model=args.model,
                                dataset=args.dataset)  # fmt: skip
-    report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
-                          grid=grid, workers=args.workers,
-                          recompute_stale=args.recompute_stale)  # fmt: skip
+    try:
+        report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
+                              grid=grid, workers=args.workers,
+                              recompute_stale=args.recompute_stale,
+                              timeout=args.timeout)  # fmt: skip
+    except SpecError as exc:
+        if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line
+            import sys
+            import traceback
+
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        raise
     print(report.text, end="")
     for line in report.problems:
         print(f"not ok: {line}")

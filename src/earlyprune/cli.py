@@ -94,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "LR drops move proportionally (default: preset)")  # fmt: skip
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads the run pins (part of the run id when not 1)")  # fmt: skip
     p.add_argument("--data-root", default=None,
                    help="folder holding the dataset files (default: the dataset's own)")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true", help="run a failed run again")
     p.add_argument(
         "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
     )
@@ -137,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "instead of the demo's smallcnn")  # fmt: skip
             p.add_argument("--dataset", default=None, help="your data (npz:FILE.npz, "
                            "FILE.py:LOADER) instead of fashion-mnist-mini")  # fmt: skip
+            p.add_argument(
+                "--timeout",
+                type=float,
+                default=120.0,
+                help="seconds one call of your function may take (default 120)",
+            )
+            p.add_argument("--debug", action="store_true",
+                           help="show the full traceback of an error in your code")  # fmt: skip
         p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
@@ -149,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     p.add_argument("what", nargs="?", choices=_LISTS, help="one list only; `presets` shows "
                    "every hyperparameter of each preset")  # fmt: skip
+
+    p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
+    p.add_argument("store")
+    p.add_argument("--repair", action="store_true", help="re-queue the damaged runs")
     return parser
 
 
@@ -214,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _cmd_demo,
         "check-method": _cmd_check_method,
         "list": _cmd_list,
+        "verify": _cmd_verify,
     }
     try:
         return handlers[args.command](args)
@@ -223,13 +239,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("earlyprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from earlyprune.environment import RunInterrupted
+
+        if not isinstance(exc, RunInterrupted):
+            raise
+        print(f"earlyprune: {exc}; run the same command again to resume", file=sys.stderr)
+        return 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.distributed import Distributed, DistStore
     from earlyprune.hparams import from_args
     from earlyprune.logs import Log
-    from earlyprune.pipeline import run
+    from earlyprune.pipeline import check_stored, run, servable
     from earlyprune.spec import IMP, PRESETS, RunSpec, default_preset
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
@@ -244,6 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"no preset for dataset {args.dataset!r}: pass --preset "
                          f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
     preset = PRESETS.get(preset_name)
+    job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     spec = RunSpec(
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=_run_sparsity(args, IMP), prune_step=args.prune_step,
@@ -255,9 +279,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         drop_fraction=args.drop_fraction, update_interval=args.update_interval,
         update_start=args.update_start, update_end=args.update_end,
         initial_sparsity=args.initial_sparsity, **from_args(args),
+        threads=args.threads,
+        # Per-rank BatchNorm statistics make K processes compute other numbers than one.
+        world_size=job.world_size if job is not None else 1,
     )  # fmt: skip
-    job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
+    say = print if job is None or job.is_main else (lambda *a, **k: None)
+    if args.preset and preset.dataset != args.dataset:
+        say(f"earlyprune: warning: preset {preset.name!r} was made for {preset.dataset}, "
+            f"not {args.dataset}", file=sys.stderr)  # fmt: skip
     if args.recompute_stale and (job is None or job.is_main):
         from earlyprune.executors.base import with_prerequisites
         from earlyprune.numerics import forget_stale
@@ -265,22 +295,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         # The run and what it reuses: its dense run, or for IMP every level below it.
         forget_stale(store, [s.run_id for s in with_prerequisites([spec])])
     stored = store.read_result(spec.run_id)
-    if stored is None:
-        prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
-    else:
-        from earlyprune.pipeline import check_stored
-
+    if stored is not None and not (args.retry_failed and stored["status"] == "failed"):
         check_stored(stored, store)  # a result of older numerics: refused before any output
     main = job is None or job.is_main
     log = Log(args.log_format, quiet=args.quiet, tensorboard=args.tensorboard) if main else None
     say = log.say if log is not None else (lambda *a, **k: None)
+    if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
+        say(summary_line(stored, stored=True), "result", stored=True,
+            **{k: stored.get(k) for k in _RESULT_KEYS}, spec=stored.get("spec"))  # fmt: skip
+        return 0 if stored["status"] == "ok" else 1
+    prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     folder = store.run_dir(spec.run_id)
     say(f"run {spec.run_id} → {folder}", "start", run_id=spec.run_id, folder=str(folder))
     if job is not None:
         job.init()
     try:
         result = run(spec, store, data_root=args.data_root, job=job, log=log,
-                     progress=log.bars if log is not None else False)  # fmt: skip
+                     progress=log.bars if log is not None else False,
+                     retry_failed=args.retry_failed)  # fmt: skip
     finally:
         if job is not None:
             job.close()
@@ -307,8 +339,8 @@ def _run_sparsity(args: argparse.Namespace, imp: str) -> float:
 _RESULT_KEYS = ("run_id", "status", "error", "test_accuracy", "best_test_accuracy", "density")
 
 
-def summary_line(result: dict) -> str:
-    """One line: id, method, sparsity, status, accuracy."""
+def summary_line(result: dict, *, stored: bool = False) -> str:
+    """One line: id, method, sparsity, status, accuracy; "stored" when served from the store."""
     from earlyprune.verdicts import method_label
 
     spec = result["spec"]
@@ -316,11 +348,13 @@ def summary_line(result: dict) -> str:
         f"{result['run_id']}  {spec['model']}/{spec['dataset']}  {method_label(spec)}"
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
+    origin = "  stored" if stored else ""
     if result["status"] != "ok":
-        return f"{head}  status={result['status']}  {result.get('error') or ''}".rstrip()
+        return f"{head}  status={result['status']}{origin}  {result.get('error') or ''}".rstrip()
     return (
         f"{head}  test accuracy {100 * result['test_accuracy']:.2f}%"
         f"  (density {100 * result['density']:.2f}%, {result['timings']['total_s']:.1f} s)"
+        + (f"{origin}: served from the store, not recomputed" if stored else "")
     )
 
 
@@ -381,6 +415,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
                       f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
                       f"{p.rewind_step}")  # fmt: skip
     return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Exit 0 when every finished run is intact, 1 when some are damaged (listed)."""
+    from pathlib import Path
+
+    from earlyprune.errors import StoreError
+    from earlyprune.integrity import requeue, verify_store
+
+    root = Path(args.store)
+    if not root.is_dir():
+        raise StoreError(f"result store {str(root)!r} does not exist")
+    checked, damaged, unverified = verify_store(root)
+    for rid, found in damaged.items():
+        what = "; ".join(f"{name} {why}" for name, why in found.items())
+        print(f"damaged: {rid}  {what}")
+        if args.repair:
+            requeue(root / rid, found)
+    old = f", {unverified} without recorded hashes (older earlyprune)" if unverified else ""
+    fix = " (re-queued: run the sweep or command again)" if args.repair and damaged else ""
+    print(f"{checked} finished runs in {root}: {len(damaged)} damaged{fix}{old}")
+    return 1 if damaged else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

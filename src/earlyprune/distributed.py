@@ -103,7 +103,16 @@ class DistStore(RunStore):
         super().__init__(root)
         self.job = job
 
+    @property
+    def writes(self) -> bool:
+        return self.job.is_main
+
     def _synced(self, write: Any, *args: Any) -> None:
+        # A barrier before the write too: rank 0 writes only once every rank has reached this
+        # write, so no rank can read the new file while deciding what to do before it (a rank
+        # that saw it early would skip a write the others make, and the barriers would pair up
+        # wrongly: a deadlock).
+        self.job.barrier()
         if self.job.is_main:
             write(*args)
         self.job.barrier()

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import json
 import platform
+import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,11 +23,19 @@ from earlyprune import __version__, imp, numerics, sparse_training
 from earlyprune.connectivity import effective_mask
 from earlyprune.density import layer_density, neuron_collapse, overall_density
 from earlyprune.distributed import Distributed
+from earlyprune.environment import (
+    RunInterrupted,
+    check_world_size,
+    is_environmental,
+    pinned_threads,
+)
+from earlyprune.environment import record as environment_record
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.flops import flops_record
+from earlyprune.integrity import artifacts, damage, requeue, set_aside
 from earlyprune.logs import Log
 from earlyprune.masking import Mask, check_mask, full_mask
-from earlyprune.spec import BASELINES, IMP, PRESETS, RunSpec
+from earlyprune.spec import BASELINES, DENSE, IMP, PRESETS, RunSpec
 from earlyprune.stages import (
     Setup,
     ablate_mask,
@@ -62,13 +71,33 @@ def run(
 
     User mistakes (``SpecError``, ``DatasetError``, ``StoreError``) raise before anything is
     written. Any other exception inside the run is recorded as status ``failed`` with its
-    message; a ``BaseException`` (KeyboardInterrupt, a kill) leaves the checkpoints to resume.
+    message; a ``BaseException`` (KeyboardInterrupt, SystemExit, a kill) and the environment's
+    failures (out of memory, a lost torchrun peer: ``RunInterrupted``) leave the checkpoints to
+    resume. A stored result is served only if its artifacts are intact (``integrity``); a
+    damaged one is set aside and redone. The run pins ``spec.threads`` while it runs.
     Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike. ``log``
     writes a line per epoch (of this run and of a dense run it trains first).
     """
+    check_world_size(spec, job.world_size if job is not None else 1)
     stored = store.read_result(spec.run_id)
-    if stored is not None and not (retry_failed and stored["status"] == "failed"):
-        return check_stored(stored, store)
+    if _to_serve(stored, retry_failed):
+        check_stored(stored, store)  # older numerics: refused (one line), even if damaged too
+    if servable(stored, store, retry_failed):
+        return stored
+    with pinned_threads(spec.threads):  # one run id, one thread count, however it is launched
+        return _run(spec, store, data_root, callbacks, progress, retry_failed, job, log)
+
+
+def _run(
+    spec: RunSpec,
+    store: RunStore,
+    data_root: str | None,
+    callbacks: Sequence[StepCallback],
+    progress: bool | None,
+    retry_failed: bool,
+    job: Distributed | None,
+    log: Log | None,
+) -> dict[str, Any]:
     setup = prepare(spec, data_root, job, log)
     rid = spec.run_id
     if spec.method in BASELINES or (not is_dense(spec) and setup.prune_step > 0):
@@ -78,8 +107,13 @@ def run(
     try:
         with store.claim(rid):
             stored = store.read_result(rid)
-            if stored is not None and not (retry_failed and stored["status"] == "failed"):
-                return check_stored(stored, store)
+            if _to_serve(stored, retry_failed):
+                check_stored(stored, store)
+            if servable(stored, store, retry_failed):
+                return stored
+            bad = damage(store.run_dir(rid), stored) if stored is not None else {}
+            if bad and store.writes:  # damaged: set aside, redo from step 0 (latest.pt is gone)
+                requeue(store.run_dir(rid), bad)
             numerics.adopt(store, rid)  # checkpoints of older numerics are never resumed from
             store.write_json(rid, "spec.json", spec.to_dict())
             started = time.perf_counter()
@@ -90,8 +124,16 @@ def run(
             except _USER_MISTAKES:
                 forget_attempt(store, rid)  # a mistake found mid-run (a degenerate mask)
                 raise
-            except Exception as exc:  # the run's own failure: record it, let the sweep go on
+            except Exception as exc:
+                if is_environmental(exc, job is not None):  # not the run's fault: resumable
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    raise RunInterrupted(
+                        f"run {rid} interrupted: {type(exc).__name__}: {first}"
+                    ) from exc
+                # The run's own failure: record it, let the sweep go on.
                 result = failure(setup, exc, time.perf_counter() - started)
+            if store.writes:
+                result["artifacts"] = artifacts(store.run_dir(rid))
             store.write_json(rid, "result.json", result)
             store.delete(rid, "latest.pt")
     except _USER_MISTAKES:
@@ -100,6 +142,32 @@ def run(
                 folder.rmdir()  # only ever removes an empty folder
         raise
     return result
+
+
+def _to_serve(stored: dict[str, Any] | None, retry_failed: bool) -> bool:
+    return stored is not None and not (retry_failed and stored["status"] == "failed")
+
+
+def servable(stored: dict[str, Any] | None, store: RunStore, retry_failed: bool) -> bool:
+    """A stored result that may be returned as it is: intact, and not a failure to retry.
+
+    A dense run whose only damage is in its checkpoints (``final.pt``, ``step_<t>.pt``) is
+    served: those files are set aside, and ``stages.dense_weights`` replays them bit-identically
+    (to the recorded hash) when a run needs them, without training the dense run again.
+    """
+    if stored is None or (retry_failed and stored["status"] == "failed"):
+        return False
+    folder = store.run_dir(stored["run_id"])
+    bad = damage(folder, stored)
+    if bad and stored.get("spec", {}).get("method") == DENSE and all(map(_replayable, bad)):
+        if store.writes:
+            set_aside(folder, bad)
+        return True
+    return not bad
+
+
+def _replayable(name: str) -> bool:
+    return name == "final.pt" or re.fullmatch(r"step_\d+\.pt", name) is not None
 
 
 def forget_attempt(store: RunStore, run_id: str) -> None:
@@ -221,9 +289,20 @@ def record(
 
 
 def failure(setup: Setup, exc: BaseException, seconds: float) -> dict[str, Any]:
-    message = f"{type(exc).__name__}: {exc}"
+    message = f"{type(exc).__name__}: {exc}{raised_at(exc)}"
     return {**_header(setup, "failed", message, seconds), "test_accuracy": None,
             "best_test_accuracy": None}  # fmt: skip
+
+
+def raised_at(exc: BaseException) -> str:
+    """`` (at FILE, line N)``: the deepest frame outside torch, so that a bug in a user's scoring
+    function (or ours) is named by its file and line; empty without a traceback."""
+    import os
+    import traceback
+
+    home = os.path.dirname(torch.__file__)
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(home)]
+    return f" (at {frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
 
 
 def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dict[str, Any]:
@@ -241,6 +320,7 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         # What training actually used, in steps (the preset's values where the spec left them).
         "schedule": json.loads(json.dumps(dataclasses.asdict(setup.sched))),  # as stored
         "timings": {"total_s": round(seconds, 3)},
+        "environment": environment_record(setup),
         "versions": {"earlyprune": __version__, "torch": torch.__version__,
                      "python": platform.python_version(), "device": str(setup.device)},
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

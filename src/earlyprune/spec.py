@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from earlyprune.ablations import ABLATIONS
 from earlyprune.errors import SpecError
 from earlyprune.hparams import DENSE_HPARAMS, normalized, validate_hparams
 from earlyprune.registry import Registry
+from earlyprune.scalars import plain_number
 
 #: Methods that are not scorers but whole pipelines (they need a trained dense network).
 BASELINES = ("magnitude_after_training", "ltr")
@@ -27,6 +29,18 @@ REWINDING = ("ltr", IMP)
 #: The unpruned reference run.
 DENSE = "dense"
 PRECISIONS = ("fp32", "bf16")
+#: Decimals a sparsity keeps: 0.9 and 0.9000000001 are one run (and compute as 0.9). At 1e-9 the
+#: count of removed weights, round(s·N), moves by at most 0.03 for the largest network (25 M).
+SPARSITY_DECIMALS = 9
+#: More pruning rounds than this is a typo (SynFlow, the most iterative method, uses 100; each
+#: round is a full scoring pass).
+MAX_ROUNDS = 1000
+#: torch's generators take 64-bit seeds; derived seeds add to them.
+SEED_LIMIT = 2**63
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
+_NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_class", "threads",
+            "world_size")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -164,6 +178,10 @@ class RunSpec:
     the preset's length; the preset's LR drops move proportionally. The training hyperparameters
     (``lr`` ... ``rewind_step``, see ``earlyprune.hparams``) are None = the preset's value.
     ``device`` and ``allow_disconnected`` are not part of the run's identity.
+
+    ``threads`` is the intra-op CPU thread count the run pins for its whole duration, however it
+    is launched (CPU results depend on it); ``world_size`` the number of torchrun processes that
+    train it (BatchNorm statistics are per rank). Both are part of the identity when not 1.
     """
 
     dataset: str = "fashion-mnist-mini"
@@ -218,14 +236,18 @@ class RunSpec:
     warmup_epochs: float | None = None
     label_smoothing: float | None = None
     rewind_step: int | None = None
+    threads: int = 1
+    world_size: int = 1
 
     def __post_init__(self) -> None:
+        for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
+            object.__setattr__(self, name, plain_number(getattr(self, name)))
         _resolve_user_inputs(self)
         _resolve_levels(self)
         validate(self)
         # One experiment, one id: `epochs=1` (TOML) and `--epochs 1` (CLI float) must not hash
         # differently, so numbers that may be given either way are stored as floats.
-        object.__setattr__(self, "sparsity", float(self.sparsity))
+        object.__setattr__(self, "sparsity", canonical_sparsity(self.sparsity))
         for name in ("epochs", "drop_fraction", "initial_sparsity"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
@@ -265,7 +287,7 @@ class RunSpec:
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
             precision=self.precision, channels_last=self.channels_last, device=self.device,
             model_file=self.model_file, dataset_file=self.dataset_file,
-            bias_init=self.bias_init,
+            bias_init=self.bias_init, threads=self.threads, world_size=self.world_size,
             **{h: getattr(self, h) for h in DENSE_HPARAMS},
         )  # fmt: skip
 
@@ -318,6 +340,15 @@ def _resolve_levels(spec: RunSpec) -> None:
         raise SpecError(f"IMP level {spec.levels} has sparsity {expected}, not {spec.sparsity}: "
                         "give levels or sparsity, not both")  # fmt: skip
     object.__setattr__(spec, "sparsity", expected)
+
+
+def canonical_sparsity(value: float) -> float:
+    """The sparsity a run id hashes and the run computes with (``SPARSITY_DECIMALS``)."""
+    s = round(float(value), SPARSITY_DECIMALS)
+    if s >= 1.0:
+        raise SpecError(f"sparsity must be a number in [0, 1), got {value!r} (1 at "
+                        f"{SPARSITY_DECIMALS} decimals)")  # fmt: skip
+    return s
 
 
 def canonical_json(spec: RunSpec) -> str:
@@ -378,6 +409,17 @@ def validate(spec: RunSpec) -> None:
     if spec.rounds is not None:
         _check_int("rounds", spec.rounds, 1)
     _check_int("seed", spec.seed, 0)
+    if spec.seed >= SEED_LIMIT:
+        raise SpecError(f"seed must be below 2**63 (torch's generators take 64-bit seeds), "
+                        f"got {spec.seed}")  # fmt: skip
+    if spec.rounds is not None and spec.rounds > MAX_ROUNDS:
+        raise SpecError(f"rounds {spec.rounds} is more than {MAX_ROUNDS}: each round is a full "
+                        "scoring pass (SynFlow uses 100)")  # fmt: skip
+    if spec.rounds is not None and spec.method in (DENSE, *BASELINES):
+        raise SpecError(f"rounds does nothing for method {spec.method!r} (it prunes once, or not "
+                        "at all): leave --rounds out")  # fmt: skip
+    _check_int("threads", spec.threads, 1)
+    _check_int("world_size", spec.world_size, 1)
     _check_int("scoring_per_class", spec.scoring_per_class, 1)
     if spec.epochs is not None and (
         isinstance(spec.epochs, bool)
@@ -393,6 +435,9 @@ def validate(spec: RunSpec) -> None:
         raise SpecError(
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
+    if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
+        raise SpecError(f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', "
+                        "'cuda' or 'cuda:N'")  # fmt: skip
     validate_hparams(spec)
 
 

@@ -20,6 +20,7 @@ from earlyprune import ablations, sparse_training
 from earlyprune.api import prune
 from earlyprune.connectivity import DisconnectedMask
 from earlyprune.distributed import Distributed
+from earlyprune.environment import check_world_size
 from earlyprune.errors import SpecError
 from earlyprune.hparams import make_schedule
 from earlyprune.logs import Log
@@ -94,12 +95,16 @@ def prepare(
     else:
         step = 0
     if step > total:
+        # Never blame a prune step the user did not give: LTR's default is the preset's.
+        what = f"prune step {step}" if spec.prune_step is not None else (
+            f"the preset's rewind step {step} (LTR's default prune step)")  # fmt: skip
         raise SpecError(
-            f"prune step {step} is beyond training: preset {preset.name!r} with "
+            f"{what} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
         )
     if is_user_model(spec.model):  # a wrong output shape is the user's mistake, not a failed run
         check_user_model(spec.model, bundle)
+    check_world_size(spec, job.world_size if job is not None else 1)
     if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
         _preflight_mask(spec, bundle)
     sparse_training.check_schedule(spec, total)

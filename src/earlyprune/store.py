@@ -41,12 +41,21 @@ class RunStore:
 
     Args:
         root: The store folder (created on first write).
+        read_only: Never change anything (``sweep status``, ``report``): unreadable files are
+            treated as absent but not set aside.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, read_only: bool = False) -> None:
+        check_store_path(root)
         self.root = Path(root)
+        self.read_only = read_only
         if self.root.exists() and not self.root.is_dir():
             raise StoreError(f"store path {self.root} exists and is not a folder")
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes to the store (not read-only, not a torchrun rank > 0)."""
+        return not self.read_only
 
     # ---- paths -------------------------------------------------------------------------------
     def run_dir(self, run_id: str) -> Path:
@@ -66,6 +75,8 @@ class RunStore:
 
     # ---- atomic writes -----------------------------------------------------------------------
     def _atomic(self, target: Path, write: Any) -> None:
+        if self.read_only:
+            raise StoreError(f"cannot write {target}: the store was opened read-only")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
@@ -132,6 +143,8 @@ class RunStore:
             self.path(run_id, name).unlink()
 
     def _set_aside(self, p: Path) -> None:
+        if self.read_only:
+            return
         with contextlib.suppress(OSError):
             os.replace(p, p.with_name(p.name + ".corrupt"))
 
@@ -286,6 +299,30 @@ class _Sink:
 
     def flush(self) -> None:
         self.f.flush()
+
+
+def check_store_path(root: str | os.PathLike[str]) -> None:
+    """One clear ``StoreError`` for a store path that can never hold a store."""
+    text = os.fspath(root)
+    if not str(text).strip():
+        raise StoreError("store path is empty; name a folder (default: runs/)")
+    try:
+        os.stat(text)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StoreError(f"store path {text} is a symbolic link loop") from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise StoreError(f"store path is too long for the file system ({len(str(text))} "
+                             "characters, or a name over 255): choose a shorter one") from None  # fmt: skip
+        if exc.errno != errno.ENOTDIR:
+            raise StoreError(f"store path {text}: {_reason(exc)}") from None
+    # A path that does not exist yet may still be too long to create.
+    parts = Path(text).parts
+    if any(len(part.encode()) > 255 for part in parts) or len(os.fsencode(text)) >= 4096:
+        raise StoreError(f"store path is too long for the file system ({len(str(text))} "
+                         "characters, or a name over 255): choose a shorter one")  # fmt: skip
 
 
 def _reason(exc: OSError) -> str:

@@ -51,7 +51,7 @@ _TOP_KEYS = ("store", "base", "axes", "options", "include")
 _OPTIONS = {"dense": bool}
 _PRUNING_ABLATIONS = ("shuffle", "reinit", "invert")
 _FIELDS = tuple(f.name for f in fields(RunSpec))
-_STATES = ("ok", "diverged", "failed", "running", "pending")
+_STATES = ("ok", "diverged", "failed", "damaged", "running", "pending")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def run_specs(
                                 or workers < 1):  # fmt: skip
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
     every = with_prerequisites(specs)
-    from earlyprune.pipeline import check_preset
+    from earlyprune.pipeline import check_preset, servable
 
     if recompute_stale:
         numerics.forget_stale(store, [s.run_id for s in every])
@@ -155,7 +155,9 @@ def run_specs(
     for result in stored.values():
         if result is not None:
             check_preset(result, store)
-    todo = [s for s in every if _to_run(stored[s.run_id], retry_failed)]
+    # A damaged finished run (a stored file that no longer matches its hash) is done again.
+    todo = [s for s in every if _to_run(stored[s.run_id], retry_failed)
+            or not servable(stored[s.run_id], store, retry_failed)]  # fmt: skip
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
         check_specs(todo, data_root, need_data=backend == "local")
@@ -170,7 +172,8 @@ def run_specs(
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
-    """Counts: ``done`` (= ``ok`` + ``diverged``), ``failed``, ``running`` (live claim), ``pending``."""
+    """Counts: ``done`` (= ``ok`` + ``diverged``), ``failed``, ``damaged``, ``running`` (live
+    claim), ``pending``."""
     counts = dict.fromkeys(("done", *_STATES), 0)
     for spec in specs:
         counts[run_state(spec, store)] += 1
@@ -210,7 +213,8 @@ def _grid(
             specs.append(spec.dense_spec() if spec.method == DENSE else spec)
         except SpecError as exc:
             shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
-            raise SpecError(f"{exc} (in {where or 'the run ' + shown})") from None
+            context = where or (f"the run {shown}" if shown else "[base]")
+            raise SpecError(f"{exc} (in {context})") from None
     if dense:
         specs += [s.dense_spec() for s in specs if s.method != DENSE]
     return with_prerequisites(specs), skipped
@@ -290,10 +294,13 @@ def _options(table: dict[str, Any]) -> dict[str, Any]:
 
 # ---- status and checks -----------------------------------------------------------------------
 def run_state(spec: RunSpec, store: RunStore) -> str:
-    """ok / diverged / failed (stored), running (a live claim) or pending."""
+    """ok / diverged / failed (stored), damaged (stored files changed), running (a live
+    claim) or pending."""
+    from earlyprune.integrity import damage
+
     result = store.read_result(spec.run_id)
     if result is not None:
-        return str(result["status"])
+        return "damaged" if damage(store.run_dir(spec.run_id), result) else str(result["status"])
     return "running" if store.claim_state(spec.run_id) == "live" else "pending"
 
 

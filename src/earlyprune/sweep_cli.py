@@ -14,7 +14,8 @@ from earlyprune.sweep import load_sweep, run_specs, run_state, sweep_status
 def cli_sweep(args: argparse.Namespace) -> int:
     """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
     sweep = load_sweep(args.file)
-    store = RunStore(args.store or sweep.store or "runs")
+    # plan and status only look: they never set a damaged file aside (read-only).
+    store = RunStore(args.store or sweep.store or "runs", read_only=args.action != "run")
     log = Log(args.log_format, quiet=args.quiet)
     if args.action == "plan":
         for spec in sweep.specs:
@@ -35,7 +36,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
                         "failed", run_id=spec.run_id, error=result.get("error"))  # fmt: skip
     log.say(status_line(counts, len(sweep.specs), sweep.skipped, store), "status",
             runs=len(sweep.specs), skipped=sweep.skipped, store=str(store.root), **counts)  # fmt: skip
-    return 1 if counts["failed"] and args.action == "run" else 0
+    unfinished = counts["failed"] or counts["damaged"] or counts["pending"]
+    return 1 if unfinished and args.action == "run" else 0
 
 
 def plan_line(spec: RunSpec, state: str) -> str:
@@ -47,6 +49,7 @@ def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStor
     skip = f" ({skipped} combinations skipped: dense with sparsity or ablation)" if skipped else ""
     return (
         f"{total} runs{skip} in {store.root}: {counts['done']} done ({counts['ok']} ok, "
-        f"{counts['diverged']} diverged), {counts['failed']} failed, {counts['running']} running, "
-        f"{counts['pending']} pending"
+        f"{counts['diverged']} diverged), {counts['failed']} failed, "
+        + (f"{counts['damaged']} damaged (see `earlyprune verify`), " if counts["damaged"] else "")
+        + f"{counts['running']} running, {counts['pending']} pending"
     )

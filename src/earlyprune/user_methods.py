@@ -15,7 +15,10 @@ import importlib
 import importlib.util
 import inspect
 import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,18 @@ from typing import Any
 from earlyprune.errors import SpecError
 
 USAGE = "expected FILE.py:FUNCTION, package.module:FUNCTION or a registered method name"
+#: Seconds one call of a user scoring function may take (`check-method --timeout`). A call
+#: scores one small network on 100 images: far longer than this means it hangs.
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class UserTimeout(BaseException):
+    """A user function ran past its time limit (a BaseException: ``except Exception`` in the
+    user's code must not swallow it)."""
+
+
+class UserCodeError(RuntimeError):
+    """User code ended a call abnormally: ``sys.exit``, KeyboardInterrupt, or a time-out."""
 
 
 @dataclass(frozen=True)
@@ -36,8 +51,11 @@ class Target:
     label: str  # what the user typed, for messages
 
 
-def resolve(target: str) -> Target:
-    """Imports ``target`` and checks its signature; every mistake is a one-line ``SpecError``."""
+def resolve(target: str, timeout: float | None = DEFAULT_TIMEOUT_S) -> Target:
+    """Imports ``target`` and checks its signature; every mistake is a one-line ``SpecError``.
+
+    The user's function is wrapped by :func:`guarded` (``timeout`` seconds per call).
+    """
     from earlyprune.scoring import METHODS, method_from_function
 
     if ":" not in target:
@@ -46,7 +64,8 @@ def resolve(target: str) -> Target:
         raise SpecError(f"{target!r}: {USAGE} (registered: {', '.join(METHODS.names())})")
     fn, name = load_function(target, USAGE)
     check_signature(fn, target)
-    return Target(name, method_from_function(name, fn, f"user scoring function {target}"), fn,
+    safe = guarded(fn, target, timeout)  # its signature is fn's (``__wrapped__``)
+    return Target(name, method_from_function(name, safe, f"user scoring function {target}"), safe,
                   target)  # fmt: skip
 
 
@@ -74,6 +93,66 @@ def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
     return fn, f"{stem}:{func}@{digest}"
 
 
+def guarded(fn: Callable[..., Any], label: str, timeout: float | None) -> Callable[..., Any]:
+    """``fn`` under a time limit, with ``sys.exit``/KeyboardInterrupt/time-out as ``UserCodeError``.
+
+    Inside a run a ``UserCodeError`` is the run's failure (recorded, the sweep goes on) rather
+    than the end of the worker or of the whole sweep; the time-out, which may come from a loaded
+    machine, leaves the run resumable (``RunInterrupted``).
+    """
+    from earlyprune.environment import RunInterrupted
+
+    def call(*args: Any) -> Any:
+        try:
+            with time_limit(timeout):
+                return fn(*args)
+        except SystemExit as exc:
+            raise UserCodeError(f"{label} called sys.exit({exc.code!r})") from None
+        except KeyboardInterrupt:
+            raise UserCodeError(f"{label} raised KeyboardInterrupt") from None
+        except UserTimeout:
+            raise RunInterrupted(
+                f"{label} did not return within {timeout:g} s (a hang? allow more with "
+                "--timeout SECONDS)"
+            ) from None
+
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    call.__name__ = getattr(fn, "__name__", "score")
+    return call
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raises ``UserTimeout`` in the block after ``seconds`` (main thread, Unix; else no limit)."""
+    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())  # fmt: skip
+    if not usable:
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise UserTimeout()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def where_in_user_code(exc: BaseException, fn: Callable[..., Any] | None) -> str:
+    """``file.py, line N`` of the deepest frame of ``exc`` in the user's file ('' if none)."""
+    inner = getattr(fn, "__wrapped__", fn)
+    home = getattr(getattr(inner, "__code__", None), "co_filename", None)
+    frames = traceback.extract_tb(exc.__traceback__)
+    mine = [f for f in frames if home is not None and f.filename == home]
+    if not mine:
+        return ""
+    return f"{mine[-1].filename}, line {mine[-1].lineno}"
+
+
 def absolute(target: str) -> str:
     """``target`` with a file path made absolute, so that any worker process can import it."""
     where, _, func = target.rpartition(":")
@@ -97,9 +176,13 @@ def _import(where: str) -> tuple[Any, bytes | None]:
         sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
         try:
             spec.loader.exec_module(module)
+        except SystemExit as exc:  # module-level sys.exit() must not end earlyprune silently
+            sys.modules.pop(mod_name, None)
+            raise SpecError(f"importing {where} called sys.exit({exc.code!r})") from None
         except Exception as exc:
             sys.modules.pop(mod_name, None)
-            raise SpecError(f"importing {where} failed: {one_line(exc)}") from None
+            at = where_in_user_code(exc, None) or _deepest_in(exc, str(path))
+            raise SpecError(f"importing {where} failed{at}: {one_line(exc)}") from exc
         return module, source
     # Like `python -m`: modules in the current folder are importable.
     with _cwd_on_path():
@@ -150,6 +233,12 @@ def arity(fn: Callable[..., Any]) -> int | None:
             continue
         return n
     return None
+
+
+def _deepest_in(exc: BaseException, filename: str) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(filename)]  # fmt: skip
+    return f" at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
 
 
 def one_line(exc: BaseException) -> str:

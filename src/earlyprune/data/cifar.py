@@ -134,9 +134,16 @@ def read_batch(
             f"{path}: images must be 3×32×32 = {_PIXELS} bytes each, found {data.shape[1]}"
         )
     try:
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        raw = np.asarray(labels)
+        labels = raw.astype(np.int64).reshape(-1)
     except (TypeError, ValueError) as exc:
         raise DatasetError(f"{path}: {label_key!r} is not a list of integers ({exc})") from None
+    # The real files hold Python ints: float (or bool, str) labels mean a corrupt or foreign
+    # file, and casting would silently truncate 3.7 to class 3.
+    if raw.size and raw.dtype.kind not in "iu":
+        raise DatasetError(f"{path}: {label_key!r} must hold integer class labels, found "
+                           f"{raw.dtype} values; the file is corrupt or not a CIFAR batch. "
+                           f"{hint}")  # fmt: skip
     if len(labels) != len(data):
         raise DatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
+from earlyprune.environment import RunInterrupted
 from earlyprune.errors import DatasetError, SpecError, StoreError
 from earlyprune.hparams import HPARAMS
 from earlyprune.hparams import describe as describe_hparams
@@ -26,6 +28,8 @@ from earlyprune.store import ClaimBusy, RunStore
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
 BUSY = "busy"
+#: ``run_one`` outcome when the environment stopped the run (no result stored; it resumes).
+INTERRUPTED = "interrupted"
 
 #: ``submit(spec, wait)`` → a future of ``run_one``'s outcome; ``wait`` = block on a busy claim.
 Submit = Callable[[RunSpec, bool], "Future[str]"]
@@ -62,6 +66,9 @@ def run_one(
         return str(result["status"])
     except StoreError:  # disk full, permission denied: the run did not fail, the store did
         raise
+    except RunInterrupted as exc:  # out of memory...: left resumable, the sweep goes on
+        print(f"earlyprune: {exc}; left to resume", file=sys.stderr)
+        return INTERRUPTED
     except Exception as exc:
         return record_failure(spec, store, exc, data_root)
 

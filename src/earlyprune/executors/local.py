@@ -1,7 +1,8 @@
 """The ``local`` executor: a pool of worker processes on this machine.
 
-Each worker is pinned to a share of the cores (``torch.set_num_threads``) or, where CUDA is
-available, to one GPU (``CUDA_VISIBLE_DEVICES``, round-robin over the visible GPUs).
+Each run pins its own thread count (``spec.threads``); by default there are as many workers as
+the cores hold such runs or, where CUDA is available, one per GPU (``CUDA_VISIBLE_DEVICES``,
+round-robin over the visible GPUs).
 
 Start method: "forkserver". "fork" copies a parent that may already have run multi-threaded
 torch code or touched CUDA, and the child can then hang or fail to use the GPU (checked here: a
@@ -67,23 +68,16 @@ def run_local(
 ) -> None:
     """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process."""
     gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
-    wanted = workers or len(gpus) or cores()
+    # Every run pins its own thread count (``spec.threads``, in ``pipeline.run``), so the numbers
+    # never depend on the pool: by default as many workers as the cores hold runs.
+    wanted = workers or len(gpus) or max(1, cores() // max(s.threads for s in specs))
     n = max(1, min(wanted, len(specs)))
-    # Threads per run follow the *requested* workers, not how many runs happen to be left: CPU
-    # results depend on the thread count, and a resumed sweep must give the same numbers.
-    threads = max(1, cores() // wanted)
+    threads = 1  # between runs; a run sets its own
     root, data = as_args(store, data_root)
     with progress as bar:
         if n == 1:  # no pool: the simplest way to debug a run, and no start-up cost
             register_methods(methods)
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                _in_process(specs, root, data, retry_failed, bar)
-            finally:
-                torch.set_num_threads(before)
+            _in_process(specs, root, data, retry_failed, bar)
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):

@@ -2,8 +2,8 @@
 
 ``ray.init()`` connects to the cluster named by ``RAY_ADDRESS`` (Slurm, Kubernetes, cloud) or
 starts a local instance; a Ray session that is already initialized is used as it is. Every task
-asks for ``CPUs // workers`` cores (default: one task per GPU, else one per core) and one GPU
-where the cluster has GPUs. The store (and the data) must be on a file system every node sees:
+asks for the cores its run pins (``spec.threads``; at least ``CPUs // workers`` if ``workers``
+is given) and one GPU where the cluster has GPUs. The store (and the data) must be on a file system every node sees:
 tasks coordinate through the store's claims exactly as local workers do.
 """
 
@@ -42,16 +42,20 @@ def run_ray(
         gpus = int(resources.get("GPU", 0))
         if not all(s.device in ("auto", "cuda") for s in specs):
             gpus = 0  # runs pinned to the CPU (or to a GPU index) must not hold a Ray GPU
-        threads = max(1, cpus // (workers or gpus or cpus))
+        # A task reserves the cores its run pins (``spec.threads``), or a share if fewer
+        # workers were asked for; the run's numbers depend only on ``spec.threads``.
+        share = max(1, cpus // workers) if workers else 1
         # Ray retries a task whose worker process died (max_retries); a run that raises is
         # recorded failed inside the task, so exceptions are not retried.
-        task = ray.remote(num_cpus=threads, num_gpus=1 if gpus else 0, max_retries=2)(_task)
+        task = ray.remote(num_gpus=1 if gpus else 0, max_retries=2)(_task)
         root, data = as_args(store, data_root)
         errors = drive(
             specs,
-            lambda spec, wait: task.remote(
-                spec, root, data, retry_failed, wait, threads, tuple(methods)
-            ).future(),
+            lambda spec, wait: (
+                task.options(num_cpus=max(share, spec.threads))
+                .remote(spec, root, data, retry_failed, wait, spec.threads, tuple(methods))
+                .future()
+            ),
             progress.done,
         )
         for spec in specs:
