@@ -281,7 +281,7 @@ MISTAKES = [
             run_spec(method="ltr", sparsity=0.9, rounds=3)),
     Mistake("rounds 100000", "rounds 100000 is more than 1000", with_option("--rounds", "100000"),
             run_spec(method="snip", sparsity=0.9, rounds=100000)),
-    Mistake("LTR rewind step beyond training", "the preset's rewind step 20 (LTR's default",
+    Mistake("LTR rewind step beyond training", "the preset's rewind step 20 (ltr's default",
             with_option("--method", "ltr"), run_spec(method="ltr", sparsity=0.9, epochs=0.25)),
     Mistake("store path empty", "store path is empty", with_option("--store", ""),
             lambda _: RunStore(""), StoreError),

@@ -85,20 +85,25 @@ def demo_methods(choice: str | None) -> tuple[str, ...]:
     """The methods of ``earlyprune demo --methods``: None → the paper's, "all" → every one.
 
     "all" is the paper's methods followed by every other registered method (the modern
-    baselines, user-registered ones); a comma-separated list is checked against the registry.
+    baselines, the allocation baselines, user-registered ones) and the sparse-training methods;
+    a comma-separated list is checked against the registries.
 
     Raises:
         SpecError: naming an unknown method and the valid ones.
     """
     from earlyprune.errors import SpecError
     from earlyprune.scoring import METHODS
+    from earlyprune.sparse_training import METHODS_FOR_DEMO
 
+    # Scorers (at-init methods and allocation baselines), then sparse training / gradual pruning
+    # (their refused ablations are skipped by the sweep expansion).
+    registered = (*METHODS.names(), *METHODS_FOR_DEMO)
     if choice is None:
         return DEMO_METHODS
     if choice.strip() == "all":
-        return DEMO_METHODS + tuple(m for m in METHODS.names() if m not in DEMO_METHODS)
+        return DEMO_METHODS + tuple(m for m in registered if m not in DEMO_METHODS)
     names = tuple(dict.fromkeys(n.strip() for n in choice.split(",") if n.strip()))
-    valid = (*METHODS.names(), *(m for m in DEMO_METHODS if m not in METHODS.names()))
+    valid = (*registered, *(m for m in DEMO_METHODS if m not in registered))
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         raise SpecError(f"unknown demo method(s) {', '.join(unknown) or repr(choice)}; choose "

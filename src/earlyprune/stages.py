@@ -95,9 +95,14 @@ def prepare(
     else:
         step = 0
     if step > total:
-        # Never blame a prune step the user did not give: LTR's default is the preset's.
-        what = f"prune step {step}" if spec.prune_step is not None else (
-            f"the preset's rewind step {step} (LTR's default prune step)")  # fmt: skip
+        # Never blame a step the user did not give: LTR/IMP default to the rewind step, which
+        # is the run's rewind_step when set, else the preset's.
+        if spec.prune_step is not None:
+            what = f"prune step {step}"
+        elif spec.rewind_step is not None:
+            what = f"rewind step {step} ({spec.method}'s prune step)"
+        else:
+            what = f"the preset's rewind step {step} ({spec.method}'s default prune step)"
         raise SpecError(
             f"{what} is beyond training: preset {preset.name!r} with "
             f"{epochs:g} epochs has {total} steps"
