@@ -8,6 +8,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from earlyprune.cli_parts import (
+    LISTS,
+    cmd_list,
+    cmd_verify,
+    log_flags,
+    sparse_training_flags,
+    version_text,
+)
+
 EXIT_USER_ERROR = 2
 
 
@@ -52,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     from earlyprune.hparams import add_flags
 
     parser = _Parser(prog="earlyprune", description=__doc__)
-    parser.add_argument("--version", action="version", version=_version_text(__version__))
+    parser.add_argument("--version", action="version", version=version_text(__version__))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="train, prune and retrain one network (stored by run id)")
@@ -105,12 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-disconnected", action="store_true",
                    help="train a mask even if it leaves no input→output path")  # fmt: skip
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
-    _log_flags(p)
+    log_flags(p)
     p.add_argument("--tensorboard", metavar="DIR", default=None,
                    help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
                    "default: none)")  # fmt: skip
     add_flags(p)
-    _sparse_training_flags(p)
+    sparse_training_flags(p)
 
     p = sub.add_parser("sweep", help="plan, run or check a grid of runs from a TOML file")
     p.add_argument("action", choices=["plan", "run", "status"])
@@ -121,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
-    _log_flags(p)
+    log_flags(p)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
@@ -158,65 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
-    p.add_argument("what", nargs="?", choices=_LISTS, help="one list only; `presets` shows "
+    p.add_argument("what", nargs="?", choices=LISTS, help="one list only; `presets` shows "
                    "every hyperparameter of each preset")  # fmt: skip
 
     p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
     p.add_argument("store")
     p.add_argument("--repair", action="store_true", help="re-queue the damaged runs")
     return parser
-
-
-_LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
-
-
-def _log_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines or bars; only the result line(s)")  # fmt: skip
-    p.add_argument("--log-format", default="text", choices=("text", "json"),
-                   help="text: a line per epoch (run) or per finished run (sweep) when stdout "
-                   "is not a terminal; json: one JSON object per line, always")  # fmt: skip
-
-
-def _version_text(version: str) -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:  # without importing torch (slow): the installed distribution's version
-        torch_version = installed("torch")
-    except PackageNotFoundError:
-        torch_version = "not installed"
-    return f"earlyprune {version} (torch {torch_version}, python {sys.version.split()[0]})"
-
-
-def _sparse_training_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sparse training (set, rigl) and gradual pruning (gmp)")
-    g.add_argument(
-        "--drop-fraction",
-        type=float,
-        default=None,
-        help="SET/RigL drop fraction α, cosine-decayed (default 0.3)",
-    )
-    g.add_argument(
-        "--update-interval",
-        type=int,
-        default=None,
-        help="steps between mask updates ΔT (default 100; fewer on short runs)",
-    )
-    g.add_argument(
-        "--update-start",
-        type=int,
-        default=None,
-        help="first update step (default 0; GMP: 20%% of training)",
-    )
-    g.add_argument(
-        "--update-end",
-        type=int,
-        default=None,
-        help="last update step T_end (default 75%% of training)",
-    )
-    g.add_argument("--initial-sparsity", type=float, default=None,
-                   help="GMP's starting sparsity s_i (default 0)")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,8 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _cmd_report,
         "demo": _cmd_demo,
         "check-method": _cmd_check_method,
-        "list": _cmd_list,
-        "verify": _cmd_verify,
+        "list": cmd_list,
+        "verify": cmd_verify,
     }
     try:
         return handlers[args.command](args)
@@ -356,87 +313,6 @@ def summary_line(result: dict, *, stored: bool = False) -> str:
         f"  (density {100 * result['density']:.2f}%, {result['timings']['total_s']:.1f} s)"
         + (f"{origin}: served from the store, not recomputed" if stored else "")
     )
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    from earlyprune.ablations import ABLATIONS
-    from earlyprune.data import list_datasets
-    from earlyprune.hparams import preset_values
-    from earlyprune.models import list_models
-    from earlyprune.scoring import METHODS
-    from earlyprune.spec import BASELINES, PRESETS
-
-    show = [args.what] if args.what else list(_LISTS)
-    if "models" in show:
-        print("models:   " + ", ".join(list_models()))
-    if "datasets" in show:
-        print("datasets: " + ", ".join(list_datasets()))
-    if "methods" in show:
-        print("methods:")
-        for name in METHODS.names():
-            print(f"  {name:<24} {METHODS.get(name).summary}")
-        for name in BASELINES:
-            print(
-                f"  {name:<24} baseline: magnitude mask of the trained network"
-                + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
-            )
-        print("  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
-              " level (--levels), rewound to step t")  # fmt: skip
-        from earlyprune.sparse_training import SPARSE_TRAINERS
-
-        for name in SPARSE_TRAINERS.names():
-            print(f"  {name:<24} {SPARSE_TRAINERS.get(name).summary}")
-        print("  dense                    the unpruned network (sparsity 0)")
-    if "allocations" in show:
-        from earlyprune.allocation import ALLOCATIONS
-
-        print("allocations (--allocation; or any method's name: its global layer counts):")
-        for name in ALLOCATIONS.names():
-            print(f"  {name:<24} {ALLOCATIONS.get(name).summary}")
-    if "placements" in show:
-        from earlyprune.placement import PLACEMENTS
-
-        print("placements (--placement; or any method's name: top-k of its scores in each layer):")
-        for name in PLACEMENTS.names():
-            print(f"  {name:<24} {PLACEMENTS.get(name).summary}")
-    if "ablations" in show:
-        print("ablations:")
-        for name, text in ABLATIONS.items():
-            print(f"  {name:<24} {text}")
-    if "presets" in show:
-        print("presets:" + ("" if args.what else "   (`earlyprune list presets`: every value)"))
-        for name in PRESETS.names():
-            p = PRESETS.get(name)
-            if args.what:  # every value a run of this preset trains with (flag = field name)
-                values = "  ".join(f"{k}={v}" for k, v in preset_values(p).items())
-                print(f"  {name}\n    {values}")
-            else:
-                print(f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch "
-                      f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
-                      f"{p.rewind_step}")  # fmt: skip
-    return 0
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    """Exit 0 when every finished run is intact, 1 when some are damaged (listed)."""
-    from pathlib import Path
-
-    from earlyprune.errors import StoreError
-    from earlyprune.integrity import requeue, verify_store
-
-    root = Path(args.store)
-    if not root.is_dir():
-        raise StoreError(f"result store {str(root)!r} does not exist")
-    checked, damaged, unverified = verify_store(root)
-    for rid, found in damaged.items():
-        what = "; ".join(f"{name} {why}" for name, why in found.items())
-        print(f"damaged: {rid}  {what}")
-        if args.repair:
-            requeue(root / rid, found)
-    old = f", {unverified} without recorded hashes (older earlyprune)" if unverified else ""
-    fix = " (re-queued: run the sweep or command again)" if args.repair and damaged else ""
-    print(f"{checked} finished runs in {root}: {len(damaged)} damaged{fix}{old}")
-    return 1 if damaged else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

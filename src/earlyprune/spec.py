@@ -1,4 +1,4 @@
-"""Run specifications, their ids, and the paper's training presets (Appendix A).
+"""Run specifications and their ids (the presets live in ``earlyprune.presets``).
 
 A ``RunSpec`` is frozen; its id is a short hash of the canonical JSON of the fields that differ
 from their defaults, so adding a field with a default never renames old runs (pinned in tests).
@@ -9,16 +9,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from earlyprune.ablations import ABLATIONS
 from earlyprune.errors import SpecError
-from earlyprune.hparams import DENSE_HPARAMS, normalized, validate_hparams
-from earlyprune.registry import Registry
+from earlyprune.hparams import DENSE_HPARAMS, normalized
+from earlyprune.presets import (  # noqa: F401  (re-exported: spec is where users look)
+    CUSTOM_PRESET,
+    DEFAULT_PRESET,
+    PRESETS,
+    Preset,
+    default_preset,
+    imp_sparsity,
+    paper_sparsities,
+)
 from earlyprune.scalars import plain_number
+from earlyprune.spec_checks import check_int as _check_int
+from earlyprune.spec_checks import validate
 
 #: Methods that are not scorers but whole pipelines (they need a trained dense network).
 BASELINES = ("magnitude_after_training", "ltr")
@@ -41,128 +49,6 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 #: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
 _NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_class", "threads",
             "world_size")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Training hyperparameters for one network on one dataset.
-
-    ``milestones`` are epochs after which the learning rate is multiplied by ``gamma``.
-    ``rewind_step`` is the iteration LTR rewinds to. ``train_subset``/``test_subset`` take a
-    class-stratified subset (quick presets only).
-    """
-
-    name: str
-    model: str
-    dataset: str
-    epochs: int
-    batch_size: int
-    lr: float
-    milestones: tuple[int, ...]
-    rewind_step: int
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    gamma: float = 0.1
-    train_subset: int | None = None
-    test_subset: int | None = None
-    note: str = ""
-
-
-PRESETS: Registry[Preset] = Registry("preset")
-for _p in (
-    # Appendix A of the paper: SGD, momentum 0.9, Kaiming normal init.
-    Preset("resnet20_cifar10", "resnet20", "cifar10", 160, 128, 0.1, (80, 120), 1000),
-    Preset("vgg16_cifar10", "vgg16", "cifar10", 160, 128, 0.1, (80, 120), 2000),
-    Preset(
-        "resnet18_tinyimagenet",
-        "resnet18_modified",
-        "tinyimagenet",
-        200,
-        256,
-        0.2,
-        (100, 150),
-        1000,
-    ),
-    Preset("resnet50_imagenet", "resnet50", "imagenet", 90, 1024, 0.4, (30, 60, 80), 6255),
-    # Not in Appendix A's table; same recipe applied to the appendix networks and datasets.
-    Preset("resnet20_cifar100", "resnet20", "cifar100", 160, 128, 0.1, (80, 120), 1000),
-    Preset("lenet_mnist", "lenet_300_100", "mnist", 40, 128, 0.1, (20, 30), 500, weight_decay=0.0),
-    Preset(
-        "lenet_fashion_mnist",
-        "lenet_300_100",
-        "fashion-mnist",
-        40,
-        128,
-        0.1,
-        (20, 30),
-        500,
-        weight_decay=0.0,
-    ),
-    # The offline demo (`earlyprune demo`, 228 runs): ≈ 0.6 CPU-seconds a run. Measured with 3
-    # seeds at 94.5-97.2 % sparsity: random trails magnitude/SNIP by 7-18 points, shuffling the
-    # mask of magnitude pruning after training costs ≈ 4-6, seeds agree within ≈ 1 point.
-    Preset(
-        "demo",
-        "smallcnn",
-        "fashion-mnist-mini",
-        3,
-        128,
-        0.2,
-        (2,),
-        20,
-        train_subset=3000,
-        test_subset=2000,
-        note="3 epochs on 3,000 embedded Fashion-MNIST images; about a second a run on a CPU",
-    ),
-    # Your own network and data (`--model file.py:f`, `--dataset npz:file.npz`): a short,
-    # generic SGD recipe that trains small networks on small data sets in minutes. 30 epochs,
-    # drops ×0.1 at 15 and 25; rewind step 0 (LTR/IMP rewind to initialization unless told).
-    Preset(
-        "custom",
-        "smallcnn",
-        "",
-        30,
-        128,
-        0.1,
-        (15, 25),
-        0,
-        note="generic recipe for your own network and data; override with --epochs etc.",
-    ),
-):
-    PRESETS.add(_p.name, _p)
-
-#: The preset `earlyprune run --dataset D` uses when neither --preset nor --model is given.
-DEFAULT_PRESET = {
-    "cifar10": "resnet20_cifar10",
-    "cifar100": "resnet20_cifar100",
-    "tinyimagenet": "resnet18_tinyimagenet",
-    "imagenet": "resnet50_imagenet",
-    "mnist": "lenet_mnist",
-    "fashion-mnist": "lenet_fashion_mnist",
-    "fashion-mnist-mini": "demo",
-}
-
-
-#: The preset for a dataset of the user's own (npz or loader file).
-CUSTOM_PRESET = "custom"
-
-
-def default_preset(dataset: str) -> str | None:
-    """The preset a dataset runs with when none is given: its paper preset, ``custom`` for the
-    user's own data (``npz:...``, ``FILE.py:F``), None for a registered set without one."""
-    if dataset in DEFAULT_PRESET:
-        return DEFAULT_PRESET[dataset]
-    return CUSTOM_PRESET if ":" in dataset else None
-
-
-def imp_sparsity(levels: int, fraction: float = 0.2) -> float:
-    """Sparsity after ``levels`` IMP levels that each remove ``fraction`` of the survivors."""
-    return round(1 - (1 - fraction) ** levels, 6)
-
-
-def paper_sparsities(first: int = 0, last: int = 18) -> list[float]:
-    """The paper's grid s_k = 1 − 0.8^k for k = first..last (rounded to 6 decimals)."""
-    return [round(1 - 0.8**k, 6) for k in range(first, last + 1)]
 
 
 def _no_hash() -> dict[str, Any]:
@@ -359,101 +245,3 @@ def canonical_json(spec: RunSpec) -> str:
         if f.metadata.get("hash", True) and value != f.default:
             items[f.name] = value
     return json.dumps(items, sort_keys=True, separators=(",", ":"))
-
-
-def _check_choice(kind: str, value: Any, valid: list[str] | tuple[str, ...]) -> None:
-    if value not in valid:
-        raise SpecError(f"unknown {kind} {value!r}; choose one of: {', '.join(valid)}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-
-
-def validate(spec: RunSpec) -> None:
-    """Checks names against the registries and numbers against their ranges (``SpecError``)."""
-    from earlyprune.data import DATASETS
-    from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
-    from earlyprune.scoring import METHODS
-    from earlyprune.sparse_training import SPARSE_TRAINERS, validate_spec
-
-    _check_choice("dataset", spec.dataset, DATASETS.names())
-    _check_choice("model", spec.model, MODELS.names())
-    _check_choice("preset", spec.preset, PRESETS.names())
-    _check_choice(
-        "method", spec.method, [DENSE, *METHODS.names(), *BASELINES, IMP, *SPARSE_TRAINERS.names()]
-    )
-    _check_choice("ablation", spec.ablation, list(ABLATIONS))
-    _check_choice("scope", spec.scope, ("global", "layer"))
-    _check_choice("init", spec.init, INITS)
-    _check_choice("bn_gamma", spec.bn_gamma, BN_GAMMAS)
-    _check_choice("bias_init", spec.bias_init, BIAS_INITS)
-    if not isinstance(spec.allow_disconnected, bool):
-        raise SpecError(
-            f"allow_disconnected must be true or false, got {spec.allow_disconnected!r}"
-        )
-    _check_choice("precision", spec.precision, PRECISIONS)
-    s = spec.sparsity
-    if isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 <= s < 1.0:
-        raise SpecError(f"sparsity must be a number in [0, 1), got {s!r}")
-    if spec.method == DENSE and s != 0:
-        raise SpecError("method 'dense' trains the unpruned network: sparsity must be 0")
-    if spec.method != DENSE and s == 0:
-        raise SpecError(f"method {spec.method!r} with sparsity 0 is the dense run: use 'dense'")
-    if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
-        raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
-    _check_composition(spec)
-    if spec.prune_step is not None:
-        _check_int("prune_step", spec.prune_step, 0)
-    if spec.rounds is not None:
-        _check_int("rounds", spec.rounds, 1)
-    _check_int("seed", spec.seed, 0)
-    if spec.seed >= SEED_LIMIT:
-        raise SpecError(f"seed must be below 2**63 (torch's generators take 64-bit seeds), "
-                        f"got {spec.seed}")  # fmt: skip
-    if spec.rounds is not None and spec.rounds > MAX_ROUNDS:
-        raise SpecError(f"rounds {spec.rounds} is more than {MAX_ROUNDS}: each round is a full "
-                        "scoring pass (SynFlow uses 100)")  # fmt: skip
-    if spec.rounds is not None and spec.method in (DENSE, *BASELINES):
-        raise SpecError(f"rounds does nothing for method {spec.method!r} (it prunes once, or not "
-                        "at all): leave --rounds out")  # fmt: skip
-    _check_int("threads", spec.threads, 1)
-    _check_int("world_size", spec.world_size, 1)
-    _check_int("scoring_per_class", spec.scoring_per_class, 1)
-    if spec.epochs is not None and (
-        isinstance(spec.epochs, bool)
-        or not isinstance(spec.epochs, int | float)
-        or not math.isfinite(spec.epochs)
-        or spec.epochs <= 0
-    ):
-        raise SpecError(f"epochs must be a positive number, got {spec.epochs!r}")
-    validate_spec(spec)
-    if not isinstance(spec.channels_last, bool):
-        raise SpecError(f"channels_last must be true or false, got {spec.channels_last!r}")
-    if not isinstance(spec.device, str) or not spec.device:
-        raise SpecError(
-            f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
-        )
-    if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
-        raise SpecError(f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', "
-                        "'cuda' or 'cuda:N'")  # fmt: skip
-    validate_hparams(spec)
-
-
-def _check_composition(spec: RunSpec) -> None:
-    """``allocation`` and ``placement``: registered names, and only where something is pruned."""
-    from earlyprune.allocation import ALLOCATIONS
-    from earlyprune.placement import placement_names
-    from earlyprune.scoring import METHODS
-
-    for kind, value in (("allocation", spec.allocation), ("placement", spec.placement)):
-        if value is None:
-            continue
-        if spec.method == DENSE:
-            raise SpecError(f"{kind} {value!r} needs a pruning method, not 'dense'")
-        valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
-        _check_choice(kind, value, valid if kind == "allocation" else placement_names())
-    if spec.allocation is not None and spec.scope != "global":
-        raise SpecError(f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
-                        "layer counts: use allocation 'uniform' for the same sparsity per layer")  # fmt: skip
