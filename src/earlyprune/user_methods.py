@@ -161,6 +161,42 @@ def absolute(target: str) -> str:
     return target
 
 
+def resolve_user_input(
+    kind: str,
+    value: str,
+    file: str,
+    *,
+    registered: Callable[[str], bool],
+    user_name: Callable[[str], bool],
+    register: Callable[[str], str],
+    make_absolute: Callable[[str], str] = absolute,
+) -> tuple[str, str]:
+    """The ``(name, file)`` a spec stores for a network or dataset, registering user ones here.
+
+    Shared by ``--model`` and ``--dataset``: a registered name is kept (a stale file is dropped
+    unless the name is a user one); a stored user name (``stem:f@digest``) is registered again
+    from ``file`` and must still match its content; any other ``X:F`` is a target to register.
+
+    Raises:
+        SpecError: No file for a user name, or the file changed since the spec was made.
+    """
+    if registered(value):
+        return value, file if user_name(value) else ""
+    if user_name(value):
+        if not file:
+            raise SpecError(f"{kind} {value!r} is the user's own but the spec has no {kind}_file "
+                            "saying where it lies")  # fmt: skip
+        name = register(file)
+        if name != value:
+            raise SpecError(f"{file} changed since this run was specified (it is now "
+                            f"{name!r}, the run needs {value!r}): plan the runs again")  # fmt: skip
+        return name, file
+    if ":" in value:
+        target = make_absolute(value)
+        return register(target), target
+    return value, file  # unknown: validate() says so, listing the registered ones
+
+
 def _import(where: str) -> tuple[Any, bytes | None]:
     """The module of a file path or dotted name, and its source bytes (for the run name)."""
     if where.endswith(".py") or os.sep in where or "/" in where:

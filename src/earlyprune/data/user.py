@@ -52,21 +52,11 @@ def resolve_dataset(dataset: str, dataset_file: str) -> tuple[str, str]:
         SpecError: The file is missing or changed since the spec was made, or the loader
             cannot be imported. Bad arrays are found when the data is loaded (``DatasetError``).
     """
-    if dataset in DATASETS:  # a built-in dataset has no file (a stale one is dropped)
-        return dataset, dataset_file if USER_NAME.match(dataset) else ""
-    if USER_NAME.match(dataset):
-        if not dataset_file:
-            raise SpecError(f"dataset {dataset!r} is user data but the spec has no dataset_file "
-                            "saying where it lies")  # fmt: skip
-        name = register_dataset_target(dataset_file)
-        if name != dataset:
-            raise SpecError(f"{dataset_file} changed since this run was specified (it is now "
-                            f"{name!r}, the run needs {dataset!r}): plan the runs again")  # fmt: skip
-        return name, dataset_file
-    if ":" in dataset:
-        target = _absolute(dataset)
-        return register_dataset_target(target), target
-    return dataset, dataset_file  # unknown: validate() says so, listing the registered ones
+    from earlyprune.user_methods import resolve_user_input
+
+    return resolve_user_input("dataset", dataset, dataset_file, registered=DATASETS.__contains__,
+                              user_name=lambda n: bool(USER_NAME.match(n)),
+                              register=register_dataset_target, make_absolute=_absolute)  # fmt: skip
 
 
 def _absolute(target: str) -> str:

@@ -38,23 +38,10 @@ def resolve_model(model: str, model_file: str) -> tuple[str, str]:
         SpecError: The file cannot be imported, has no such factory, or changed since the spec
             was made.
     """
-    if model in MODELS:  # a built-in network has no file (a stale one from replace() is dropped)
-        return model, model_file if is_user_model(model) else ""
-    if USER_NAME.match(model):
-        if not model_file:
-            raise SpecError(f"model {model!r} is a user network but the spec has no model_file "
-                            "saying where it lies")  # fmt: skip
-        name = register_model_target(model_file)
-        if name != model:
-            raise SpecError(f"{model_file} changed since this run was specified (it is now "
-                            f"{name!r}, the run needs {model!r}): plan the runs again")  # fmt: skip
-        return name, model_file
-    if ":" in model:
-        from earlyprune.user_methods import absolute
+    from earlyprune.user_methods import resolve_user_input
 
-        target = absolute(model)
-        return register_model_target(target), target
-    return model, model_file  # unknown: validate() says so, listing the registered models
+    return resolve_user_input("model", model, model_file, registered=MODELS.__contains__,
+                              user_name=is_user_model, register=register_model_target)  # fmt: skip
 
 
 def register_model_target(target: str) -> str:
