@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,3 +95,83 @@ def test_synflow_l2_iterative_masks_equal_the_restated_reference_under_exact_cou
     ours = ep.prune(model, "synflow_l2", 0.6, (x, torch.zeros(2, dtype=torch.long)), rounds=3)
     assert all(torch.equal(ours[n], mask[n]) for n in mask)
 
+
+
+# ------------------------------------------------------------------------------------ phew
+
+
+def reference_phew_mlp(weights: list[Tensor], n_keep: int, seed: int) -> list[Tensor]:
+    """The authors' PHEW (``PHEW/phew.py``) on a chain of Linear layers, restated: walks alternate,
+    forward from the first layer's input units in turn (round robin), backward from the last
+    layer's outputs in turn; each step to the next unit ∝ |w|; walks go on until at least
+    ``n_keep`` weights are kept (the reference's count: the last walk may overshoot)."""
+    rng = np.random.default_rng(seed)
+    a = [w.detach().abs().double().numpy() for w in weights]
+    keep = [np.zeros(w.shape, dtype=bool) for w in a]
+    n_in, n_out = a[0].shape[1], a[-1].shape[0]
+    walk = 0
+    while sum(int(k.sum()) for k in keep) < n_keep:
+        if walk % 2 == 0:  # forward: column of the unit we stand on, over the next layer's units
+            unit = (walk // 2) % n_in
+            for w, k in zip(a, keep, strict=True):
+                nxt = rng.choice(w.shape[0], p=w[:, unit] / w[:, unit].sum())
+                k[nxt, unit], unit = True, nxt
+        else:
+            unit = (walk // 2) % n_out
+            for w, k in zip(reversed(a), reversed(keep), strict=True):
+                prv = rng.choice(w.shape[1], p=w[unit] / w[unit].sum())
+                k[unit, prv], unit = True, prv
+        walk += 1
+    return [torch.from_numpy(k) for k in keep]
+
+
+def connected_inputs(masks: list[Tensor]) -> int:
+    """Input units of an MLP with a kept path to some output."""
+    reach = torch.ones(masks[-1].shape[0], dtype=torch.bool)
+    for m in reversed(masks):
+        reach = (m & reach[:, None]).any(dim=0)
+    return int(reach.sum())
+
+
+def lenet_phew(sparsity: float, seed: int) -> tuple[list[Tensor], list[Tensor]]:
+    torch.manual_seed(seed)
+    model = ep.create_model("lenet_300_100", 10)
+    x, y = torch.zeros(10, 1, 28, 28), torch.arange(10)
+    ours = ep.prune(model, "phew", sparsity, (x, y), seed=seed)
+    weights = [m.weight for m in layers_of(model).values()]
+    n_keep = sum(w.numel() for w in weights) - round(sparsity * sum(w.numel() for w in weights))
+    return list(ours.values()), reference_phew_mlp(weights, n_keep, seed)
+
+
+def test_phew_forward_walks_start_at_each_input_unit_in_turn_on_an_mlp():
+    """LeNet-300-100: the first layer is fully connected, so its 784 input units are the starts
+    (the reference's ``mask[0].shape[1]``), not the image's one channel."""
+    from earlyprune.scoring.phew_graph import probe_wiring
+    from earlyprune.scoring.phew_walks import Layer, Walks
+
+    model = ep.create_model("lenet_300_100", 10)
+    params = dict(layers_of(model))
+    wiring = probe_wiring(model, (1, 28, 28))
+    layers = [Layer(params[n].weight, torch.ones_like(params[n].weight), 1) for n in wiring.layers]
+    walks = Walks(wiring, layers, np.random.default_rng(0))
+    starts = []
+    for _ in range(4):  # 4 batches of 256 forward walks: past one full turn of 784
+        owner, layer, flat = walks.batch()
+        first = (layer == 0) & (owner % 2 == 0)
+        order = np.argsort(owner[first], kind="stable")
+        starts.append(flat[first][order] % 784)
+    got = np.concatenate(starts)
+    assert len(got) == 4 * 256  # every forward walk of an MLP with positive weights completes
+    assert np.array_equal(got, np.arange(4 * 256) % 784)
+
+
+@pytest.mark.parametrize("sparsity", [0.98, 0.99])
+def test_phew_keeps_as_many_input_units_connected_as_the_reference_rule(sparsity):
+    """At 98 % both connect every input unit; at 99 % ours is within 5 % of the reference's."""
+    ours, ref = zip(*(lenet_phew(sparsity, seed) for seed in range(2)), strict=True)
+    got = [connected_inputs(m) for m in ours]
+    want = [connected_inputs(m) for m in ref]
+    if sparsity == 0.98:
+        assert got == want == [784, 784]
+    else:
+        assert abs(sum(got) - sum(want)) <= 0.05 * sum(want), (got, want)
