@@ -175,3 +175,76 @@ def test_phew_keeps_as_many_input_units_connected_as_the_reference_rule(sparsity
         assert got == want == [784, 784]
     else:
         assert abs(sum(got) - sum(want)) <= 0.05 * sum(want), (got, want)
+
+
+# --------------------------------------------------------------------------------- ntk_sap
+
+
+def test_ntk_sap_resamples_use_the_reference_initializer():
+    """He fan-in normal weights, BatchNorm γ = 1 and β = 0, the model's own biases kept."""
+    from earlyprune.rng import generator
+    from earlyprune.scoring.ntk_sap import resample
+
+    model = make_model(TinyCNN, seed=3)  # γ, β randomized; conv2 and fc have biases
+    net = copy.deepcopy(model)
+    resample(net, (4, 3, 8, 8), generator(0, "ntk_sap", 0, 0))
+    for name, m in net.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)), name
+            assert torch.equal(m.bias, torch.zeros_like(m.bias)), name
+    own = dict(model.named_parameters())
+    for name, m in layers_of(net).items():
+        if m.bias is not None:
+            assert torch.equal(m.bias, own[name.replace("weight", "bias")]), name
+        assert not torch.equal(m.weight, own[name])  # redrawn
+    big = nn.Linear(2000, 300)
+    resample(big, (1, 2000), generator(0, "ntk_sap", 0, 0))
+    assert abs(float(big.weight.detach().std()) / (2 / 2000) ** 0.5 - 1) < 0.01  # He, fan-in
+
+
+def test_ntk_sap_masks_depend_on_the_models_biases_not_its_weights():
+    """LeNet-300-100 (biases before ReLUs, no BatchNorm to cancel them)."""
+    x, y = torch.zeros(4, 1, 28, 28), torch.arange(4)
+
+    def lenet(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return ep.create_model("lenet_300_100", 10)
+
+    a = ep.prune(lenet(0), "ntk_sap", 0.9, (x, y), rounds=1)
+    other = lenet(1)
+    same_biases = copy.deepcopy(other)
+    with torch.no_grad():
+        for (n, p), q in zip(lenet(0).named_parameters(), same_biases.parameters(), strict=True):
+            if n.endswith("bias"):
+                q.copy_(p)
+    b = ep.prune(same_biases, "ntk_sap", 0.9, (x, y), rounds=1)
+    c = ep.prune(other, "ntk_sap", 0.9, (x, y), rounds=1)
+    assert all(torch.equal(a[n], b[n]) for n in a)  # the weights: not read
+    assert any(not torch.equal(a[n], c[n]) for n in a)  # the biases: read
+
+
+# ----------------------------------------------------------------------- force, iter_snip
+
+
+@pytest.mark.parametrize("method", ["force", "iter_snip"])
+def test_force_and_iter_snip_score_with_cross_entropy_on_the_logits(method):
+    """Ours: the training loss, cross-entropy of the logits. The reference (naver/force) applies
+    ``F.nll_loss`` to its networks' raw outputs (no log-softmax), i.e. −mean target logit."""
+    model = make_model(TinyCNN, seed=2)
+    x, y = image_batch()
+    mask = some_mask(model, 0.5, 0)
+    w = {n: m.weight.detach() for n, m in layers_of(model).items()}
+
+    def grads(loss_fn) -> dict[str, Tensor]:
+        net = copy.deepcopy(model).train()
+        leaves = {n: (w[n] * mask[n]).requires_grad_(True) for n in w}
+        out = torch.func.functional_call(net, leaves, (x,))
+        return dict(zip(leaves, torch.autograd.grad(loss_fn(out, y), list(leaves.values()))))
+
+    factor = w if method == "force" else {n: w[n] * mask[n] for n in w}
+    ce = {n: (g * factor[n]).abs() for n, g in grads(F.cross_entropy).items()}
+    nll = {n: (g * factor[n]).abs() for n, g in grads(F.nll_loss).items()}
+    ours = ep.score(model, method, (x, y), mask=mask)
+    for n in ce:
+        torch.testing.assert_close(ours[n], ce[n], rtol=1e-5, atol=1e-7)
+    assert any(not torch.allclose(ours[n], nll[n], rtol=1e-2) for n in nll)
