@@ -239,7 +239,8 @@ def test_force_and_iter_snip_score_with_cross_entropy_on_the_logits(method):
         net = copy.deepcopy(model).train()
         leaves = {n: (w[n] * mask[n]).requires_grad_(True) for n in w}
         out = torch.func.functional_call(net, leaves, (x,))
-        return dict(zip(leaves, torch.autograd.grad(loss_fn(out, y), list(leaves.values()))))
+        grads = torch.autograd.grad(loss_fn(out, y), list(leaves.values()))
+        return dict(zip(leaves, grads, strict=True))
 
     factor = w if method == "force" else {n: w[n] * mask[n] for n in w}
     ce = {n: (g * factor[n]).abs() for n, g in grads(F.cross_entropy).items()}
@@ -248,3 +249,61 @@ def test_force_and_iter_snip_score_with_cross_entropy_on_the_logits(method):
     for n in ce:
         torch.testing.assert_close(ours[n], ce[n], rtol=1e-5, atol=1e-7)
     assert any(not torch.allclose(ours[n], nll[n], rtol=1e-2) for n in nll)
+
+
+# ----------------------------------------------------------------------- messages and the CLI
+
+
+def test_missing_cifar_names_a_command_a_cli_user_can_run(tmp_path, monkeypatch, capsys):
+    """One line, exit 2, nothing stored; the command it names fetches the data (served here)."""
+    import hashlib
+    import io
+    import re
+    import tarfile
+    from dataclasses import replace
+
+    from test_data import make_cifar
+
+    from earlyprune import cli
+    from earlyprune.data import cifar
+
+    data, store = tmp_path / "data dir", tmp_path / "runs"
+    argv = ["run", "--model", "resnet20", "--dataset", "cifar10", "--data-root", str(data),
+            "--method", "snip", "--sparsity", "0.5", "--store", str(store)]  # fmt: skip
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert not store.exists()
+    assert "--download" not in err  # no such flag: the message must not invent one
+    command = re.search(r'python -c "(.*)"$', err.strip())
+    assert command and "download=True" in command.group(1), err
+
+    make_cifar(tmp_path / "stage", "cifar10")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "stage" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+    monkeypatch.setattr(cifar, "CIFAR10", replace(cifar.CIFAR10, md5=md5))
+    served = archive.read_bytes()
+    monkeypatch.setattr("urllib.request.urlopen", lambda url, timeout: io.BytesIO(served))
+    exec(command.group(1), {})  # the command's Python, as `python -c` would run it
+    assert len(ep.load_dataset("cifar10", root=data).train) == 30
+
+
+def test_readme_says_what_tensorboard_does():
+    """`earlyprune run --tensorboard DIR` exists and the README says so (and nothing else)."""
+    from pathlib import Path
+
+    from earlyprune import cli
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.choices and "run" in a.choices).choices
+    assert "--tensorboard" in sub["run"].format_help()
+    sweep = next(a for a in sub["sweep"]._actions if a.choices and "run" in a.choices).choices
+    assert "--tensorboard" not in sweep["run"].format_help()  # the README says it has none
+    assert "earlyprune run --tensorboard DIR" in readme and "`DIR/<run id>`" in readme
+    assert "event files are not" not in readme
