@@ -58,7 +58,8 @@ def test_prune_and_score_leave_the_model_untouched(method, cls):
     before = snapshot(model)
     ep.score(model, method, image_batch())
     assert_same_state(before, snapshot(model))
-    ep.prune(model, method, 0.8, image_batch(), rounds=fast_rounds(method))
+    # allow_disconnected: SynFlow-L2 on signed running means (messy_state) may empty a layer.
+    ep.prune(model, method, 0.8, image_batch(), rounds=fast_rounds(method), allow_disconnected=True)
     assert_same_state(before, snapshot(model))
 
 

@@ -195,7 +195,8 @@ def test_prospr_one_step_matches_finite_differences_of_the_mask():
 
 @pytest.mark.parametrize("masked", [False, True])
 def test_synflow_l2_matches_the_closed_form_on_a_linear_chain(masked):
-    """R = 1ᵀ (W2∘W2)(W1∘W1) 1: score(W1)[j,i] = W1[j,i]² Σ_o W2[o,j]², likewise for W2."""
+    """R = 1ᵀ (W2∘W2)(W1∘W1) 1: score(W1)[j,i] = |W1[j,i]| Σ_o W2[o,j]², likewise for W2 (the
+    authors' |θ| · ∂R/∂θ², see tests/test_conventions.py)."""
     torch.manual_seed(4)
     model = LinearChain(d=5, h=4, o=3)
     gen = torch.Generator().manual_seed(1)
@@ -203,7 +204,7 @@ def test_synflow_l2_matches_the_closed_form_on_a_linear_chain(masked):
             for n, w in weights_of(model).items()}  # fmt: skip
     v1 = (model.l1.weight.detach().double() * mask["l1.weight"]) ** 2
     v2 = (model.l2.weight.detach().double() * mask["l2.weight"]) ** 2
-    expected = {"l1.weight": v1 * v2.sum(0)[:, None], "l2.weight": v2 * v1.sum(1)[None, :]}
+    expected = {"l1.weight": v1.sqrt() * v2.sum(0)[:, None], "l2.weight": v2.sqrt() * v1.sum(1)[None, :]}
     scores = ep.score(model, "synflow_l2", (torch.zeros(2, 5), torch.zeros(2)), mask=mask)
     for n, e in expected.items():
         torch.testing.assert_close(scores[n].double(), e, rtol=1e-10, atol=1e-300)

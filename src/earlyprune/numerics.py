@@ -28,13 +28,15 @@ from earlyprune.errors import SpecError
 from earlyprune.store import ClaimBusy, RunStore
 
 #: The current numerics version (results without one are version 1).
-NUMERICS_VERSION = 2
+NUMERICS_VERSION = 3
 
 #: What each version changed (shown in the stale-result message).
 HISTORY = {
     1: "the first releases",
     2: "independent random streams per purpose, PyTorch's default bias init, VGG conv biases, "
     "SynFlow |.| of parameters only",
+    3: "SynFlow-L2, PHEW and NTK-SAP as the authors' code (SynFlow-L2 scores |theta| * dR/d(theta^2); "
+    "PHEW walks start at the first layer's input units; NTK-SAP resamples keep the biases, gamma 1)",
 }
 
 MARKER = "numerics.json"

@@ -174,10 +174,19 @@ def _read_split(folder: Path, files: tuple[str, ...], fmt: CifarFormat, hint: st
     return TensorSplit(images, labels)
 
 
+def fetch_hint(fmt: CifarFormat, root: Path) -> str:
+    """What to do when the files are missing, runnable from a shell (the CLI never downloads)."""
+    call = f"ep.load_dataset({fmt.name!r}, root={str(root)!r}, download=True)"
+    return (
+        f"Download {fmt.url} and unpack it into {root} (the folder --data-root names), or "
+        f'fetch it with: python -c "import earlyprune as ep; {call}"'
+    )
+
+
 def load_cifar(fmt: CifarFormat, root: Path | None, download: bool) -> DataBundle:
     """Reads (and with ``download`` fetches) a CIFAR dataset into a :class:`TensorBundle`."""
-    hint = f"Download {fmt.url} and unpack it into the data root, or pass download=True."
     roots = search_roots(root)
+    hint = fetch_hint(fmt, roots[0])
     folder = _find_folder(fmt, roots)
     if folder is None and download:
         archive = fetch([fmt.url], roots[0] / Path(fmt.url).name, fmt.md5)

@@ -3,13 +3,14 @@
 The proxy of the NTK trace is the finite difference P(c) = Σ_i ‖f(x_i; c⊙θ) − f(x_i; c⊙(θ + εδ))‖²
 with Gaussian inputs x (the shape of the scoring batch) and Gaussian perturbations δ; the score is
 |∂P/∂c| at the current mask, summed over R resamples, each with a *fresh* initialization θ of the
-network (earlyprune's initializer: He fan-in normal, BatchNorm γ ~ U(0, 1)) and fresh x and δ.
+network and fresh x and δ. The resample's initializer is the reference's ``_initialize_weights``:
+He fan-in normal weights, BatchNorm γ = 1 and β = 0, biases not redrawn (the model's own).
 As in the reference: BatchNorm statistics are reset and set to the batch statistics of the
 unperturbed masked network on x (one train-mode pass with momentum 1, no gradient), then both
 networks are evaluated in eval mode with those statistics; pruned weights score zero.
 Defaults for CIFAR-10 from the reference's ``scripts/run.sh``: ε = 0.01, T = 20 rounds, R = 5.
-The model's own weights are never read (only its architecture); the mask is still applied to
-the model's weights by the caller.
+Of the model's own parameters only the Conv/Linear biases are read (as in the reference, whose
+resamples never redraw them); the mask is still applied to the model's weights by the caller.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from earlyprune.masking import Mask, Scores, prunable
-from earlyprune.models.init import initialize
+from earlyprune.models.init import WEIGHT_LAYERS, initialize
 from earlyprune.rng import generator
 from earlyprune.scoring.base import METHODS, Batch, Method
 
@@ -41,10 +42,17 @@ def input_shape(batch: Batch | None, method: str) -> tuple[int, ...]:
 def resample(net: nn.Module, shape: tuple[int, ...], gen: torch.Generator) -> tuple[Tensor, Scores]:
     """Re-initializes ``net`` in place and draws x ~ N(0, I) of ``shape`` and δ ~ N(0, I).
 
+    As the reference's ``_initialize_weights``: every Conv/Linear weight is redrawn (He fan-in
+    normal), BatchNorm γ = 1 and β = 0, and the biases are left as they are (the model's own).
+
     Returns:
         (x, δ per prunable weight), on the network's device and dtype.
     """
-    initialize(net, generator=gen)
+    biases = {n: b.detach().clone() for n, b in _layer_biases(net).items()}
+    initialize(net, generator=gen, bn_gamma="one")
+    with torch.no_grad():
+        for n, b in _layer_biases(net).items():
+            b.copy_(biases[n])
     weights = prunable(net)
     p0 = next(iter(weights.values()))
     x = torch.randn(shape, generator=gen).to(p0.device, p0.dtype)
@@ -52,6 +60,15 @@ def resample(net: nn.Module, shape: tuple[int, ...], gen: torch.Generator) -> tu
         n: torch.randn(w.shape, generator=gen).to(w.device, w.dtype) for n, w in weights.items()
     }
     return x, deltas
+
+
+def _layer_biases(net: nn.Module) -> dict[str, Tensor]:
+    """The biases of the layers whose weights are initialized (Conv, Linear), by name."""
+    return {
+        f"{n}.bias": m.bias
+        for n, m in net.named_modules()
+        if isinstance(m, WEIGHT_LAYERS) and isinstance(m.bias, Tensor)
+    }
 
 
 def proxy_gradient(

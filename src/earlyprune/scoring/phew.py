@@ -1,7 +1,8 @@
 """PHEW (Patil & Dovrolis, ICML 2021, "Paths with Higher Edge-Weights"): data-free random walks.
 
-Walks alternate: a forward walk starts at a channel of the network input (round robin) and
-follows the unit graph (:mod:`earlyprune.scoring.phew_graph`) to an output; a backward walk
+Walks alternate: a forward walk starts at a unit the network input feeds directly (round robin
+over the first layer's input units, as the reference: the 784 features of an MNIST MLP, the 3
+channels of a CIFAR conv net) and follows the unit graph (:mod:`earlyprune.scoring.phew_graph`) to an output; a backward walk
 starts at a network output (round robin) and goes back to the input. Inside a layer the next
 unit is drawn with probability ∝ Σ_kernel |w| over the connecting weights and the kernel entry
 ∝ |w| (the reference's ``prob``/``kernel_prob``); between layers, where a unit feeds several

@@ -132,8 +132,17 @@ class Walks:
                 self.pred.add(code[dst], b, code[src], a)
         self.succ.freeze()
         self.pred.freeze()
-        self.n_in, self.n_out = max(wiring.n_input, 1), max(wiring.n_output, 1)
-        self.next_in = self.next_out = 0
+        # Walks start, round robin, at the units the network input feeds directly (the first
+        # layer's input units, as the reference's ``mask[0].shape[1]``: 784 features of an MNIST
+        # MLP, 3 channels of a CIFAR conv net) and at the network outputs (``mask[-1].shape[0]``).
+        self.entry = {True: self._entries(self.succ, self.input),
+                      False: self._entries(self.pred, self.output)}  # fmt: skip
+        self.next = {True: 0, False: 0}
+
+    @staticmethod
+    def _entries(graph: _CSR, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(node, unit) of every unit one edge from the network's input (or output) node."""
+        return graph.node[end], graph.unit[end]
 
     def batch(self, size: int = BATCH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``size`` walks, forward and backward alternating (walk 2i forward, 2i + 1 backward).
@@ -143,29 +152,33 @@ class Walks:
             dead-ended walks are dropped.
         """
         half = max(size // 2, 1)
-        starts_in = (self.next_in + np.arange(half)) % self.n_in
-        starts_out = (self.next_out + np.arange(half)) % self.n_out
-        self.next_in, self.next_out = int(starts_in[-1] + 1), int(starts_out[-1] + 1)
         parts = []
-        for parity, (starts, forward) in enumerate(((starts_in, True), (starts_out, False))):
-            owner, layer, flat = self._walk(starts, forward)
+        for parity, forward in enumerate((True, False)):
+            nodes, units = self.entry[forward]
+            if len(nodes) == 0:
+                continue  # the input (output) reaches no layer: no walk can start
+            pick = (self.next[forward] + np.arange(half)) % len(nodes)
+            self.next[forward] = int(pick[-1] + 1)
+            owner, layer, flat = self._walk(nodes[pick], units[pick], forward)
             parts.append((2 * owner + parity, layer, flat))
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
-    def _walk(self, starts: np.ndarray, forward: bool) -> tuple[np.ndarray, ...]:
-        m = len(starts)
+    def _walk(self, nodes: np.ndarray, units: np.ndarray, forward: bool) -> tuple[np.ndarray, ...]:
+        """Walks that start at the input (output) units ``units`` of layers ``nodes``."""
+        m = len(nodes)
         graph = self.succ if forward else self.pred
-        node = np.full(m, self.input if forward else self.output)
-        unit = starts.astype(np.int64)
+        node, unit = nodes.astype(np.int64), units.astype(np.int64)
         active = np.ones(m, dtype=bool)
         done = np.zeros(m, dtype=bool)
         owners, layers, flats = [], [], []
         end = self.output if forward else self.input
-        for _ in range(2 * len(self.layers) + 2):  # a feedforward walk crosses a layer once
+        for step in range(2 * len(self.layers) + 2):  # a feedforward walk crosses a layer once
             if not active.any():
                 break
             nxt_node, nxt_unit = node.copy(), unit.copy()
-            for n in np.unique(node[active]):
+            for n in np.unique(node[active]) if step else ():  # the first edge is the start's
                 who = np.flatnonzero(active & (node == n))
                 ok, other, other_unit = graph.step(int(n), unit[who], self.rng.random(len(who)))
                 active[who[~ok]] = False

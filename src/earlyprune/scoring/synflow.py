@@ -81,14 +81,22 @@ class _Scorer:
                     w.masked_fill_(drop[n], 0.0)
         del drop
         self.kept, self.n_kept = {n: m.clone() for n, m in mask.items()}, n_mask
+        self._after_masking(mask)
         leaves = {n: w.detach().requires_grad_(True) for n, w in self.weights.items()}
         flow = functional_call(self.net, leaves, (self.ones,)).sum()
         grads = torch.autograd.grad(flow, list(leaves.values()))
-        with torch.no_grad():  # scores go into the fresh gradient buffers: no extra full copy
+        with torch.no_grad():
             return {
-                n: g.mul_(w) if g.is_contiguous() else g * w
-                for (n, w), g in zip(self.weights.items(), grads, strict=True)
+                n: self._score(g, w) for (n, w), g in zip(self.weights.items(), grads, strict=True)
             }
+
+    def _after_masking(self, mask: Mask) -> None:
+        """Called once the copy's weights are masked, before the forward pass (SynFlow: nothing)."""
+
+    @staticmethod
+    def _score(grad: Tensor, weight: Tensor) -> Tensor:
+        """|∂R/∂w ⊙ w| (both non-negative); into the fresh gradient buffer: no extra full copy."""
+        return grad.mul_(weight) if grad.is_contiguous() else grad * weight
 
 
 def prepare_synflow(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:

@@ -1,9 +1,17 @@
-"""SynFlow-L2 (Patil & Dovrolis, ICML 2021 "PHEW", its ``synflowl2`` pruner): data-free.
+"""SynFlow-L2 (Patil & Dovrolis, ICML 2021 "PHEW", ``Prune/synflowl2_utils.py``): data-free.
 
-SynFlow on the network whose parameters are squared instead of taken in absolute value: with
-v = θ², R = the sum of the outputs on an all-ones input (float64, eval mode, |·| of the buffers
-as in Synaptic-Flow's code, on which PHEW's builds), score v ⊙ ∂R/∂v — for a chain, the sum over the paths through a weight of the
-product of the *squared* weights along them. 100 rounds, as SynFlow.
+SynFlow on the network whose parameters are all squared instead of taken in absolute value: with
+v = θ² for every parameter (weights, biases, BatchNorm γ and β), R = the sum of the outputs on an
+all-ones input in eval mode, the score of a weight is |θ| · ∂R/∂v, as the authors' code computes
+it (``p.grad * sqrt(p.data)`` on the squared copy), i.e. half of ∂R/∂|θ|. It is *not*
+v ⊙ ∂R/∂v (which would rank a weight by θ² times its paths' flow). Also as in that code:
+
+* buffers (BatchNorm running statistics) are left as they are (the code squares
+  ``parameters()`` only), like earlyprune's ``synflow``;
+* in every round after the first, the bias of a layer's output unit whose incoming weights are
+  all pruned is zeroed (the code's ``bias_masks``), so a dead unit sends no flow on.
+
+Float64 here (the authors' code runs float32); 100 rounds, densities (1 − s)^(n/N) as SynFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from earlyprune.masking import Mask, Scores
 from earlyprune.scoring.base import METHODS, Batch, Method
@@ -29,13 +37,28 @@ class _SquaredScorer(_Scorer):
             for p in self.net.parameters():
                 if p.is_floating_point():
                     p.mul_(p)
-            # |·| of the buffers too: PHEW's pruners build on Synaptic-Flow's, whose linearization
-            # takes |·| of the whole state_dict (earlyprune's synflow keeps their sign).
-            for b in self.net.buffers():
-                if b.is_floating_point():
-                    b.abs_()
+        # The biases of the layers whose weights are pruned, squared, by weight name.
+        modules = dict(self.net.named_modules())
+        self.biases: dict[str, tuple[Tensor, Tensor]] = {}
+        for name in self.weights:
+            owner = modules[name.rpartition(".")[0]]
+            bias = getattr(owner, "bias", None)
+            if isinstance(bias, Tensor) and bias.shape == (owner.weight.shape[0],):
+                self.biases[name] = (bias.detach(), bias.detach().clone())
         # Squaring can overflow to inf: the masking must then multiply, not index.
         self.finite = all(bool(torch.isfinite(w).all()) for w in self.weights.values())
+
+    def _after_masking(self, mask: Mask) -> None:
+        """Zeroes the (squared) bias of every output unit left without a kept incoming weight."""
+        with torch.no_grad():
+            for name, (bias, full) in self.biases.items():
+                alive = mask[name].reshape(mask[name].shape[0], -1).any(dim=1)
+                torch.where(alive, full, torch.zeros_like(full), out=bias)
+
+    @staticmethod
+    def _score(grad: Tensor, weight: Tensor) -> Tensor:
+        """|θ| · ∂R/∂v with v = θ² the copy's weight (√ of a float square is exactly |θ|)."""
+        return grad.mul_(weight.sqrt())
 
 
 def prepare_synflow_l2(
@@ -54,6 +77,6 @@ METHODS.add(
         prepare_synflow_l2,
         rounds=ROUNDS,
         needs_batch=False,
-        summary="SynFlow on theta^2: v * dR/dv, v = theta^2, float64; 100 rounds; data-free",
+        summary="|theta| * dR/dv, v = theta^2 (PHEW's code), float64; 100 rounds; data-free",
     ),
 )
