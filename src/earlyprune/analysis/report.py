@@ -32,8 +32,14 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; white-space: nowrap; }
 td { text-align: right; } th[scope=row] { text-align: left; font-weight: normal; }
 .scroll { overflow-x: auto; } figure { margin: 1.5em 0; } img { max-width: 100%; }
 figcaption { color: #444; font-size: 0.9em; } .warn { color: #8a4b00; }
-table.verdicts td { text-align: center; } td.yes { background: #e3f4e1; }
-td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+table.verdicts { width: 100%; } table.verdicts td { text-align: left; white-space: normal; }
+table.verdicts th[scope=col] { white-space: normal; vertical-align: bottom; }
+table.verdicts td.sparsity { text-align: right; white-space: nowrap; }
+table.verdicts tr.first > * { border-top: 2px solid #888; }
+th[scope=rowgroup] { text-align: left; vertical-align: top; font-weight: bold; }
+td.yes { background: #e3f4e1; } td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+table.verdicts td.na, table.verdicts td.notrun { color: #999; text-align: center; }
+td.notrun { font-size: 0.8em; } table.verdicts th[scope=rowgroup] { white-space: normal; }
 .seeds { color: #555; font-size: 0.8em; } .note { color: #444; font-size: 0.9em; }
 """
 
