@@ -107,9 +107,7 @@ def verdict_table(runs: pd.DataFrame, min_effect: float = V.MIN_EFFECT) -> str:
     if not shown:
         return ""
     esc = html.escape
-    head = "".join(
-        f'<th scope="col" title="{esc(c.name)}">{esc(c.heading)}</th>' for c in shown
-    )
+    head = "".join(f'<th scope="col" title="{esc(c.name)}">{esc(c.heading)}</th>' for c in shown)
     body = []
     keys = sorted(cells, key=lambda k: (methods.index(k[0]), k[1]))
     for i, (method, sparsity) in enumerate(keys):
