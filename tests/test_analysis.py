@@ -380,7 +380,7 @@ def test_report_index_references_every_figure_and_file(report):
     assert len(figures) == 7
     for name in figures:
         assert f'src="{name}"' in page
-    for name in ("results.csv", "summary.csv", "tables.md", "tables.tex"):
+    for name in ("results.csv", "summary.csv", "tables.md", "tables.tex", "layer_density.csv"):
         assert (report.parent / name).stat().st_size > 0
         assert f'href="{name}"' in page
     assert "1 result file(s) skipped" in page and "corrupt" in page

@@ -2,7 +2,9 @@
 
 The page is loaded at 1400 px width and checked as a reader would meet it: every image loads
 (``naturalWidth > 0``), every link points at a file of the report (or an anchor on the page), the
-browser logs no console error, and nothing makes the page wider than the window. Chromium is
+browser logs no console error, nothing makes the page wider than the window, no table needs
+horizontal scrolling (the verdict table and the per-layer densities included), and no verdict
+cell answers a question that means nothing for its method (``beats random`` for random, ...). Chromium is
 driven with ``--remote-debugging-pipe`` (JSON messages on file descriptors 3 and 4), so the test
 needs nothing beyond the standard library. Skipped, with the reason, where Chromium is absent
 (Debian: ``apt-get install chromium``).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -43,11 +46,31 @@ PROBE = """JSON.stringify({
                                            shown: i.getBoundingClientRect().width})),
   links: [...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href')),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  tables: [...document.querySelectorAll('table')].map(t => ({
+    name: t.className || (t.caption ? t.caption.textContent.slice(0, 40) : 'table'),
+    right: t.getBoundingClientRect().right,
+    boxScroll: t.parentElement.scrollWidth, boxClient: t.parentElement.clientWidth})),
+  cells: [...document.querySelectorAll('table.verdicts td[data-check]')].map(td => ({
+    method: td.closest('tr').dataset.method, check: td.dataset.check,
+    text: td.textContent.trim(), title: td.title})),
   scrollWidth: document.documentElement.scrollWidth,
   clientWidth: document.documentElement.clientWidth,
   fontSize: parseFloat(getComputedStyle(document.body).fontSize),
   title: document.title,
 })"""
+
+
+# (method, check) pairs of the fixture whose question means nothing (see earlyprune.verdicts):
+# written out here, not computed, so that the test does not trust the code it checks.
+MEANINGLESS = {
+    ("random", "beats random"),
+    ("random", "beats its own allocation with random placement (shuffle)"),
+    ("random", "sensitive to inversion"),
+    ("erk", "beats ERK with random placement"),
+    ("erk", "beats its own allocation with random placement (shuffle)"),
+    ("erk", "sensitive to inversion"),  # not even run: still no verdict
+    ("magnitude", "beats magnitude"),
+}
 
 
 def chromium() -> str | None:
@@ -178,6 +201,15 @@ def problems(index: Path, facts: dict[str, Any], errors: list[str]) -> list[str]
             found.append(f"broken link: {href}")
     if facts["scrollWidth"] > facts["clientWidth"]:
         found.append(f"page is {facts['scrollWidth']} px wide in a {WIDTH} px window")
+    for table in facts["tables"]:
+        if table["right"] > facts["clientWidth"] or table["boxScroll"] > table["boxClient"]:
+            found.append(f"table needs horizontal scrolling: {table['name']}")
+    for cell in facts["cells"]:
+        where = f"{cell['method']} / {cell['check']}"
+        if (cell["method"], cell["check"]) in MEANINGLESS and cell["text"] != "—":
+            found.append(f"verdict where the question means nothing: {where}: {cell['text']}")
+        if re.search(r"[+−]\s?\d", cell["text"]):
+            found.append(f"signed number instead of words: {where}: {cell['text']}")
     if facts["fontSize"] < 12:
         found.append(f"body text is {facts['fontSize']} px")
     return found
@@ -190,15 +222,18 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = root / "store"
     vgg = {"model": "vgg16", "preset": "vgg16_cifar10"}  # no layer/collapse data: fewer figures
     seeds(store, "dense", [0.920, 0.922, 0.918], method="dense", **vgg)
-    methods = ("random", "magnitude", "snip", "magnitude_after_training")
+    methods = ("random", "magnitude", "snip", "magnitude_after_training", "erk")
     grid = (0.2, 0.488, 0.672)
     for i, method in enumerate(methods):
         for j, s in enumerate(grid):
-            seeds(store, f"{method}{s}", around(0.915 - 0.01 * j + 0.002 * i), method=method,
+            seeds(store, f"{method}{s}", around(0.9 - 0.01 * j + 0.006 * i), method=method,
                   sparsity=s, **vgg)  # fmt: skip
-    for ablation in ("shuffle", "invert"):
+    # Ablations of random and ERK too: questions that mean nothing for them, which the page
+    # must not answer.
+    for method, ablation in (("snip", "shuffle"), ("snip", "invert"), ("random", "shuffle"),
+                             ("random", "invert"), ("erk", "shuffle")):  # fmt: skip
         for s in grid:
-            seeds(store, f"snip-{ablation}{s}", around(0.89), method="snip", sparsity=s,
+            seeds(store, f"{method}-{ablation}{s}", around(0.89), method=method, sparsity=s,
                   ablation=ablation, **vgg)  # fmt: skip
     write_run(store, "failed", status="failed", method="snip", sparsity=0.2, seed=9, **vgg)
     generator = torch.Generator().manual_seed(0)
@@ -211,6 +246,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         mask = {"conv1.weight": torch.rand(16, 3, 3, 3, generator=generator) < density,
                 "fc.weight": torch.rand(10, 64, generator=generator) < density}  # fmt: skip
         torch.save(mask, folder / "mask.pt")
+        result["layer_density"] = {n: float(m.float().mean()) for n, m in mask.items()}
+        result["layer_numel"] = {n: m.numel() for n, m in mask.items()}
         kept = sum(int(m.sum()) for m in mask.values())
         result["flops"] = {"dense": 1000, "pruned": int(1000 * kept / 1072), "per_layer": {}}
         result["effective_density"] = density * 0.95
@@ -224,8 +261,18 @@ def test_report_reads_well_in_chromium(report, tmp_path):
     facts, errors = inspect(report, tmp_path / "profile")
     assert facts["title"] == "earlyprune report"
     kinds = {Path(i["src"]).name.split("_vgg16")[0] for i in facts["images"]}
-    assert {"fig_accuracy", "fig_flops", "fig_ablations", "fig_agreement"} <= kinds
+    assert {"fig_accuracy", "fig_flops", "fig_ablations", "fig_agreement", "fig_layers"} <= kinds
     assert any(h.endswith(".pdf") for h in facts["links"])
+    assert {"verdicts", "layers"} <= {t["name"] for t in facts["tables"]}
+    cells = facts["cells"]  # one per method × sparsity × check
+    pointless = [c for c in cells if (c["method"], c["check"]) in MEANINGLESS]
+    assert {(c["method"], c["check"]) for c in pointless} == MEANINGLESS  # each has its cells
+    assert all(c["title"] for c in pointless)  # an em dash saying why (checked in `problems`)
+    answered = [c["text"] for c in cells if (c["method"], c["check"]) not in MEANINGLESS]
+    assert answered and all(t.split(":")[0] in ("yes", "no", "unclear") or t == "not run"
+                            for t in answered)  # fmt: skip
+    assert any(" points above " in t for t in answered)
+    assert any("accuracy falls " in t and " when inverted" in t for t in answered)
     assert problems(report, facts, errors) == []
 
 
@@ -238,10 +285,21 @@ def test_the_browser_check_catches_a_broken_page(report, tmp_path):
     page = (broken / "index.html").read_text(encoding="utf-8")
     page = page.replace("</body>", '<a href="nowhere.csv">x</a><div style="width:3000px">w</div>'
                         "</body>")  # fmt: skip
+    # A verdict where the question means nothing, a signed number, and a table too wide for
+    # the window inside a scrolling box.
+    random_row = page.index('data-method="random"')
+    dash = page.index('data-check="beats random"', random_row)
+    page = page[:dash] + page[dash:].replace(">—<", ">yes: 1.0 points above random<", 1)
+    page = page.replace("<b>yes</b>: ", "<b>yes</b>: +4.0 points, ", 1)
+    page = page.replace('<table class="layers">', '<table class="layers" style="width:2000px">')
     (broken / "index.html").write_text(page, encoding="utf-8")
     facts, errors = inspect(broken / "index.html", tmp_path / "profile")
     found = problems(broken / "index.html", facts, errors)
     assert f"image does not load: {image.name}" in found
     assert "broken link: nowhere.csv" in found
     assert any(line.startswith("page is ") for line in found)
+    assert "table needs horizontal scrolling: layers" in found
+    assert any(line.startswith("verdict where the question means nothing: random / beats random")
+               for line in found)  # fmt: skip
+    assert any(line.startswith("signed number instead of words") for line in found)
     assert any("ERR_FILE_NOT_FOUND" in line for line in found)  # the console saw it too

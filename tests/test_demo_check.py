@@ -278,12 +278,20 @@ def test_verdict_line_format():
     v = Verdict("beats random", 0.9, "yes", 0.041, 0.006, Stat(0.8, 0.004, 3),
                 Stat(0.759, 0.005, 3), "its choices are better")  # fmt: skip
     assert v.line() == (
-        "beats random at 90.0 %: yes, +4.1 ± 0.6 points (80.0 ± 0.4 vs 75.9 ± 0.5 %, 3 seeds)"
-        " — its choices are better"
+        "beats random at 90.0 %: yes, 4.1 points above random (80.0 ± 0.4 vs 75.9 ± 0.5 %, "
+        "se 0.6, 3 seeds) — its choices are better"
     )
-    shuffled = Verdict("sensitive to shuffling", 0.9, "no", -0.002, 0.004, Stat(0.8, 0.004, 3),
+    inverted = Verdict("sensitive to inversion", 0.9, "yes", 0.2, 0.01, Stat(0.8, 0.004, 3),
+                       Stat(0.6, 0.004, 3), "its ranking matters")  # fmt: skip
+    assert "yes, accuracy falls 20.0 points when inverted (80.0 ± 0.4 → 60.0 ± 0.4 %" in (
+        inverted.line()
+    )
+    shuffle = "beats its own allocation with random placement (shuffle)"
+    shuffled = Verdict(shuffle, 0.9, "no", -0.002, 0.004, Stat(0.8, 0.004, 3),
                        Stat(0.802, 0.004, 3), "no information")  # fmt: skip
-    assert "+0.2 ± 0.4 points (80.0 ± 0.4 → 80.2 ± 0.4 % when ablated" in shuffled.line()
+    assert "no, accuracy stays within 0.2 points when shuffled (80.0 ± 0.4 → 80.2 ± 0.4 %" in (
+        shuffled.line()
+    )
 
 
 def test_a_user_method_runs_in_pool_workers(tmp_path):
@@ -312,6 +320,10 @@ def test_a_user_method_runs_in_pool_workers(tmp_path):
         assert own["test_accuracy"] == magnitude["test_accuracy"]
 
 
-def test_beats_checks_show_method_minus_other_and_ablation_checks_the_change():
+def test_beats_checks_say_above_or_below_and_ablation_checks_falls_or_rises():
     for c in CHECKS:
-        assert c.shown(0.02) == (0.02 if c.name.startswith("beats") else -0.02), c.name
+        if c.name.startswith("beats") and c.reference is not None:
+            assert c.words(0.02).endswith(f"points above {c.versus or c.reference}"), c.name
+        else:
+            assert c.words(0.02).startswith("accuracy falls 2.0 points when"), c.name
+            assert c.words(-0.02).startswith("accuracy rises 2.0 points when"), c.name

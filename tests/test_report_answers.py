@@ -5,11 +5,14 @@ Each store here is built so that the expected numbers follow by hand from its co
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from test_analysis import seeds, write_run
@@ -19,6 +22,7 @@ from earlyprune.analysis import load_results, load_store, matching_sparsity, sum
 from earlyprune.analysis.agreement import agreement_html, jaccard, mask_agreement
 from earlyprune.analysis.fig_context import Setting
 from earlyprune.analysis.figures import DRAW
+from earlyprune.analysis.layer_density import CSV_COLUMNS
 from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.verdict_html import verdict_table
 from earlyprune.spec import RunSpec
@@ -56,26 +60,151 @@ def checked(tmp_path_factory) -> Path:
 
 def test_verdict_cells_by_hand(checked):
     table = verdict_table(load_results(checked))
-    # beats random: Δ = 91 − 81 = +10.0, se = √(1²/3 + 1²/3) = 0.8 points → yes.
-    assert "yes +10.0 ± 0.8" in table
-    # beats its own allocation with random placement (shuffle): 91 − 90.5 = +0.5,
-    # se = √(1/3 + 0.25/3) = 0.6 → no.
-    assert "no +0.5 ± 0.6" in table
-    # beats ERK with random placement: 91 − 86 = +5.0, se 0.8 → yes.
-    assert "<th>beats ERK with random placement</th>" in table and "yes +5.0 ± 0.8" in table
-    assert table.count("3 v 3 seeds") >= 2
+    # beats random: Δ = 91 − 81 = 10.0 points above, se = √(1²/3 + 1²/3) = 0.8 points → yes.
+    assert "<b>yes</b>: 10.0 points above random" in table
+    # beats its own allocation with random placement (shuffle): 91 − 90.5 = 0.5 (under one
+    # point: "within"), se = √(1/3 + 0.25/3) = 0.6 → no.
+    assert "<b>no</b>: accuracy stays within 0.5 points when shuffled" in table
+    # beats ERK with random placement: 91 − 86 = 5.0 points above, se 0.8 → yes.
+    assert ">Beats ERK (random placement)?</th>" in table
+    assert "<b>yes</b>: 5.0 points above ERK" in table
+    assert table.count("se 0.8 · 3 v 3 seeds") >= 2 and "se 0.6 · 3 v 3 seeds" in table
     # No magnitude, reinit or invert runs: those checks are not columns.
     for absent in ("beats magnitude", "reinitialization", "inversion"):
         assert absent not in table
     assert "title=" in table and "vs 81.0 ± 1.0 %" in table  # the full line on hover
+    # One sign convention, in words: no signed numbers anywhere in the cells.
+    assert not re.search(r"[+−-]\d", table)
 
 
 def test_a_new_check_in_verdicts_shows_up_without_report_edits(checked, monkeypatch):
     erk = V.Check("beats ERK", "none", "erk", "better than ERK", "no better than ERK")
     monkeypatch.setattr(V, "CHECKS", (*V.CHECKS, erk))
     table = verdict_table(load_results(checked))
-    # 91 − 86 = +5.0 points, se 0.8.
-    assert "<th>beats ERK</th>" in table and "yes +5.0 ± 0.8" in table
+    # 91 − 86 = 5.0 points above, se 0.8; the heading is the check's name as a question.
+    assert ">Beats ERK?</th>" in table and "<b>yes</b>: 5.0 points above erk" in table
+
+
+def _cells(table: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(method, check) → (class, text) for every check cell of a verdict table."""
+    found = {}
+    for method, row in re.findall(r'<tr[^>]*data-method="([^"]+)">(.*?)</tr>', table, re.S):
+        for klass, check, text in re.findall(
+            r'<td class="([^"]+)" data-check="([^"]+)"[^>]*>(.*?)</td>', row, re.S
+        ):
+            found[(html.unescape(method), html.unescape(check))] = (klass, text)
+    return found
+
+
+@pytest.fixture(scope="module")
+def every_kind(tmp_path_factory) -> Path:
+    """Random, ERK, SNIP and SNIP with random placement, each with every ablation, at 90 %."""
+    store = tmp_path_factory.mktemp("kinds")
+    seeds(store, "dense", [0.93, 0.93], method="dense")
+    kinds = {("random", None): 0.80, ("erk", None): 0.83, ("snip", None): 0.86,
+             ("magnitude", None): 0.85, ("snip", "random"): 0.84}  # fmt: skip
+    for (method, placement), mean in kinds.items():
+        extra = {"placement": placement} if placement else {}
+        for ablation, drop in (("none", 0), ("shuffle", 0.05), ("reinit", 0.05), ("invert", 0.35)):
+            acc = mean - drop  # seeds: acc − 0.01, acc, acc + 0.01
+            seeds(store, f"{method}-{placement}-{ablation}", [acc - 0.01, acc, acc + 0.01],
+                  method=method, sparsity=0.9, ablation=ablation, **extra)  # fmt: skip
+    return store
+
+
+# (method label, check name) pairs whose question means nothing (verdicts module docstring).
+MEANINGLESS = {
+    ("random", "beats random"),
+    ("random", "beats its own allocation with random placement (shuffle)"),
+    ("random", "sensitive to reinitialization"),
+    ("random", "sensitive to inversion"),
+    ("erk", "beats ERK with random placement"),
+    ("erk", "beats its own allocation with random placement (shuffle)"),
+    ("erk", "sensitive to reinitialization"),
+    ("erk", "sensitive to inversion"),
+    ("magnitude", "beats magnitude"),
+    ("snip[place=random]", "beats its own allocation with random placement (shuffle)"),
+}
+
+
+def test_no_verdict_where_a_question_means_nothing(every_kind):
+    records = [json.loads(p.read_text()) for p in every_kind.glob("*/result.json")]
+    methods = ("random", "erk", "snip", "magnitude", "snip[place=random]")
+    for method in methods:
+        asked = {v.check for v in V.verdicts(records, method, [0.9])}
+        expected = {c.name for c in V.CHECKS if (method, c.name) not in MEANINGLESS}
+        assert asked == expected, method
+    cells = _cells(verdict_table(load_results(every_kind)))
+    assert len(cells) == len(methods) * len(V.CHECKS)  # every check has data for some method
+    for (method, check), (klass, text) in cells.items():
+        if (method, check) in MEANINGLESS:
+            assert (klass, text) == ("na", "—"), (method, check)
+        else:
+            assert klass in ("yes", "no", "unclear") and text.startswith(f"<b>{klass}</b>: ")
+    # Everything the data allows is answered: SNIP's ranking matters, SNIP with random
+    # placement still loses accuracy when its (SNIP) allocation is inverted.
+    klass, text = cells[("snip", "sensitive to inversion")]
+    assert klass == "yes" and "accuracy falls 35.0 points when inverted" in text
+    assert cells[("snip[place=random]", "sensitive to inversion")][0] == "yes"
+    # The console matrix of `earlyprune demo`: n/a where the question means nothing. Random
+    # (80 %) lies 5 points below magnitude (85 %) and 3 below ERK (83 %).
+    matrix = V.verdict_matrix(records, methods, 0.9).splitlines()
+    assert matrix[2].split() == ["random", "n/a", "no:", "5.0", "below", "no:", "3.0", "below",
+                                 "n/a", "n/a", "n/a"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "allocation", "placement"),
+    [
+        ("random", "random", "random"),
+        ("erk", "erk", "random"),
+        ("snip", "snip", "snip"),
+        ("snip[place=random]", "snip", "random"),
+        ("random[alloc=erk]", "erk", "random"),
+        ("erk[place=magnitude]", "erk", "magnitude"),
+        ("someone_new", "someone_new", "someone_new"),
+    ],
+)
+def test_recipe_reads_allocation_and_placement_from_the_label(method, allocation, placement):
+    assert V.recipe(method) == (allocation, placement)
+
+
+def test_erk_with_random_placement_under_any_name_is_erk():
+    erk = V.check_named("beats ERK with random placement")
+    assert V.not_applicable(erk, "random[alloc=erk]") == "random[alloc=erk] is ERK itself"
+    assert V.not_applicable(erk, "snip[alloc=erk]") is None  # SNIP places within ERK's counts
+    invert = V.check_named("sensitive to inversion")
+    assert V.not_applicable(invert, "snip[alloc=uniform,place=random]")  # data-free and random
+    assert V.not_applicable(invert, "snip[alloc=erk]") is None
+
+
+def test_random_sparse_baselines_match_the_registries():
+    """``verdicts`` never imports torch, so it lists the baselines; they must match the registry."""
+    import earlyprune  # noqa: F401  (registers every method and allocation)
+    from earlyprune.allocation.base import ALLOCATIONS
+    from earlyprune.scoring.base import METHODS
+
+    placed_at_random = {
+        name
+        for name in METHODS
+        if METHODS.get(name).placement == "random" and METHODS.get(name).allocation in ALLOCATIONS
+    }
+    assert set(V.RANDOM_SPARSE) == {"random", *placed_at_random}
+    assert set(ALLOCATIONS.names()) <= set(V.RANDOM_SPARSE)
+
+
+def test_every_check_says_its_direction_in_words():
+    for check in V.CHECKS:
+        up, down, small = (check.words(e) for e in (0.05, -0.05, 0.003))
+        for text in (up, down, small):
+            assert not re.search(r"[+−-]\s?\d", text), text
+        if check.reference is not None:
+            assert up.startswith("5.0 points above ") and down.startswith("5.0 points below ")
+            assert small.startswith("within 0.3 points of ")
+        else:
+            assert up.startswith("accuracy falls 5.0 points when ")
+            assert down.startswith("accuracy rises 5.0 points when ")
+            assert small.startswith("accuracy stays within 0.3 points when ")
 
 
 # ---- references never mix (issue 12, item 10) ---------------------------------------------
@@ -288,10 +417,10 @@ def test_random_sparse_references_are_dashed_and_unknown_methods_just_work(tmp_p
     assert "matching" not in caption  # no magnitude after training was run
     # Only ERK is there to compare with (no random, magnitude or ablation runs): one question.
     table = verdict_table(load_results(store))
-    assert "<th>beats ERK with random placement</th>" in table and "beats random<" not in table
+    assert ">Beats ERK (random placement)?</th>" in table and "Beats random?" not in table
     seeds(store, "random0.5", [0.5, 0.52], method="random", sparsity=0.5)
     table = verdict_table(load_results(store))
-    assert "someone_new" in table and "<th>beats random</th>" in table
+    assert "someone_new" in table and ">Beats random?</th>" in table
 
 
 def test_a_store_mixing_numerics_versions_is_flagged(tmp_path):
@@ -302,3 +431,61 @@ def test_a_store_mixing_numerics_versions_is_flagged(tmp_path):
     assert sorted(df["numerics_version"]) == [1, 2]
     page = quiet_report(store, tmp_path / "r")
     assert "mixes results of several numerics versions (1 of version 1, 1 of version 2)" in page
+
+
+# ---- per-layer densities as numbers (issue 20) ------------------------------------------------
+def test_layer_densities_as_numbers_in_a_csv_and_the_page(tmp_path):
+    store = tmp_path / "s"
+    seeds(store, "dense", [0.92, 0.92], method="dense")
+    for s in (0.5, 0.8):
+        seeds(store, f"snip{s}", [0.9, 0.91], method="snip", sparsity=s)
+    # Two SNIP seeds at 50 % with different densities; a diverged random run still has a mask.
+    _with(store, "snip0.5-s1", layer_density={"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4,
+                                              "fc.weight": 0.35},
+          layer_effective_density={"conv1.weight": 0.7, "layer1.0.conv1.weight": 0.3,
+                                   "fc.weight": 0.3})  # fmt: skip
+    write_run(store, "random0.5", acc=0.8, method="random", sparsity=0.5)
+    write_run(store, "random0.5-div", status="diverged", method="random", sparsity=0.5, seed=1)
+    write_run(store, "random0.8", acc=0.7, method="random", sparsity=0.8)
+    seeds(store, "snip-inv", [0.5, 0.52], method="snip", sparsity=0.5, ablation="invert")
+    page = quiet_report(store, tmp_path / "r")
+    csv = pd.read_csv(tmp_path / "r" / "layer_density.csv")
+    assert list(csv.columns) == list(CSV_COLUMNS)
+    snip = csv[(csv["method"] == "snip") & (csv["ablation"] == "none") & (csv["sparsity"] == 0.5)]
+    # write_run's profile for "snip" at 50 %: conv1 min(1, 2·0.5) = 1.0, layer1.0.conv1 0.5,
+    # fc 0.5 / 2 = 0.25 (seed 0); seed 1 as set above.
+    assert list(snip["layer"]) == ["conv1.weight", "layer1.0.conv1.weight", "fc.weight"]
+    assert list(snip["module"]) == ["conv1", "layer1.0.conv1", "fc"]
+    assert list(snip["numel"]) == [432, 2304, 640] and set(snip["runs"]) == {2}
+    assert list(snip["density"]) == pytest.approx([0.9, 0.45, 0.3])
+    # Sample std of two values a, b: |a − b| / √2.
+    assert list(snip["density_std"]) == pytest.approx([0.2 / 2**0.5, 0.1 / 2**0.5, 0.1 / 2**0.5])
+    assert list(snip["effective_density"]) == pytest.approx([0.7, 0.3, 0.3])  # seed 1 only
+    random = csv[(csv["method"] == "random") & (csv["sparsity"] == 0.5)]
+    assert set(random["runs"]) == {2}  # the diverged run's mask counts
+    assert list(random["density"]) == pytest.approx([0.625, 0.5, 0.4])  # k = 1.25
+    assert len(csv[csv["ablation"] == "invert"]) == 3
+    assert len(csv) == 3 * 5  # snip × 2 sparsities, random × 2, inverted snip × 1
+    # The page: a table at the figure's sparsity (the highest common one, 80 %), rows labelled
+    # by module paths, one column per method; and a link to the CSV.
+    assert 'href="layer_density.csv"' in page
+    table = page[page.index('<table class="layers">') :]
+    table = table[: table.index("</table>")]
+    assert "Per-layer density at sparsity 80.0%" in table
+    rows = re.findall(r"<tr><th[^>]*><code>([^<]+)</code></th>(.*?)</tr>", table)
+    assert [name for name, _ in rows] == ["conv1", "layer1.0.conv1", "fc"]
+    # At 80 %: random 0.25, 0.2, 0.16; snip min(1, 0.4) = 0.4, 0.2, 0.1 (columns: weights, then
+    # the methods in the report's order, random before snip).
+    assert re.findall(r"<td>([^<]+)</td>", rows[0][1]) == ["432", "25.0", "40.0"]
+    assert re.findall(r"<td>([^<]+)</td>", rows[2][1]) == ["640", "16.0", "10.0"]
+
+
+def test_no_layer_csv_without_layer_data(tmp_path):
+    store = tmp_path / "s"
+    vgg = {"model": "vgg16", "preset": "vgg16_cifar10"}  # write_run records no layers for it
+    write_run(store, "snip", acc=0.9, method="snip", sparsity=0.5, **vgg)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "layer_density.csv").write_text("stale")
+    page = quiet_report(store, out)
+    assert not (out / "layer_density.csv").exists() and "layer_density.csv" not in page

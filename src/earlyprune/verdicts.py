@@ -18,7 +18,28 @@ percentage point) the smallest difference worth reporting:
   the seeds are precise enough that one would have shown);
 - **unclear**: anything else, or fewer than two ok seeds on a side: run more seeds.
 
-This module reads result dicts only (``result.json`` contents) and never imports torch.
+One sign convention, in words: a difference is never shown as a bare ``+``/``−`` number. A
+"beats …" check reads "4.1 points above random" (or "below"); an ablation check reads "accuracy
+falls 64.7 points when inverted" (or "rises"); a difference under ``min_effect`` reads "within
+0.3 points of random" / "accuracy stays within 0.3 points when shuffled".
+
+Which checks mean something for which method (``not_applicable``) follows from how the method
+builds its mask: an allocation (how many weights each layer keeps) and a placement (which ones).
+A method label ``m[alloc=a,place=p]`` uses allocation ``a`` and placement ``p``; a bare name uses
+its own, except the random-sparse baselines of ``RANDOM_SPARSE`` (``random``, and every
+registered allocation's baseline method ``erk``, ``er``, ``uniform``, ...): random placement, with
+a data-free allocation that looks at neither weights nor data. Then:
+
+- "beats X" means nothing for X itself, or for any label with X's allocation and placement
+  (``random[alloc=erk]`` is ERK with random placement);
+- the shuffle check (the method's own allocation with random placement) means nothing for a
+  method whose placement is already random: shuffling draws another mask of the same kind;
+- reinitialization and inversion mean nothing for a random-sparse baseline: its mask ignores the
+  weights' values, so fresh weights or inverted (random) scores give runs of the same distribution.
+
+Every other check applies to every method. This module reads result dicts only (``result.json``
+contents) and never imports torch, so the baselines are listed here; a test keeps the list equal
+to the method and allocation registries.
 """
 
 from __future__ import annotations
@@ -57,9 +78,21 @@ def stat(values: Iterable[float]) -> Stat:
     return Stat(statistics.fmean(xs), std, len(xs))
 
 
+#: Methods whose mask is a data-free allocation with random placement: ``random`` (global
+#: random scores) and every registered allocation's baseline method (a test checks this list).
+RANDOM_SPARSE = ("random", "erk", "er", "uniform", "uniform_plus", "smart_ratio")
+#: Placements that choose weights at random within a layer.
+RANDOM_PLACEMENTS = ("random",)
+
+
 @dataclass(frozen=True)
 class Check:
-    """One sanity check: which group is compared with which, and what each answer means."""
+    """One sanity check: which group is compared with which, and what each answer means.
+
+    ``question`` is the check's column heading in the report; ``versus`` names the other side in
+    words: the reference (``"random"``) of a "beats" check, or what the ablation does
+    (``"when inverted"``) for an ablation check.
+    """
 
     name: str
     ablation: str  # the ablation of the compared group ("none" for comparisons with a method)
@@ -67,38 +100,116 @@ class Check:
     meaning_yes: str
     meaning_no: str
     column: str = ""  # heading in ``verdict_matrix`` (default: the name)
-    beats: bool = False  # an ablation check phrased "beats ..." (method − ablated is shown)
+    question: str = ""  # heading in the report's verdict table (default: the name + "?")
+    versus: str = ""  # the other side in words (default: the reference, or "with <ablation>")
 
-    def shown(self, effect: float) -> float:
-        """The difference as shown: method − other for a "beats" check, else ablated − unmodified."""
-        return effect if self.beats or self.reference is not None else -effect
+    @property
+    def heading(self) -> str:
+        return self.question or f"{self.name[:1].upper()}{self.name[1:]}?"
+
+    def words(self, effect: float, min_effect: float = MIN_EFFECT, short: bool = False) -> str:
+        """The difference in words, direction included (module docstring).
+
+        Args:
+            effect: The verdict's effect (method − reference; unmodified − ablated), a fraction.
+            min_effect: Below this size the difference reads "within …".
+            short: Leave out what the column heading says (for ``verdict_matrix``).
+        """
+        size = f"{100 * abs(effect):.1f}"
+        small = abs(effect) < min_effect
+        if self.reference is not None:
+            other = self.versus or self.reference
+            if short:
+                return f"within {size}" if small else f"{size} {'above' if effect > 0 else 'below'}"
+            if small:
+                return f"within {size} points of {other}"
+            return f"{size} points {'above' if effect > 0 else 'below'} {other}"
+        done = self.versus or f"with {self.ablation}"
+        if short:
+            return f"within {size}" if small else f"{'falls' if effect > 0 else 'rises'} {size}"
+        if small:
+            return f"accuracy stays within {size} points {done}"
+        return f"accuracy {'falls' if effect > 0 else 'rises'} {size} points {done}"
 
 
 CHECKS = (
     Check("beats random", "none", "random",
           "its choices are better than uniform random pruning",
-          "no better than pruning at random"),
+          "no better than pruning at random",
+          question="Beats random?"),
     Check("beats magnitude", "none", "magnitude",
           "better than pruning the smallest initial weights",
-          "no better than pruning the smallest initial weights"),
+          "no better than pruning the smallest initial weights",
+          question="Beats magnitude?"),
     # Beyond the paper: the strongest data-free layer-wise baseline (Evci et al. 2020; Liu et
     # al. 2022), and the paper's shuffle ablation said as what it is: the method's own
     # allocation (layer counts) with random placement.
     Check("beats ERK with random placement", "none", "erk",
           "better than ERK's layer-wise densities with randomly placed weights",
           "no better than ERK's layer-wise densities with randomly placed weights",
-          "beats erk"),
+          "beats erk", question="Beats ERK (random placement)?", versus="ERK"),
     Check("beats its own allocation with random placement (shuffle)", "shuffle", None,
           "per-weight choices matter beyond layer-wise proportions",
           "per-weight choices carry no information beyond layer-wise proportions",
-          "beats shuffle", beats=True),
+          "beats shuffle", question="Beats its own allocation? (shuffled)",
+          versus="when shuffled"),
     Check("sensitive to reinitialization", "reinit", None,
           "the kept weights' initial values matter",
-          "the mask works as well with freshly drawn weights"),
+          "the mask works as well with freshly drawn weights",
+          question="Needs its initial weights? (reinitialized)", versus="when reinitialized"),
     Check("sensitive to inversion", "invert", None,
           "its ranking matters: keeping the lowest scores is worse",
-          "keeping the lowest-scoring weights works as well: the ranking carries no information"),
+          "keeping the lowest-scoring weights works as well: the ranking carries no information",
+          question="Does its ranking matter? (inverted)", versus="when inverted"),
 )  # fmt: skip
+
+
+def check_named(name: str) -> Check:
+    """The check of ``CHECKS`` called ``name`` (a stand-in for an unknown one, for old files)."""
+    for check in CHECKS:
+        if check.name == name:
+            return check
+    if name.startswith("beats "):
+        return Check(name, "none", name.removeprefix("beats "), "", "")
+    return Check(name, "", None, "", "", versus="when ablated")
+
+
+def recipe(method: str) -> tuple[str, str]:
+    """(allocation, placement) of a method label: ``snip[place=random]`` → (snip, random).
+
+    A bare random-sparse baseline (``erk``) is its own allocation with random placement;
+    ``random`` is its own (global) allocation with random placement; any other bare method
+    decides both itself.
+    """
+    name, _, rest = method.partition("[")
+    parts = dict(p.split("=", 1) for p in rest.rstrip("]").split(",") if "=" in p)
+    own_placement = "random" if name in RANDOM_SPARSE else name
+    return parts.get("alloc", name), parts.get("place", own_placement)
+
+
+def not_applicable(check: Check, method: str) -> str | None:
+    """Why ``check`` means nothing for ``method`` (a method label), or None when it applies.
+
+    The rule is in the module docstring.
+    """
+    allocation, placement = recipe(method)
+    randomly_placed = placement in RANDOM_PLACEMENTS
+    if check.reference is not None:
+        if recipe(check.reference) == (allocation, placement):
+            return f"{method} is {check.versus or check.reference} itself"
+        return None
+    if check.ablation == "shuffle" and randomly_placed:
+        return (
+            f"{method} already places its weights at random within each layer: shuffling "
+            "draws another mask of the same kind"
+        )
+    if check.ablation in ("reinit", "invert") and randomly_placed and allocation in RANDOM_SPARSE:
+        what = "fresh weights" if check.ablation == "reinit" else "inverted (random) scores"
+        return (
+            f"{method}'s mask looks at neither weights nor data: {what} give runs of the "
+            "same distribution"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -114,6 +225,7 @@ class Verdict:
         subject: Accuracy of the method (unmodified).
         other: Accuracy of the reference method, or of the ablated method.
         meaning: What the answer says about the method, in words.
+        min_effect: The smallest difference that counted (below it the text reads "within").
     """
 
     check: str
@@ -124,6 +236,7 @@ class Verdict:
     subject: Stat
     other: Stat
     meaning: str
+    min_effect: float = MIN_EFFECT
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes None), with the one-line text under ``"line"``."""
@@ -132,21 +245,21 @@ class Verdict:
         return _no_nan(data)
 
     def line(self) -> str:
-        """``beats random at 97.2 %: yes, +4.1 ± 0.6 points (77.0 ± 0.4 vs 72.9 ± 0.5 %, 3 seeds)``."""
+        """``beats random at 97.2 %: yes, 4.1 points above random (77.0 ± 0.4 vs 72.9 ± 0.5 %,
+        se 0.6, 3 seeds) — meaning``; an ablation check reads "accuracy falls … when …"."""
         head = f"{self.check} at {100 * self.sparsity:.1f} %: {self.answer}"
         if math.isnan(self.effect):
             return f"{head} — {self.meaning}"
+        check = check_named(self.check)
         n = min(self.subject.n, self.other.n)
-        if self.check.startswith("beats"):
-            delta = self.effect
+        if check.reference is not None:
             compare = f"{self.subject.text()} vs {self.other.text()} %"
-        else:  # report the change the ablation causes: negative = it hurts
-            delta = -self.effect
-            compare = f"{self.subject.text()} → {self.other.text()} % when ablated"
-        se = "" if math.isnan(self.se) else f" ± {100 * self.se:.1f}"
+        else:
+            compare = f"{self.subject.text()} → {self.other.text()} %"
+        se = "" if math.isnan(self.se) else f", se {100 * self.se:.1f}"
         return (
-            f"{head}, {100 * delta:+.1f}{se} points ({compare}, {n} seed{'s' * (n != 1)})"
-            f" — {self.meaning}"
+            f"{head}, {check.words(self.effect, self.min_effect)} ({compare}{se}, {n} "
+            f"seed{'s' * (n != 1)}) — {self.meaning}"
         )
 
 
@@ -208,7 +321,7 @@ def verdicts(
     acc = accuracies(results)
     out = []
     for check in CHECKS:
-        if check.reference == method:  # "random beats random" says nothing
+        if not_applicable(check, method):  # "random beats random" says nothing
             continue
         for s in sparsities:
             s = round(float(s), 6)
@@ -228,7 +341,9 @@ def verdicts(
                 if not math.isnan(se)
                 else "needs at least two ok seeds on each side",
             }[answer]
-            out.append(Verdict(check.name, s, answer, effect, se, subject, other, meaning))
+            out.append(
+                Verdict(check.name, s, answer, effect, se, subject, other, meaning, min_effect)
+            )
     return out
 
 
@@ -298,7 +413,11 @@ def verdict_matrix(
     sparsity: float,
     min_effect: float = MIN_EFFECT,
 ) -> str:
-    """One row per method, one column per check: ``yes +13.5±3.4`` (points), at one sparsity."""
+    """One row per method, one column per check: ``yes: 13.5 above`` (points), at one sparsity.
+
+    A check that means nothing for a method (:func:`not_applicable`) reads ``n/a``; one without
+    runs on both sides reads ``—``.
+    """
     results = list(results)
     names = [c.column or c.name.replace("sensitive to ", "") for c in CHECKS]
     rows = [["method", *names]]
@@ -307,17 +426,18 @@ def verdict_matrix(
         cells = []
         for c in CHECKS:
             v = found.get(c.name)
-            if v is None or math.isnan(v.effect):
-                cells.append("—" if v is None else v.answer)
-                continue
-            delta = c.shown(v.effect)
-            se = "" if math.isnan(v.se) else f"±{100 * v.se:.1f}"
-            cells.append(f"{v.answer} {100 * delta:+.1f}{se}")
+            if v is None:
+                cells.append("n/a" if not_applicable(c, m) else "—")
+            elif math.isnan(v.effect):
+                cells.append(v.answer)
+            else:
+                cells.append(f"{v.answer}: {c.words(v.effect, min_effect, short=True)}")
         rows.append([m, *cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     head = (
-        f"the paper's checks at {100 * sparsity:.1f} % sparsity: verdict, difference in points "
-        "(beats: method − other; sensitive: ablated − unmodified)"
+        f"the paper's checks at {100 * sparsity:.1f} % sparsity: verdict and difference in points "
+        "(beats: the method's accuracy above or below the other's; the ablations: how far accuracy "
+        "falls or rises when ablated; n/a: the check means nothing for that method)"
     )
     lines = [head]
     for row in rows:

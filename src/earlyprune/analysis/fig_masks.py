@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from earlyprune.analysis import plotting as P
 from earlyprune.analysis.aggregate import focus_sparsity, unmodified
 from earlyprune.analysis.fig_context import Setting, titled, variant_label
+from earlyprune.analysis.layer_density import at_focus
 
 Drawn = tuple[Figure, str] | None
 _SHOWN = ("none", "shuffle")  # the paper shows each method and SynFlow shuffled
@@ -91,13 +92,11 @@ def layer_label(name: str, numel: object) -> str:
 
 def layers(ctx: Setting) -> Drawn:
     """Figure 11: the share of each layer's weights that each method keeps, at one sparsity."""
-    layers = ctx.at_main_step(unmodified(ctx.per_run(ctx.data.layers)))
-    layers = layers[(layers["method"] != "dense") & (layers["sparsity"] > 0)]
-    if layers.empty:
+    # The same layers and sparsity as the numbers in the page (layer_density.layer_html).
+    found = at_focus(ctx.at_main_step(unmodified(ctx.per_run(ctx.data.layers))), ctx.matching)
+    if found is None:
         return None
-    available = {m: set(g["sparsity"]) for m, g in layers.groupby("method")}
-    sparsity, why = focus_sparsity(available, ctx.matching)
-    at = layers[np.isclose(layers["sparsity"], sparsity)]
+    at, sparsity, why = found
     names = list(at.groupby("layer")["order"].min().sort_values().index)
     methods = ctx.methods(at)
     mean = at.groupby(["method", "layer"])["density"].mean()

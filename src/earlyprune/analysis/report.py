@@ -17,6 +17,12 @@ from earlyprune.analysis.agreement import (
     torch_available,
 )
 from earlyprune.analysis.files import atomic_write_text
+from earlyprune.analysis.layer_density import (
+    LAYER_CSV,
+    layer_density_frame,
+    layer_html,
+    main_layers,
+)
 from earlyprune.analysis.load import StoreData, load_store
 from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.names import method_label, setting_label
@@ -32,8 +38,15 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; white-space: nowrap; }
 td { text-align: right; } th[scope=row] { text-align: left; font-weight: normal; }
 .scroll { overflow-x: auto; } figure { margin: 1.5em 0; } img { max-width: 100%; }
 figcaption { color: #444; font-size: 0.9em; } .warn { color: #8a4b00; }
-table.verdicts td { text-align: center; } td.yes { background: #e3f4e1; }
-td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+table.verdicts { width: 100%; } table.verdicts td { text-align: left; white-space: normal; }
+table.verdicts th[scope=col] { white-space: normal; vertical-align: bottom; }
+table.verdicts td.sparsity { text-align: right; white-space: nowrap; }
+table.verdicts tr.first > * { border-top: 2px solid #888; }
+th[scope=rowgroup] { text-align: left; vertical-align: top; font-weight: bold; }
+td.yes { background: #e3f4e1; } td.no { background: #fbe3e1; } td.unclear { background: #f1f1f1; }
+table.verdicts td.na, table.verdicts td.notrun { color: #999; text-align: center; }
+td.notrun { font-size: 0.8em; } table.verdicts th[scope=rowgroup] { white-space: normal; }
+table.layers th[scope=col] { white-space: normal; }
 .seeds { color: #555; font-size: 0.8em; } .note { color: #444; font-size: 0.9em; }
 """
 
@@ -50,8 +63,9 @@ def write_report(
 
     Files written to ``out_dir`` (each atomically: a temporary file in the same folder, then a
     rename): ``results.csv`` (one row per run), ``summary.csv`` (mean ± std per setting),
-    ``tables.md``, ``tables.tex``, ``fig_<kind>_<model>_<dataset>.png`` and ``.pdf`` for each
-    figure whose data exists, ``agreement.csv`` (mask overlap, when torch can read the stored
+    ``tables.md``, ``tables.tex``, ``layer_density.csv`` (per-layer density per method,
+    ablation, prune step and sparsity, rows labelled by layer; when runs recorded it),
+    ``fig_<kind>_<model>_<dataset>.png`` and ``.pdf`` for each figure whose data exists, ``agreement.csv`` (mask overlap, when torch can read the stored
     masks), and ``index.html``, which shows them all, with the sanity-check verdicts first, and
     opens without a server. Figures from an earlier report that no longer have data are removed.
 
@@ -81,6 +95,11 @@ def write_report(
     atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
     atomic_write_text(out / "tables.md", rendered["markdown"])
     atomic_write_text(out / "tables.tex", rendered["latex"])
+    layer_frame = layer_density_frame(data)
+    if layer_frame.empty:
+        (out / LAYER_CSV).unlink(missing_ok=True)
+    else:
+        atomic_write_text(out / LAYER_CSV, layer_frame.to_csv(index=False))
     edges = matching_edges(summary, matching, reference)
     agreements = _agreements(data, out)
     figures = make_figures(data, summary, matching, out, edges=edges, free_y=free_y,
@@ -89,8 +108,10 @@ def write_report(
     for old in [*out.glob("fig_*.png"), *out.glob("fig_*.pdf")]:
         if old.name not in written:
             old.unlink(missing_ok=True)
+    layers = not layer_frame.empty
+    grids = build_grids(summary)
     page = _index_html(
-        data, summary, matching, figures, build_grids(summary), reference, tolerance, agreements
+        data, summary, matching, figures, grids, reference, tolerance, agreements, layers
     )
     return atomic_write_text(out / "index.html", page)
 
@@ -133,6 +154,7 @@ def _index_html(
     reference: str,
     tolerance: float,
     agreements: dict[tuple[str, str], Agreement | None] | None,
+    has_layers: bool = False,
 ) -> str:
     esc = html.escape
     status = data.results["status"].value_counts()
@@ -146,7 +168,9 @@ def _index_html(
         f"<p>Store <code>{esc(str(data.store))}</code>: {len(data.results)} runs ({counts}).",
         " Data: "
         + ", ".join(_link(n) for n in ("results.csv", "summary.csv", "tables.md"))
-        + f", {_link('tables.tex')}.</p>",
+        + f", {_link('tables.tex')}"
+        + (f", {_link(LAYER_CSV)}" if has_layers else "")
+        + ".</p>",
     ]
     versions = sorted(set(data.results["numerics_version"]))
     if len(versions) > 1:  # means would mix results of different definitions of the computation
@@ -183,6 +207,12 @@ def _index_html(
                 f'<figure><img src="{quote(fig.name)}" alt="{esc(fig.kind)}: {esc(name)}">'
                 f"<figcaption>{esc(fig.caption)} ({_link(fig.pdf, 'PDF')})</figcaption></figure>"
             )
+            if fig.kind == "layers":  # the same densities as numbers
+                numbers = layer_html(main_layers(data, rows), matching[(model, dataset)], LAYER_CSV)
+                parts.append(
+                    '<details open class="scroll"><summary>Per-layer densities as numbers'
+                    f"</summary>{numbers}</details>"
+                )
         agreement = (agreements or {}).get((model, dataset))
         if agreement is not None:
             parts.append(f'<div class="scroll">{agreement_html(agreement)}</div>')

@@ -5,6 +5,13 @@ result dicts only and never imports torch): every check listed in ``verdicts.CHE
 column as soon as some method has data on both sides of it, so a check added there appears here
 with no edit. Each (model, dataset) is judged on its own runs, each method at its main prune step
 (the lowest one with unmodified runs, as in the figures).
+
+The table is built to be read at a glance in a window 1400 px wide: one row per method ×
+sparsity, one column per question; a cell states the answer and the difference in words, one
+sign convention for every column ("yes: accuracy falls 64.7 points when inverted", "no: within
+0.3 points of random"); the accuracies, se and seeds behind it are on hover. A question that
+means nothing for a method (``verdicts.not_applicable``: "beats random" for random, the ablations
+of a random-sparse baseline, ...) shows an em dash whose title says why, never a verdict.
 """
 
 from __future__ import annotations
@@ -24,12 +31,15 @@ def rule_text(min_effect: float = V.MIN_EFFECT) -> str:
     """The decision rule in one paragraph (the same as ``earlyprune.verdicts.decide``)."""
     e = f"{100 * min_effect:g}"
     return (
-        "Δ is the difference of mean test accuracies in points: method − reference for "
-        "“beats …”, ablated − unmodified for “sensitive to …” (a method whose choices matter "
-        f"loses accuracy when ablated); se = √(s₁²/n₁ + s₂²/n₂) over seeds. yes: the asked-for "
-        f"difference is ≥ {e} point and > 2·se; no: even adding 2·se it stays below {e} point, "
-        f"or it is below {e} point with se ≤ {e}; unclear: anything else, or fewer than two ok "
-        "seeds on a side. “yes” means the method passes that check. Hover a cell for the "
+        "Each cell answers its column's question and says the difference of mean test "
+        "accuracies in words: how far the method lies above or below the other method "
+        "(“beats …”), or how far its accuracy falls or rises when ablated (a method whose "
+        f"choices matter loses accuracy); a difference under {e} point reads “within”. "
+        "se = √(s₁²/n₁ + s₂²/n₂) over seeds. yes: the method is better (or loses accuracy when "
+        f"ablated) by ≥ {e} point and by > 2·se; no: even adding 2·se the difference stays below "
+        f"{e} point, or it is below {e} point with se ≤ {e}; unclear: anything else, or fewer "
+        "than two ok seeds on a side. “yes” means the method passes that check; “—” marks a "
+        "question that means nothing for that method (hover it for why). Hover a cell for the "
         "accuracies behind it."
     )
 
@@ -97,37 +107,50 @@ def verdict_table(runs: pd.DataFrame, min_effect: float = V.MIN_EFFECT) -> str:
     if not shown:
         return ""
     esc = html.escape
-    head = "".join(f"<th>{esc(c.name)}</th>" for c in shown)
+    head = "".join(f'<th scope="col" title="{esc(c.name)}">{esc(c.heading)}</th>' for c in shown)
     body = []
-    for method, sparsity in sorted(cells, key=lambda k: (methods.index(k[0]), k[1])):
+    keys = sorted(cells, key=lambda k: (methods.index(k[0]), k[1]))
+    for i, (method, sparsity) in enumerate(keys):
         row = cells[(method, sparsity)]
-        tds = "".join(_cell(row.get(c.name), c) for c in shown)
+        tds = "".join(_cell(method, row.get(c.name), c) for c in shown)
+        first = i == 0 or keys[i - 1][0] != method
+        span = sum(k[0] == method for k in keys)
+        name = (
+            f'<th scope="rowgroup" rowspan="{span}">{esc(method_label(method))}</th>'
+            if first
+            else ""
+        )
+        klass = ' class="first"' if first else ""
         body.append(
-            f'<tr><th scope="row">{esc(method_label(method))}</th>'
-            f"<td>{100 * sparsity:.1f}</td>{tds}</tr>"
+            f'<tr{klass} data-method="{esc(method)}">{name}'
+            f'<td class="sparsity">{100 * sparsity:.1f}</td>{tds}</tr>'
         )
     return (
-        '<table class="verdicts">\n<caption>Sanity checks (paper Sections 4–5): verdict, '
-        "Δ ± se in points, seeds behind each side</caption>\n"
-        f"<thead><tr><th>Method</th><th>Sparsity (%)</th>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + "\n</tbody>\n</table>\n"
+        '<table class="verdicts">\n<caption>Sanity checks (paper Sections 4–5): does each '
+        "method pass? Answer and difference in points; hover a cell for the accuracies, se "
+        "and seeds</caption>\n"
+        f'<thead><tr><th scope="col">Method</th><th scope="col">Sparsity (%)</th>{head}</tr>'
+        "</thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>\n"
     )
 
 
-def _cell(v: V.Verdict | None, check: V.Check) -> str:
-    if v is None:
-        return "<td></td>"
+def _cell(method: str, v: V.Verdict | None, check: V.Check) -> str:
     esc = html.escape
+    data = f'data-check="{esc(check.name)}"'
+    why = V.not_applicable(check, method)
+    if why:
+        return f'<td class="na" {data} title="{esc(why)}">—</td>'
+    if v is None:
+        return f'<td class="notrun" {data} title="not run at this sparsity">not run</td>'
     seeds = f"{v.subject.n} v {v.other.n} seeds"
     if math.isnan(v.effect):
-        text = f"{v.answer}"
+        text = v.meaning
     else:
-        delta = check.shown(v.effect)
-        se = "" if math.isnan(v.se) else f" ± {100 * v.se:.1f}"
-        text = f"{v.answer} {100 * delta:+.1f}{se}"
+        text = check.words(v.effect, v.min_effect)
+        if not math.isnan(v.se):
+            seeds = f"se {100 * v.se:.1f} · {seeds}"
     klass = _ANSWER_CLASS.get(v.answer, "unclear")
     return (
-        f'<td class="{klass}" title="{esc(v.line())}">{esc(text)}'
-        f'<br><span class="seeds">{esc(seeds)}</span></td>'
+        f'<td class="{klass}" {data} title="{esc(v.line())}"><b>{esc(v.answer)}</b>: '
+        f'{esc(text)}<br><span class="seeds">{esc(seeds)}</span></td>'
     )
