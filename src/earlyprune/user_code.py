@@ -38,6 +38,8 @@ from earlyprune.errors import SpecError
 #: Packages never counted as (nor evicted as) local modules, even where the user's file lies
 #: beside them (a file in an editable install's ``src/`` folder).
 _NEVER_LOCAL = ("earlyprune",)
+#: Names of the modules found beside user files so far in this process.
+_SEEN: set[str] = set()
 
 
 def is_file_target(where: str) -> bool:
@@ -107,7 +109,10 @@ def digest(source: bytes, local: dict[str, Path], folder: Path) -> str:
 def beside(folder: Path) -> Iterator[dict[str, Path]]:
     """``folder`` importable during the block; yields a dict filled, at the end, with the
     modules (name → file) loaded from it meanwhile. Local modules loaded before are re-read."""
-    earlier = {n: m for n, m in list(sys.modules.items()) if local_file(n, m, folder)}
+    # Also a module of the same name loaded beside another user file: this folder's own
+    # ``blocks.py`` must not be served from another folder's ``blocks`` cached in sys.modules.
+    earlier = {n: m for n, m in list(sys.modules.items())
+               if local_file(n, m, folder) or (n in _SEEN and _provides(folder, n))}  # fmt: skip
     for name in earlier:
         del sys.modules[name]
     found: dict[str, Path] = {}
@@ -123,6 +128,7 @@ def beside(folder: Path) -> Iterator[dict[str, Path]]:
             file = local_file(name, module, folder)
             if file is not None:
                 found[name] = file
+        _SEEN.update(found)
         for name, module in earlier.items():  # still in use by files loaded before
             sys.modules.setdefault(name, module)
 
@@ -131,13 +137,18 @@ def local_file(name: str, module: ModuleType | None, folder: Path) -> Path | Non
     """The file of ``module`` if it was imported from ``folder`` (its top-level package or
     module lies there), else None."""
     file = getattr(module, "__file__", None)
-    top = name.partition(".")[0]
-    if not file or top in _NEVER_LOCAL or top in sys.stdlib_module_names:
-        return None
-    if not ((folder / f"{top}.py").is_file() or (folder / top).is_dir()):
+    if not file or not _provides(folder, name):
         return None
     path = Path(file).resolve()
     return path if path.is_relative_to(folder) else None
+
+
+def _provides(folder: Path, name: str) -> bool:
+    """Whether ``import name`` would find its top-level module or package in ``folder``."""
+    top = name.partition(".")[0]
+    if top in _NEVER_LOCAL or top in sys.stdlib_module_names:
+        return False
+    return (folder / f"{top}.py").is_file() or (folder / top).is_dir()
 
 
 @contextlib.contextmanager
