@@ -21,9 +21,10 @@ SNIP, GraSP and SynFlow. It
 prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
 densities and neuron collapse of every method, and writes the report folder.
 
-A user method is named ``<file stem or module>:<function>@<8 hex digits of the file's SHA-256>``
-in its run specs, so runs are reused while the file is unchanged and redone after an edit (an
-edit to another module it imports goes unnoticed: change the file or the store). The built-in
+A user method is named ``<file stem or module>:<function>@<8 hex digits>`` in its run specs —
+the digest of the file and of the modules beside it that it imports (``earlyprune.user_code``)
+— so runs are reused while the code is unchanged and redone after an edit; reports name it as
+the user wrote it. ``--sparsities 0.9,0.97 --seeds 0,1,2,3,4`` sets the grid. The built-in
 methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs in the same store.
 """
 

@@ -259,6 +259,10 @@ def resolve_method(kind: str, value: str | None, file: str) -> tuple[str | None,
 
     if not isinstance(value, str) or not isinstance(file, str):
         return value, file
+    if not file and is_user_method(value) and value not in METHODS:
+        # Registered by other means (``run_specs(methods=...)`` in workers), or unknown, which
+        # the spec's validation reports: a spec made through the Python API, without a file.
+        return value, file
     return resolve_user_input(kind, value, file, registered=METHODS.__contains__,
                               user_name=is_user_method, register=register_target)  # fmt: skip
 
