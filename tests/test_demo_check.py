@@ -172,8 +172,11 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
     assert [v.to_dict() for v in again] == [v.to_dict() for v in report.verdicts]
     saved = json.loads(report.summary_file.with_suffix(".json").read_text())
     assert [v["line"] for v in saved] == [v.line() for v in report.verdicts]
-    for method in (report.name, "random", "magnitude", "erk", "snip", "grasp", "synflow"):
+    # The layer table names the method as the user wrote it, not by its hashed name.
+    shown = f"{user_file}:my_score"
+    for method in (shown, "random", "magnitude", "erk", "snip", "grasp", "synflow"):
         assert any(ln.startswith(method + " ") for ln in lines if "%" not in ln), method
+    assert all(v["method"] == shown for v in saved)
     assert (out / "index.html").is_file() and report.summary_file.read_text() == report.text
 
 

@@ -51,3 +51,49 @@ def test_the_readme_example_runs_as_written(tmp_path):
     specs = [r["spec"] for r in results]
     assert all(s["model"].startswith("my_net:build@") for s in specs)
     assert all(os.path.isabs(s["model_file"].rsplit(":", 1)[0]) for s in specs)
+
+
+def scorer_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Is your new method any good?", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section.split("Your scorer goes wherever", 1)[1], re.S)
+    return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_own_scorer_path_runs_as_written(tmp_path):
+    """`run`, a sweep axis and `check-method` with a grid, all on the user's scoring file."""
+    commands = scorer_commands()
+    assert [c.split()[:2] for c in commands[1:]] == [
+        ["earlyprune", "run"], ["earlyprune", "sweep"], ["earlyprune", "check-method"]
+    ]  # fmt: skip
+    assert "--sparsities 0.9,0.97 --seeds 0,1" in commands[3]
+    shutil.copytree(ROOT / "examples" / "own", tmp_path / "examples" / "own",
+                    ignore=shutil.ignore_patterns("*.npz", "__pycache__"))  # fmt: skip
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+    outputs = []
+    for command in commands:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=900)  # fmt: skip
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+        outputs.append(done.stdout)
+    run_id = outputs[1].split()[1]  # "run <id> → runs/mine/<id>"
+    assert "my_score:my_score@" in outputs[1] and "test accuracy" in outputs[1]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "mine").glob("*/result.json")]
+    assert {r["status"] for r in results} == {"ok"}
+    # The sweep served `run`'s run (same id) and added snip, 97 % and the dense run.
+    assert len(results) == 5 and run_id in {r["run_id"] for r in results}
+    mine = [r["spec"] for r in results if r["spec"]["method"].startswith("my_score:my_score@")]
+    assert len(mine) == 2 and all(os.path.isabs(s["method_file"].split(":")[0]) for s in mine)
+    label = "examples/own/my_score.py:my_score"
+    assert f"check-method {label}" in outputs[3]
+    for s in ("90.0", "97.0"):
+        assert f"beats random at {s} %:" in outputs[3]
+    assert any(line.startswith(label + " ") for line in outputs[3].splitlines())
+    check_runs = [json.loads(p.read_text()) for p in
+                  (tmp_path / "runs" / "mine-check").glob("*/result.json")]  # fmt: skip
+    assert {r["spec"]["seed"] for r in check_runs} == {0, 1}
+    assert {r["spec"]["sparsity"] for r in check_runs if r["spec"]["method"] != "dense"} == {
+        0.9, 0.97
+    }

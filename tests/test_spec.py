@@ -93,7 +93,8 @@ def test_every_other_field_changes_the_run_id():
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).
     unhashed = {f.name for f in dataclasses.fields(RunSpec) if not f.metadata.get("hash", True)}
-    assert unhashed == {"device", "model_file", "dataset_file", "allow_disconnected"}
+    assert unhashed == {"device", "model_file", "dataset_file", "allow_disconnected",
+                        "method_file", "allocation_file", "placement_file"}  # fmt: skip
     # Fields that apply only to some methods, each changed on a base where it applies.
     rigl, gmp = RunSpec(method="rigl", sparsity=0.9), RunSpec(method="gmp", sparsity=0.9)
     specific = {"drop_fraction": (rigl, 0.5), "update_interval": (gmp, 7),

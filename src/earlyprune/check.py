@@ -21,9 +21,10 @@ SNIP, GraSP and SynFlow. It
 prints one verdict per check and sparsity (rule in :mod:`earlyprune.verdicts`), the layer-wise
 densities and neuron collapse of every method, and writes the report folder.
 
-A user method is named ``<file stem or module>:<function>@<8 hex digits of the file's SHA-256>``
-in its run specs, so runs are reused while the file is unchanged and redone after an edit (an
-edit to another module it imports goes unnoticed: change the file or the store). The built-in
+A user method is named ``<file stem or module>:<function>@<8 hex digits>`` in its run specs —
+the digest of the file and of the modules beside it that it imports (``earlyprune.user_code``)
+— so runs are reused while the code is unchanged and redone after an edit; reports name it as
+the user wrote it. ``--sparsities 0.9,0.97 --seeds 0,1,2,3,4`` sets the grid. The built-in
 methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs in the same store.
 """
 
@@ -142,13 +143,74 @@ def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> No
             raise SpecError(f"{label}: scores[{name!r}] contains NaN")
 
 
-def battery_specs(name: str, grid: Grid) -> tuple[list[Any], list[Any]]:
-    """The method's runs (every ablation) and the reference methods' unmodified runs."""
+def battery_specs(name: str, grid: Grid, file: str = "") -> tuple[list[Any], list[Any]]:
+    """The method's runs (every ablation) and the reference methods' unmodified runs.
+
+    ``file`` is a user method's absolute ``FILE.py:FUNC`` (``RunSpec.method_file``), from which
+    worker processes import it again.
+    """
     from earlyprune.demo import demo_specs
 
     own = demo_specs(grid, methods=(name,), ablations=DEMO_ABLATIONS, baselines=())
+    if file:
+        own = [s.replace(method_file=file) if s.method == name else s for s in own]
     references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",), baselines=())
     return own, references
+
+
+def parse_sparsities(text: str) -> tuple[float, ...]:
+    """``"0.9,0.97"`` → (0.9, 0.97): distinct fractions in (0, 1); a ``SpecError`` otherwise."""
+    import math
+
+    from earlyprune.spec import canonical_sparsity
+
+    values = []
+    for part in _parts(text, "--sparsities"):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not (0 < value < 1) or canonical_sparsity(value) in values:
+            what = "a repeated" if 0 < value < 1 else "not a"
+            raise SpecError(f"--sparsities {text!r}: {part!r} is {what} fraction in (0, 1); "
+                            "write distinct fractions removed, e.g. --sparsities 0.9,0.97")  # fmt: skip
+        values.append(canonical_sparsity(value))
+    return tuple(values)
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` → (0, 1, 2): distinct integers ≥ 0; a ``SpecError`` otherwise."""
+    from earlyprune.spec import SEED_LIMIT
+
+    values: list[int] = []
+    for part in _parts(text, "--seeds"):
+        value = int(part) if part.isdigit() else -1
+        if not 0 <= value < SEED_LIMIT or value in values:
+            what = "a repeated" if 0 <= value < SEED_LIMIT else "not a"
+            raise SpecError(f"--seeds {text!r}: {part!r} is {what} seed (an integer ≥ 0); write "
+                            "distinct seeds, e.g. --seeds 0,1,2,3,4")  # fmt: skip
+        values.append(value)
+    return tuple(values)
+
+
+def _parts(text: str, flag: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise SpecError(f"{flag} {text!r}: give comma-separated values without gaps, e.g. "
+                        f"{flag} {'0.9,0.97' if flag == '--sparsities' else '0,1,2'}")  # fmt: skip
+    return parts
+
+
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    """The grid of `check-method`: ``--quick`` or the full one, with ``--sparsities``,
+    ``--seeds``, ``--model`` and ``--dataset`` in place of its own."""
+    grid = dataclasses.replace(QUICK if args.quick else FULL, model=args.model,
+                               dataset=args.dataset)  # fmt: skip
+    if getattr(args, "sparsities", None) is not None:
+        grid = dataclasses.replace(grid, sparsities=parse_sparsities(args.sparsities))
+    if getattr(args, "seeds", None) is not None:
+        grid = dataclasses.replace(grid, seeds=parse_seeds(args.seeds))
+    return grid
 
 
 @dataclass(frozen=True)
@@ -203,12 +265,12 @@ def check_method(
     resolved = resolve(target, timeout)
     with registered(resolved):
         probe(resolved, grid)
-        own, references = battery_specs(resolved.name, grid)
+        # Worker processes start with the built-in registry: the specs carry the user's file
+        # (``method_file``), which they import again, refusing it if it changed meanwhile.
+        file = _absolute(target) if resolved.function is not None else ""
+        own, references = battery_specs(resolved.name, grid, file)
         runs = RunStore(store)
-        # Worker processes start with the built-in registry: they register the user's function
-        # themselves from its (absolute) target before running anything.
-        plugin = (_absolute(target),) if resolved.function is not None else ()
-        run_specs([*references, *own], runs, workers=workers, progress=progress, methods=plugin,
+        run_specs([*references, *own], runs, workers=workers, progress=progress,
                   recompute_stale=recompute_stale)  # fmt: skip
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
@@ -216,12 +278,14 @@ def check_method(
     problems = not_ok(results)
     found = verdicts(results, resolved.name, grid.sparsities, min_effect)
     methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
+    # The method as the user wrote it; the hashed name (its identity) stays in the run ids.
+    labels = {resolved.name: resolved.label}
     parts = [
         f"check-method {resolved.label} (method {resolved.name!r}; {grid.label()})",
         "",
         *(v.line() for v in found),
         "",
-        *(layer_table(results, methods, s) for s in grid.sparsities),
+        *(layer_table(results, methods, s, labels) for s in grid.sparsities),
         results_table(store, specs),
     ]
     text = "\n".join(parts)
@@ -231,19 +295,20 @@ def check_method(
     summary_file = out / f"check_{slug}.txt"
     summary_file.write_text(text, encoding="utf-8")
     (out / f"check_{slug}.json").write_text(
-        json.dumps([v.to_dict() for v in found], indent=1), encoding="utf-8"
+        json.dumps([{"method": resolved.label, **v.to_dict()} for v in found], indent=1),
+        encoding="utf-8",
     )
     return CheckReport(resolved.name, found, text, index, summary_file, problems)
 
 
 def cli_check_method(args: argparse.Namespace) -> int:
-    """``earlyprune check-method TARGET [--quick] [--model M] [--dataset D] [--store DIR]
+    """``earlyprune check-method TARGET [--quick] [--sparsities S,S] [--seeds N,N] [--model M]
+    [--dataset D] [--store DIR]
     [--out DIR] [--workers N] [--timeout SECONDS] [--debug]``.
 
     Exit 0; 1 if some run did not end ok (its verdicts then say so); 2 for a bad target.
     """
-    grid = dataclasses.replace(QUICK if args.quick else FULL, model=args.model,
-                               dataset=args.dataset)  # fmt: skip
+    grid = grid_from_args(args)  # a bad --sparsities/--seeds: one line, before anything runs
     try:
         report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
                               grid=grid, workers=args.workers,

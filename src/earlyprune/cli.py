@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="dataset name (see `earlyprune list`), npz:FILE.npz or FILE.py:LOADER",
     )
-    p.add_argument("--method", required=True, help="pruning method, or 'dense'")
+    p.add_argument("--method", required=True, help="pruning method, 'dense', FILE.py:FUNC or "
+                   "pkg.module:FUNC (your scorer)")  # fmt: skip
     p.add_argument(
         "--sparsity",
         type=_sparsity,
@@ -92,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
     p.add_argument("--scope", default="global", help="global|layer")
     p.add_argument(
-        "--allocation", default=None, help="layer counts: erk|er|uniform|... or a method"
+        "--allocation", default=None, help="layer counts: erk|er|uniform|... or a scorer"
     )
     p.add_argument(
-        "--placement", default=None, help="weights within a layer: random|magnitude|method"
+        "--placement", default=None, help="weights within a layer: random|magnitude|scorer"
     )
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
     p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument("--debug", action="store_true",
                            help="show the full traceback of an error in your code")  # fmt: skip
+            p.add_argument("--sparsities", default=None, metavar="S,S,...",
+                           help="fractions removed, e.g. 0.9,0.97 (default: the demo's)")  # fmt: skip
+            p.add_argument("--seeds", default=None, metavar="N,N,...",
+                           help="replicate seeds, e.g. 0,1,2,3,4 (default: the demo's)")  # fmt: skip
         p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")

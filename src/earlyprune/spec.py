@@ -106,6 +106,11 @@ class RunSpec:
     # content-hashed name that is part of the id (see earlyprune.models.user, data.user).
     model_file: str = field(default="", metadata=_no_hash())
     dataset_file: str = field(default="", metadata=_no_hash())
+    # The same for a user scorer (``--method/--allocation/--placement FILE.py:FUNC``): the field
+    # holds ``stem:func@digest``, these the absolute ``FILE.py:FUNC`` (earlyprune.user_methods).
+    method_file: str = field(default="", metadata=_no_hash())
+    allocation_file: str = field(default="", metadata=_no_hash())
+    placement_file: str = field(default="", metadata=_no_hash())
     # IMP: this run's level k (sparsity 1 − (1 − level_fraction)^k) and the fraction of the
     # survivors each level removes.
     levels: int | None = None
@@ -186,6 +191,7 @@ def register_user_inputs(spec: RunSpec) -> None:
 
     resolve_model(spec.model, spec.model_file)
     resolve_dataset(spec.dataset, spec.dataset_file)
+    _resolve_scorers(spec)
 
 
 def _resolve_user_inputs(spec: RunSpec) -> None:
@@ -201,6 +207,17 @@ def _resolve_user_inputs(spec: RunSpec) -> None:
         dataset, dataset_file = resolve_dataset(spec.dataset, spec.dataset_file)
         object.__setattr__(spec, "dataset", dataset)
         object.__setattr__(spec, "dataset_file", dataset_file)
+    _resolve_scorers(spec)
+
+
+def _resolve_scorers(spec: RunSpec) -> None:
+    """``method``/``allocation``/``placement`` ``FILE.py:FUNC``: registered, stored hashed."""
+    from earlyprune.user_methods import resolve_method
+
+    for kind in ("method", "allocation", "placement"):
+        name, file = resolve_method(kind, getattr(spec, kind), getattr(spec, f"{kind}_file"))
+        object.__setattr__(spec, kind, name)
+        object.__setattr__(spec, f"{kind}_file", file)
 
 
 def _resolve_levels(spec: RunSpec) -> None:

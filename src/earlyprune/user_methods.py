@@ -10,13 +10,10 @@ and register the user's function themselves (``run_specs(..., methods=...)``). T
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
-import importlib.util
 import inspect
 import os
+import re
 import signal
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from earlyprune.errors import SpecError
+from earlyprune.user_code import import_target, is_file_target
+from earlyprune.user_code import one_line as one_line  # re-exported: callers import it here
 
 USAGE = "expected FILE.py:FUNCTION, package.module:FUNCTION or a registered method name"
 #: Seconds one call of a user scoring function may take (`check-method --timeout`). A call
@@ -35,6 +34,11 @@ DEFAULT_TIMEOUT_S = 120.0
 class UserTimeout(BaseException):
     """A user function ran past its time limit (a BaseException: ``except Exception`` in the
     user's code must not swallow it)."""
+
+
+class UserFileChanged(SpecError):
+    """A user file no longer has the content its run id names (edited after the runs were
+    planned): refused, never run with other code, never recorded as the run's failure."""
 
 
 class UserCodeError(RuntimeError):
@@ -79,7 +83,7 @@ def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
     where, _, func = target.rpartition(":")
     if not where or not func.isidentifier():
         raise SpecError(f"{target!r}: {usage}")
-    module, source = _import(where)
+    module, digest = import_target(where)
     fn = getattr(module, func, None)
     if fn is None:
         found = sorted(n for n, v in vars(module).items() if inspect.isfunction(v)
@@ -89,7 +93,6 @@ def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
     if not callable(fn):
         raise SpecError(f"{target}: {func!r} is a {type(fn).__name__}, not a function")
     stem = Path(where).stem if where.endswith(".py") else where
-    digest = hashlib.sha256(source).hexdigest()[:8] if source is not None else "nosource"
     return fn, f"{stem}:{func}@{digest}"
 
 
@@ -156,7 +159,7 @@ def where_in_user_code(exc: BaseException, fn: Callable[..., Any] | None) -> str
 def absolute(target: str) -> str:
     """``target`` with a file path made absolute, so that any worker process can import it."""
     where, _, func = target.rpartition(":")
-    if where.endswith(".py") or os.sep in where or "/" in where:
+    if is_file_target(where):
         return f"{os.path.abspath(where)}:{func}"
     return target
 
@@ -188,62 +191,13 @@ def resolve_user_input(
                             "saying where it lies")  # fmt: skip
         name = register(file)
         if name != value:
-            raise SpecError(f"{file} changed since this run was specified (it is now "
+            raise UserFileChanged(f"{file} changed since this run was specified (it is now "
                             f"{name!r}, the run needs {value!r}): plan the runs again")  # fmt: skip
         return name, file
     if ":" in value:
         target = make_absolute(value)
         return register(target), target
     return value, file  # unknown: validate() says so, listing the registered ones
-
-
-def _import(where: str) -> tuple[Any, bytes | None]:
-    """The module of a file path or dotted name, and its source bytes (for the run name)."""
-    if where.endswith(".py") or os.sep in where or "/" in where:
-        path = Path(where).expanduser()
-        if not path.is_file():
-            raise SpecError(f"no such file: {where}")
-        source = path.read_bytes()
-        mod_name = f"earlyprune_user_{path.stem}_{hashlib.sha256(source).hexdigest()[:8]}"
-        spec = importlib.util.spec_from_file_location(mod_name, path)
-        if spec is None or spec.loader is None:
-            raise SpecError(f"cannot load {where} as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
-        try:
-            spec.loader.exec_module(module)
-        except SystemExit as exc:  # module-level sys.exit() must not end earlyprune silently
-            sys.modules.pop(mod_name, None)
-            raise SpecError(f"importing {where} called sys.exit({exc.code!r})") from None
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            at = where_in_user_code(exc, None) or _deepest_in(exc, str(path))
-            raise SpecError(f"importing {where} failed{at}: {one_line(exc)}") from exc
-        return module, source
-    # Like `python -m`: modules in the current folder are importable.
-    with _cwd_on_path():
-        try:
-            module = importlib.import_module(where)
-        except Exception as exc:
-            raise SpecError(f"cannot import module {where!r}: {one_line(exc)}") from None
-    try:
-        source = Path(inspect.getsourcefile(module) or "").read_bytes()
-    except (OSError, TypeError):
-        source = None
-    return module, source
-
-
-@contextlib.contextmanager
-def _cwd_on_path() -> Iterator[None]:
-    cwd = os.getcwd()
-    added = cwd not in sys.path and "" not in sys.path
-    if added:
-        sys.path.insert(0, cwd)
-    try:
-        yield
-    finally:
-        if added:
-            sys.path.remove(cwd)
 
 
 def check_signature(fn: Callable[..., Any], label: str) -> None:
@@ -271,25 +225,46 @@ def arity(fn: Callable[..., Any]) -> int | None:
     return None
 
 
-def _deepest_in(exc: BaseException, filename: str) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if os.path.abspath(f.filename) == os.path.abspath(filename)]  # fmt: skip
-    return f" at {frames[-1].filename}, line {frames[-1].lineno}" if frames else ""
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def register_target(target: str) -> str:
-    """Registers ``target``'s method in this process (for worker processes) and returns its name."""
+    """Registers ``target``'s method in this process (for worker processes) and returns its name.
+
+    A name already registered is kept: it holds the file's digest, so it is the same code (and
+    `check-method` registered it with the user's ``--timeout``).
+    """
     from earlyprune.scoring import METHODS
 
     t = resolve(target)
-    if t.function is not None:
-        METHODS.add(t.name, t.method, replace=True)
+    if t.function is not None and t.name not in METHODS:
+        METHODS.add(t.name, t.method)
     return t.name
+
+
+#: A user scorer's registered name: ``stem:function@<8 hex>`` (``nosource``: a module without).
+USER_NAME = re.compile(r"^.+:[A-Za-z_]\w*@([0-9a-f]{8}|nosource)$")
+
+
+def is_user_method(name: str) -> bool:
+    """Whether ``name`` is a user scorer's content-hashed name (``stem:function@digest``)."""
+    return bool(USER_NAME.match(name))
+
+
+def resolve_method(kind: str, value: str | None, file: str) -> tuple[str | None, str]:
+    """The ``(name, file)`` a spec stores for ``method``, ``allocation`` or ``placement``.
+
+    ``FILE.py:FUNC`` / ``pkg.module:FUNC`` is imported, checked and registered as a scorer; a
+    stored user name is registered again from ``file`` (a worker) and must still match it.
+    Registered names are kept; anything else is left to the spec's validation.
+    """
+    from earlyprune.scoring import METHODS
+
+    if not isinstance(value, str) or not isinstance(file, str):
+        return value, file
+    if not file and is_user_method(value) and value not in METHODS:
+        # Registered by other means (``run_specs(methods=...)`` in workers), or unknown, which
+        # the spec's validation reports: a spec made through the Python API, without a file.
+        return value, file
+    return resolve_user_input(kind, value, file, registered=METHODS.__contains__,
+                              user_name=is_user_method, register=register_target)  # fmt: skip
 
 
 @contextlib.contextmanager

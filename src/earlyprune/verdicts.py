@@ -347,12 +347,19 @@ def verdicts(
     return out
 
 
-def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], sparsity: float) -> str:
+def layer_table(
+    results: Iterable[dict[str, Any]],
+    methods: Iterable[str],
+    sparsity: float,
+    labels: dict[str, str] | None = None,
+) -> str:
     """Per-layer density and neuron collapse of each method's unmodified masks at one sparsity.
 
     Densities are the share of each prunable tensor's weights kept (%); collapse is the share of
-    conv channels pruned entirely (%); both are means over the ok runs (seeds).
+    conv channels pruned entirely (%); both are means over the ok runs (seeds). ``labels``
+    shows a method under another name (a user scorer as the user wrote it).
     """
+    labels = labels or {}
     s = round(float(sparsity), 6)
     by_method: dict[str, list[dict[str, Any]]] = {}
     for r in results:
@@ -374,7 +381,7 @@ def layer_table(results: Iterable[dict[str, Any]], methods: Iterable[str], spars
         dens = [statistics.fmean(r["layer_density"][n] for r in runs) for n in layers]
         collapse = statistics.fmean(_collapse(r) for r in runs)
         shown_collapse = "n/a" if math.isnan(collapse) else f"{100 * collapse:.1f}"
-        rows.append([m, *(f"{100 * d:.1f}" for d in dens), shown_collapse])
+        rows.append([labels.get(m, m), *(f"{100 * d:.1f}" for d in dens), shown_collapse])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         f"layer-wise density at {100 * s:.1f} % sparsity (% of each layer's weights kept) and "

@@ -25,6 +25,7 @@ from earlyprune.numerics import NUMERICS_VERSION
 from earlyprune.processes import pid_alive
 from earlyprune.spec import BASELINES, DENSE, IMP, REWINDING, RunSpec
 from earlyprune.store import ClaimBusy, RunStore
+from earlyprune.user_methods import UserFileChanged
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
 BUSY = "busy"
@@ -68,6 +69,9 @@ def run_one(
         raise
     except RunInterrupted as exc:  # out of memory...: left resumable, the sweep goes on
         print(f"earlyprune: {exc}; left to resume", file=sys.stderr)
+        return INTERRUPTED
+    except UserFileChanged as exc:  # not this code's run: refused, nothing stored
+        print(f"earlyprune: run {rid} refused: {exc}", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:
         return record_failure(spec, store, exc, data_root)
