@@ -28,15 +28,18 @@ def tracked_files() -> list[str]:
 def stray_run_files(paths: list[str]) -> list[str]:
     """The run files in ``paths`` that lie outside the test-data folders."""
     return sorted(
-        p
-        for p in paths
-        if p.rsplit("/", 1)[-1] in RUN_FILES and not p.startswith(TEST_DATA_ROOTS)
+        p for p in paths if p.rsplit("/", 1)[-1] in RUN_FILES and not p.startswith(TEST_DATA_ROOTS)
     )
 
 
 def test_stray_run_files_are_recognised():
-    paths = ["86b7ed5a44cc/spec.json", "86b7ed5a44cc/result.json", "tests/data/r/spec.json",
-             "src/earlyprune/spec.py", "docs/result.json.md"]
+    paths = [
+        "86b7ed5a44cc/spec.json",
+        "86b7ed5a44cc/result.json",
+        "tests/data/r/spec.json",
+        "src/earlyprune/spec.py",
+        "docs/result.json.md",
+    ]
     assert stray_run_files(paths) == ["86b7ed5a44cc/result.json", "86b7ed5a44cc/spec.json"]
 
 
