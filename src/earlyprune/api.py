@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import torch
@@ -27,7 +28,7 @@ from earlyprune.masking import (
 )
 from earlyprune.placement import resolve_placement
 from earlyprune.scalars import plain_number
-from earlyprune.scoring import METHODS, Batch, Method, method_from_function
+from earlyprune.scoring import BUILT_IN, METHODS, Batch, Method, method_from_function
 
 
 def list_methods() -> list[str]:
@@ -65,7 +66,7 @@ def score(
     """
     m = _method(method)
     current = full_mask(model) if mask is None else check_mask(model, mask)
-    scorer = m.prepare(model, batch, seed)
+    scorer = _prepare(m, model, batch, seed)
     return scorer(current, None) if m.budgeted else scorer(current)
 
 
@@ -178,7 +179,7 @@ def _prune_scored(
     mask = full_mask(model)
     total = sum(t.numel() for t in mask.values())
     schedule = density_schedule(sparsity, n_rounds, total)
-    scorer = m.prepare(model, batch, seed)
+    scorer = _prepare(m, model, batch, seed)
     alive = total
     everything = full_mask(model) if m.revive else None
     for n, n_keep in enumerate(schedule, start=1):
@@ -208,7 +209,7 @@ def _place(
 ) -> Mask:
     """Each layer keeps its ``final`` count of the placer's top scores, over ``steps`` rounds."""
     sizes = {n: t.numel() for n, t in mask.items()}
-    scorer, alive = placer.prepare(model, batch, seed), sum(sizes.values())
+    scorer, alive = _prepare(placer, model, batch, seed), sum(sizes.values())
     schedule = layer_schedule(final, sizes, steps)
     for n, counts in enumerate(schedule, start=1):
         if sum(counts.values()) == alive:  # nothing to remove this round
@@ -221,6 +222,104 @@ def _place(
         if n == len(schedule):
             warn_straddling_ties(scores, before, mask, "layer")
     return mask
+
+
+def _prepare(m: Method, model: nn.Module, batch: Batch | None, seed: int) -> Callable[..., Scores]:
+    """``m.prepare(...)``; for a method not shipped with the package, checked to edit nothing.
+
+    Built-in scorers are held to leaving the model bit for bit unchanged by a test that runs
+    every one of them, so they pay nothing here. Any other scorer runs against a copy of the
+    model's state taken first: after ``prepare`` and after every call, its parameters are
+    compared with the copy, and everything (parameters, gradients, buffers, training mode) is
+    put back. Changed parameters are refused (the scores were computed on other weights);
+    gradients, buffers and mode are only restored, as a forward or backward pass in training
+    mode changes them innocently (BatchNorm statistics, ``loss.backward()``).
+    """
+    if BUILT_IN.get(m.name) is m:
+        return m.prepare(model, batch, seed)
+    saved = _ModelState(model)
+    with saved.checked(m.name):
+        inner = m.prepare(model, batch, seed)
+
+    def scorer(*args: object) -> Scores:
+        with saved.checked(m.name):
+            return inner(*args)
+
+    return scorer
+
+
+class _ModelState:
+    """A copy of a model's parameters, gradients, buffers and modes, to check and restore."""
+
+    def __init__(self, model: nn.Module):
+        self.modes = [(mod, mod.training) for mod in model.modules()]
+        self.params = [
+            (mod, name, p, p.detach().clone(), _copy(p.grad), p.requires_grad)
+            for mod in model.modules()
+            for name, p in mod.named_parameters(recurse=False)
+        ]
+        self.buffers = [
+            (mod, name, b, b.detach().clone())
+            for mod in model.modules()
+            for name, b in mod.named_buffers(recurse=False)
+        ]
+        self.names = {id(p): n for n, p in model.named_parameters()}
+
+    @contextlib.contextmanager
+    def checked(self, method: str) -> Iterator[None]:
+        """Runs the block, restores the state, and refuses the block if it edited a parameter."""
+        try:
+            yield
+        finally:
+            changed = self.restore()
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise ValueError(
+                f"scoring method {method!r} changed the model's weights ({', '.join(changed[:3])}"
+                f"{more}); scoring must leave them as they are: work on a copy "
+                "(copy.deepcopy(model)) or on detached tensors (the model was put back)"
+            )
+
+    @torch.no_grad()
+    def restore(self) -> list[str]:
+        """Puts everything back; returns the names of the parameters that had changed."""
+        changed = []
+        for mod, name, p, value, grad, requires_grad in self.params:
+            now = mod._parameters.get(name)
+            moved = p.shape != value.shape or p.dtype != value.dtype or p.device != value.device
+            if now is not p or moved or not _same(p, value):
+                changed.append(self.names.get(id(p), name))
+                mod._parameters[name] = p  # a replaced Parameter object: the original comes back
+                if moved:  # ``p.data = ...`` swapped the tensor under the Parameter
+                    p.data = value.clone()
+                else:
+                    p.copy_(value)
+            p.grad = _copy(grad)
+            p.requires_grad_(requires_grad)
+        for mod, name, b, value in self.buffers:
+            mod._buffers[name] = b
+            if b.shape != value.shape or b.dtype != value.dtype or b.device != value.device:
+                b.data = value.clone()
+            elif not _same(b, value):
+                b.copy_(value)
+        for mod, mode in self.modes:
+            mod.training = mode
+        return changed
+
+
+def _copy(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach().clone()
+
+
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Bit for bit equal (``torch.equal`` calls NaN unequal to itself and -0.0 equal to 0.0)."""
+    bits = _SAME_SIZE_INT.get(a.element_size())
+    if not a.is_floating_point() or bits is None:
+        return torch.equal(a, b)
+    return torch.equal(a.reshape(-1).view(bits), b.reshape(-1).view(bits))
 
 
 def _allocation_counts(
