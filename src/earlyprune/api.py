@@ -60,7 +60,8 @@ def score(
         method: A registered method name (see :func:`list_methods`), a ``Method``, or your own
             scoring function ``f(model, batch, mask, seed)`` or ``f(model, batch)`` returning
             ``dict[str, Tensor]`` over ``prunable(model)`` (higher = keep).
-        batch: ``(inputs, labels)``; SynFlow only uses the input shape, random/magnitude none.
+        batch: ``(inputs, labels)``; SynFlow only uses the input shape (without a batch: the
+            shape the network was built for, see :func:`prune`), random/magnitude none.
         mask: Current mask (pruned weights are scored as zero weights); ``None`` keeps all.
         seed: Seed for methods that draw random numbers.
     """
@@ -96,7 +97,9 @@ def prune(
         method: Method name, ``Method``, or a scoring function ``f(model, batch, mask, seed)``
             (rescored with the current mask every round) or ``f(model, batch)``.
         sparsity: Fraction of prunable weights to remove, in [0, 1).
-        batch: ``(inputs, labels)`` used by data-dependent methods.
+        batch: ``(inputs, labels)`` used by data-dependent methods. Data-free ones (SynFlow,
+            NTK-SAP, PHEW, ...) only need the input shape: without a batch they take it from
+            ``model.input_shape`` (set by ``ep.create_model``) or a first ``Linear`` layer.
         rounds: Rounds of the method's own scoring (default: the method's, 1 for one-shot ones).
         scope: "global" (one threshold across layers) or "layer" (same sparsity per layer).
         invert: Remove the highest-scoring weights instead of the lowest (the paper's ablation);
@@ -144,9 +147,10 @@ def prune(
     total = sum(t.numel() for t in mask.values())
     if round(sparsity * total) == 0:
         return mask
-    shape = (
-        tuple(batch[0].shape[1:]) if batch is not None and isinstance(batch[0], Tensor) else None
-    )
+    if batch is not None and isinstance(batch[0], Tensor):
+        shape = tuple(batch[0].shape[1:])
+    else:
+        shape = known_input_shape(model)
     if not allow_disconnected and total - round(sparsity * total) == 0:  # nothing can be kept
         check_connected(model, {n: torch.zeros_like(t) for n, t in mask.items()}, shape)
     if allocation is None and placement is None:
@@ -235,6 +239,8 @@ def _prepare(m: Method, model: nn.Module, batch: Batch | None, seed: int) -> Cal
     gradients, buffers and mode are only restored, as a forward or backward pass in training
     mode changes them innocently (BatchNorm statistics, ``loss.backward()``).
     """
+    if batch is None and not m.needs_batch:  # data-free: the input shape is all it reads
+        batch = shape_only_batch(model)
     if BUILT_IN.get(m.name) is m:
         return m.prepare(model, batch, seed)
     saved = _ModelState(model)
@@ -246,6 +252,47 @@ def _prepare(m: Method, model: nn.Module, batch: Batch | None, seed: int) -> Cal
             return inner(*args)
 
     return scorer
+
+
+#: Inputs per output unit of the stand-in batch: as many as a run's scoring batch holds
+#: (``RunSpec.scoring_per_class``), so NTK-SAP draws as many Gaussian inputs as in a run.
+STAND_IN_PER_CLASS = 10
+
+
+def known_input_shape(model: nn.Module) -> tuple[int, ...] | None:
+    """The shape of one input of ``model`` (no batch dimension), where it can be known.
+
+    Networks from :func:`earlyprune.create_model` carry it (``model.input_shape``); a network
+    whose first prunable layer is a ``Linear`` takes ``(in_features,)``. None otherwise.
+    """
+    shape = getattr(model, "input_shape", None)
+    if (
+        isinstance(shape, tuple | list)
+        and shape
+        and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+    ):
+        return tuple(shape)
+    first = next(iter(prunable(model).values()), None)
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and module.weight is first:
+            return (module.in_features,)
+    return None
+
+
+def shape_only_batch(model: nn.Module) -> Batch | None:
+    """A stand-in batch for data-free methods: shapes only, on the ``meta`` device (no values).
+
+    ``STAND_IN_PER_CLASS`` inputs per output of the last prunable layer, the size of a run's
+    scoring batch. A method that reads values from it fails at once instead of scoring on
+    made-up data. None when the input shape cannot be known (the method then asks for a batch).
+    """
+    shape = known_input_shape(model)
+    weights = list(prunable(model).values())
+    if shape is None or not weights:
+        return None
+    n = STAND_IN_PER_CLASS * weights[-1].shape[0]
+    x = torch.empty((n, *shape), device="meta")
+    return x, torch.empty(n, dtype=torch.long, device="meta")
 
 
 class _ModelState:
