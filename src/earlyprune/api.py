@@ -399,7 +399,7 @@ def warn_straddling_ties(scores: Scores, before: Mask, after: Mask, scope: str) 
         gone = [g for g in gone if g.numel()]
         if not kept or not gone:
             continue
-        low = min(float(k.min()) for k in kept)
+        low = min(float(k.min()) for k in kept) + 0.0  # + 0.0: a tie at -0.0 prints as 0
         high = max(float(g.max()) for g in gone)
         if low == high:  # the threshold itself was shared by a kept and a removed weight
             tied = sum(int((scores[n][before[n]] == low).sum()) for n in names)

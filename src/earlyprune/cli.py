@@ -16,6 +16,7 @@ from earlyprune.cli_parts import (
     sparse_training_flags,
     version_text,
 )
+from earlyprune.warn import one_line_warnings
 
 EXIT_USER_ERROR = 2
 
@@ -189,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
     }
     try:
-        return handlers[args.command](args)
+        with one_line_warnings():  # `earlyprune: warning: <run id> (<method>): …`, no source
+            return handlers[args.command](args)
     except ValueError as exc:  # every user mistake is a ValueError subclass with a clear message
         print(f"earlyprune: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
