@@ -212,7 +212,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.hparams import from_args
     from earlyprune.logs import Log
     from earlyprune.pipeline import check_stored, run, servable
-    from earlyprune.spec import IMP, PRESETS, RunSpec, default_preset
+    from earlyprune.spec import IMP, PRESETS, PresetWarning, RunSpec, default_preset
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
 
@@ -227,6 +227,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
     preset = PRESETS.get(preset_name)
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
+    warnings.simplefilter("ignore", PresetWarning)  # said below, by the main process only
     spec = RunSpec(
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=_run_sparsity(args, IMP), prune_step=args.prune_step,

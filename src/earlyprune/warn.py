@@ -27,12 +27,13 @@ def format_warning(
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
     """Prints warnings as :func:`format_warning` lines inside the block (the CLI's whole run)."""
-    previous = warnings.formatwarning
-    warnings.formatwarning = format_warning
-    try:
-        yield
-    finally:
-        warnings.formatwarning = previous
+    with warnings.catch_warnings():  # filters a command sets end with it
+        previous = warnings.formatwarning
+        warnings.formatwarning = format_warning
+        try:
+            yield
+        finally:
+            warnings.formatwarning = previous
 
 
 @contextlib.contextmanager
