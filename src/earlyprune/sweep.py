@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -90,7 +91,11 @@ def load_sweep(path: str | Path) -> Sweep:
         base, axes = _table(doc, "base"), _table(doc, "axes")
         if not (base or axes or includes):  # an empty file would run one default dense run
             raise SpecError("no runs: give run fields in [base], [axes] or [[include]]")
-        specs, skipped = _grid(base, axes, includes, options["dense"])
+        with warnings.catch_warnings(record=True) as caught:  # said once, not once a run
+            warnings.simplefilter("always")
+            specs, skipped = _grid(base, axes, includes, options["dense"])
+        for message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+            warnings.warn(message[1], message[0], stacklevel=2)
         if not specs:
             raise SpecError(f"no runs: all {skipped} combination(s) of the grid are skipped")
     except SpecError as exc:
