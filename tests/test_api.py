@@ -118,7 +118,7 @@ def test_a_user_scorer_may_train_mode_forward_and_backward_the_model():
 
     model = messy_state(make_model(TinyCNN))
     before = snapshot(model)
-    mask = ep.prune(model, grad_times_weight, 0.5, image_batch())
+    ep.prune(model, grad_times_weight, 0.5, image_batch())
     assert_same_state(before, snapshot(model))
     fresh = make_model(TinyCNN)  # pruned twice: the second run sees no leftover grad or stats
     first = ep.prune(fresh, grad_times_weight, 0.5, image_batch())
