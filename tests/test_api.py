@@ -63,6 +63,70 @@ def test_prune_and_score_leave_the_model_untouched(method, cls):
     assert_same_state(before, snapshot(model))
 
 
+def _abs_in_place(model, batch):  # SynFlow done carelessly: |w| left in the model
+    for p in model.parameters():
+        p.data.abs_()
+    return {n: w.detach().abs() for n, w in ep.prunable(model).items()}
+
+
+def _halve_under_no_grad(model, batch, mask, seed):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.5)
+    return {n: w.detach().abs() for n, w in ep.prunable(model).items()}
+
+
+def _replace_a_parameter(model, batch):
+    model.fc.weight = nn.Parameter(model.fc.weight.detach().clone())
+    return {n: w.detach().abs() for n, w in ep.prunable(model).items()}
+
+
+def _swap_the_data(model, batch):
+    model.conv1.weight.data = torch.zeros(1)
+    return {n: torch.ones(p.shape) for n, p in ep.prunable(make_model(TinyCNN)).items()}
+
+
+@pytest.mark.parametrize(
+    "fn", [_abs_in_place, _halve_under_no_grad, _replace_a_parameter, _swap_the_data]
+)
+@pytest.mark.parametrize("call", ["prune", "score", "placement"])
+def test_a_user_scorer_that_edits_the_weights_is_refused_and_undone(fn, call):
+    model = messy_state(make_model(TinyCNN))
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="changed the model's weights") as err:
+        if call == "prune":
+            ep.prune(model, fn, 0.5, image_batch())
+        elif call == "score":
+            ep.score(model, fn, image_batch())
+        else:  # a registered user method used only to place the weights
+            METHODS.add("edits_weights", ep.scoring.method_from_function("edits_weights", fn))
+            try:
+                ep.prune(model, "magnitude", 0.5, image_batch(), placement="edits_weights")
+            finally:
+                METHODS.remove("edits_weights")
+    assert "\n" not in str(err.value)
+    assert_same_state(before, snapshot(model))
+
+
+def test_a_user_scorer_may_train_mode_forward_and_backward_the_model():
+    """BatchNorm statistics and .grad are put back silently; the scores are the ones computed."""
+
+    def grad_times_weight(model, batch):
+        model.train()
+        x, y = batch
+        nn.functional.cross_entropy(model(x), y).backward()
+        return {n: (w.grad * w).detach().abs() for n, w in ep.prunable(model).items()}
+
+    model = messy_state(make_model(TinyCNN))
+    before = snapshot(model)
+    ep.prune(model, grad_times_weight, 0.5, image_batch())
+    assert_same_state(before, snapshot(model))
+    fresh = make_model(TinyCNN)  # pruned twice: the second run sees no leftover grad or stats
+    first = ep.prune(fresh, grad_times_weight, 0.5, image_batch())
+    again = ep.prune(fresh, grad_times_weight, 0.5, image_batch())
+    assert all(torch.equal(first[n], again[n]) for n in first)
+
+
 @pytest.mark.parametrize("method", METHOD_NAMES)
 @pytest.mark.parametrize("scope", ["global", "layer"])
 def test_every_method_gives_exact_counts(method, scope):

@@ -122,6 +122,27 @@ def test_mistakes_are_value_errors_saying_what_to_do():
         ep.keep_pruned(other, {"0.weight": mask["0.weight"]}, model)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda model, mask: ep.score(model, "magnitude"), id="score_dict"),
+        pytest.param(lambda model, mask: {n: m.float() for n, m in mask.items()}, id="float01"),
+        pytest.param(lambda model, mask: {n: m.long() for n, m in mask.items()}, id="int01"),
+        pytest.param(lambda model, mask: {n: m.tolist() for n, m in mask.items()}, id="lists"),
+        pytest.param(lambda model, mask: list(mask.values()), id="not_a_dict"),
+    ],
+)
+def test_anything_but_a_bool_mask_is_refused_and_nothing_changes(bad):
+    model, _, _, mask = _setup()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="mask") as err:
+        ep.keep_pruned(opt, bad(model, mask), model)
+    assert "\n" not in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not opt._optimizer_step_post_hooks  # no hook left behind
+
+
 def test_the_readme_training_loop_keeps_the_mask():
     from pathlib import Path
 

@@ -16,6 +16,7 @@ from earlyprune.cli_parts import (
     sparse_training_flags,
     version_text,
 )
+from earlyprune.warn import one_line_warnings
 
 EXIT_USER_ERROR = 2
 
@@ -194,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
     }
     try:
-        return handlers[args.command](args)
+        with one_line_warnings():  # `earlyprune: warning: <run id> (<method>): …`, no source
+            return handlers[args.command](args)
     except ValueError as exc:  # every user mistake is a ValueError subclass with a clear message
         print(f"earlyprune: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -215,7 +217,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from earlyprune.hparams import from_args
     from earlyprune.logs import Log
     from earlyprune.pipeline import check_stored, run, servable
-    from earlyprune.spec import IMP, PRESETS, RunSpec, default_preset
+    from earlyprune.spec import IMP, PRESETS, PresetWarning, RunSpec, default_preset
     from earlyprune.stages import prepare
     from earlyprune.store import RunStore
 
@@ -230,6 +232,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
     preset = PRESETS.get(preset_name)
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
+    warnings.simplefilter("ignore", PresetWarning)  # said below, by the main process only
     spec = RunSpec(
         dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
         method=args.method, sparsity=_run_sparsity(args, IMP), prune_step=args.prune_step,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from earlyprune.masking import prunable
+from earlyprune.masking import NOT_BOOL, prunable
 
 
 class KeepPruned:
@@ -107,9 +107,14 @@ def keep_pruned(
         A handle; ``handle.remove()`` (or leaving a ``with`` block) stops keeping the mask.
 
     Raises:
-        ValueError: If a name cannot be resolved, is not one of the optimizer's parameters,
-            or a mask's shape differs from its parameter's.
+        ValueError: If ``mask`` is not a boolean mask (a score dict, a float or 0/1 tensor), a
+            name cannot be resolved or is not one of the optimizer's parameters, or a mask's
+            shape differs from its parameter's.
     """
+    if not isinstance(mask, Mapping):
+        raise ValueError(
+            f"keep_pruned takes a mask (parameter name → bool tensor), not {type(mask).__name__}"
+        )
     params = _named_params(optimizer, model)
     in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
     masks: dict[str, Tensor] = {}
@@ -119,6 +124,14 @@ def keep_pruned(
             known = ", ".join(list(params)[:8])
             raise ValueError(f"mask entry {name!r} is not a parameter of the model "
                              f"(parameters: {known}{', ...' if len(params) > 8 else ''})")  # fmt: skip
+        if not isinstance(m, Tensor):
+            raise ValueError(f"mask[{name!r}] is {type(m).__name__}, not a tensor: {NOT_BOOL}")
+        if m.dtype != torch.bool:
+            # A score dict would otherwise multiply the weights by the scores.
+            raise ValueError(
+                f"mask[{name!r}] is {str(m.dtype).replace('torch.', '')}, not bool: {NOT_BOOL}; "
+                "build it with a comparison (scores > t), or .bool() only if it holds 0 and 1"
+            )
         if id(p) not in in_optimizer:
             raise ValueError(f"parameter {name!r} is not one the optimizer updates")
         if tuple(m.shape) != tuple(p.shape):

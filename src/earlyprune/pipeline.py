@@ -50,6 +50,7 @@ from earlyprune.stages import (
 )
 from earlyprune.store import RunStore
 from earlyprune.training import StepCallback, TrainState
+from earlyprune.warn import tagged_warnings
 
 #: Channel-sparsity thresholds recorded for the neuron-collapse analysis (1.0 = fully pruned).
 COLLAPSE_THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -84,7 +85,8 @@ def run(
         check_stored(stored, store)  # older numerics: refused (one line), even if damaged too
     if servable(stored, store, retry_failed):
         return stored
-    with pinned_threads(spec.threads):  # one run id, one thread count, however it is launched
+    # One run id, one thread count, however it is launched; its warnings say whose they are.
+    with pinned_threads(spec.threads), tagged_warnings(f"{spec.run_id} ({spec.method})"):
         return _run(spec, store, data_root, callbacks, progress, retry_failed, job, log)
 
 

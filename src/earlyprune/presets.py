@@ -118,6 +118,8 @@ CUSTOM_PRESET = "custom"
 def default_preset(dataset: str) -> str | None:
     """The preset a dataset runs with when none is given: its paper preset, ``custom`` for the
     user's own data (``npz:...``, ``FILE.py:F``), None for a registered set without one."""
+    if not isinstance(dataset, str):  # a number or a list from a sweep file: not a dataset
+        return None
     if dataset in DEFAULT_PRESET:
         return DEFAULT_PRESET[dataset]
     return CUSTOM_PRESET if ":" in dataset else None

@@ -50,7 +50,7 @@ class Registry(Generic[T]):
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries  # a list or dict: not a name
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,10 @@ _NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_c
 
 def _no_hash() -> dict[str, Any]:
     return {"hash": False}
+
+
+class PresetWarning(UserWarning):
+    """A run trains with a preset made for another dataset (allowed: own data needs one)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,13 @@ class RunSpec:
         _resolve_user_inputs(self)
         _resolve_levels(self)
         validate(self)
+        preset = PRESETS.get(self.preset)
+        if preset.dataset and preset.dataset != self.dataset:  # allowed, never silently
+            warnings.warn(
+                f"preset {preset.name!r} was made for {preset.dataset}, not {self.dataset}",
+                PresetWarning,
+                stacklevel=3,  # __post_init__ ← __init__ ← the caller
+            )
         # One experiment, one id: `epochs=1` (TOML) and `--epochs 1` (CLI float) must not hash
         # differently, so numbers that may be given either way are stored as floats.
         object.__setattr__(self, "sparsity", canonical_sparsity(self.sparsity))
@@ -162,7 +174,9 @@ class RunSpec:
             raise SpecError(
                 f"unknown run field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
             )
-        return cls(**data)
+        with warnings.catch_warnings():  # a stored spec: warned about when it was made
+            warnings.simplefilter("ignore", PresetWarning)
+            return cls(**data)
 
     def replace(self, **changes: Any) -> RunSpec:
         return dataclasses.replace(self, **changes)
@@ -173,6 +187,11 @@ class RunSpec:
 
     def dense_spec(self) -> RunSpec:
         """The unpruned training run this spec's weights and baselines come from."""
+        with warnings.catch_warnings():  # its preset was warned about with this spec
+            warnings.simplefilter("ignore", PresetWarning)
+            return self._dense_spec()
+
+    def _dense_spec(self) -> RunSpec:
         return RunSpec(
             dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
             epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,

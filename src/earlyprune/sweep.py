@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -51,6 +52,7 @@ _TOP_KEYS = ("store", "base", "axes", "options", "include")
 _OPTIONS = {"dense": bool}
 _PRUNING_ABLATIONS = ("shuffle", "reinit", "invert")
 _FIELDS = tuple(f.name for f in fields(RunSpec))
+_LIST_FIELDS = ("milestones",)  # fields whose one value is a list
 _STATES = ("ok", "diverged", "failed", "damaged", "running", "pending")
 
 
@@ -86,7 +88,16 @@ def load_sweep(path: str | Path) -> Sweep:
         includes = doc.get("include", [])
         if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
             raise SpecError("include must be a list of tables ([[include]])")
-        specs, skipped = _grid(_table(doc, "base"), _table(doc, "axes"), includes, options["dense"])
+        base, axes = _table(doc, "base"), _table(doc, "axes")
+        if not (base or axes or includes):  # an empty file would run one default dense run
+            raise SpecError("no runs: give run fields in [base], [axes] or [[include]]")
+        with warnings.catch_warnings(record=True) as caught:  # said once, not once a run
+            warnings.simplefilter("always")
+            specs, skipped = _grid(base, axes, includes, options["dense"])
+        for message in dict.fromkeys((w.category, str(w.message)) for w in caught):
+            warnings.warn(message[1], message[0], stacklevel=2)
+        if not specs:
+            raise SpecError(f"no runs: all {skipped} combination(s) of the grid are skipped")
     except SpecError as exc:
         raise SpecError(f"{path}: {exc}") from None
     return Sweep(specs=specs, store=store, path=path, skipped=skipped)
@@ -189,6 +200,9 @@ def _grid(
     _check_fields("[axes]", axes)
     names = list(axes)
     values = [_axis_values(name, axes[name]) for name in names]
+    for name, axis in zip(names, values, strict=True):
+        for value in axis:
+            _check_value("[axes]", name, value)
     combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
     specs, skipped = [], 0
     for i, extra in enumerate([*combos, *includes]):
@@ -274,6 +288,18 @@ def _check_fields(where: str, table: dict[str, Any]) -> None:
             f"unknown run field(s) {', '.join(map(repr, unknown))} in {where}; "
             f"valid: {', '.join(_FIELDS)}"
         )
+    if where != "[axes]":  # an axis is a list of values, checked one by one
+        for key, value in table.items():
+            _check_value(where, key, value)
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    """One line for a table, or a list where one value belongs (``milestones`` is a list)."""
+    items = value if key in _LIST_FIELDS and isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, dict | list):
+            kind = "table" if isinstance(item, dict) else "list"
+            raise SpecError(f"{key} in {where} must be a single value, not a {kind}: {value!r}")
 
 
 def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -45,6 +46,7 @@ from earlyprune.logs import SweepProgress
 from earlyprune.processes import pid_alive
 from earlyprune.spec import RunSpec
 from earlyprune.store import RunStore
+from earlyprune.warn import format_warning
 
 #: Process start method of the pool (see the module docstring for why).
 START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -201,6 +203,7 @@ def _init_worker(
 
     torch.set_num_threads(threads)
     register_methods(methods)
+    warnings.formatwarning = format_warning  # one line each, as in the sweep's own process
     parent_watchdog(sweep_pid)
 
 

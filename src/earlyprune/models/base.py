@@ -104,7 +104,8 @@ def create_model(
         bias: Bias initializer, one of ``BIAS_INITS`` (PyTorch's default, or zero).
 
     Returns:
-        The initialized network, in training mode, on the CPU.
+        The initialized network, in training mode, on the CPU; its ``input_shape`` attribute
+        holds the (channels, height, width) it was built for.
 
     Raises:
         ValueError: If any argument is invalid; the message lists the valid choices.
@@ -117,4 +118,6 @@ def create_model(
     # The "init" stream: independent of every other stream of the run (earlyprune.rng).
     generator = None if seed is None else rng.generator(seed, "init")
     initialize(model, init=init, bn_gamma=bn_gamma, generator=generator, bias=bias)
+    # Data-free methods (SynFlow, NTK-SAP, ...) then need no batch: ep.prune reads the shape here.
+    model.input_shape = shape
     return model

@@ -27,7 +27,12 @@ from earlyprune.scoring.base import (
 # After the scorers: allocations register their baseline methods (erk, uniform, ...) too.
 import earlyprune.allocation  # noqa: E402, F401
 
+#: The methods shipped with the package, registered above. A test holds each of them to leaving
+#: the model bit for bit as it was; ``ep.prune`` and ``ep.score`` check every other scorer.
+BUILT_IN: dict[str, Method] = {name: METHODS.get(name) for name in METHODS.names()}
+
 __all__ = [
+    "BUILT_IN",
     "METHODS",
     "Batch",
     "Method",
