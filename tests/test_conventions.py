@@ -306,3 +306,25 @@ def test_readme_says_what_tensorboard_does():
     assert "--tensorboard" not in sub["sweep"].format_help()  # `sweep plan|run|status`: none
     assert "earlyprune run --tensorboard DIR" in readme and "`DIR/<run id>`" in readme
     assert "event files are not" not in readme
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist"])
+def test_missing_idx_data_names_a_command_a_cli_user_can_run(tmp_path, capsys, dataset):
+    """MNIST-style data missing: one line naming a runnable command, not an API argument."""
+    import re
+
+    from earlyprune import cli
+
+    data, store = tmp_path / "data", tmp_path / "runs"
+    argv = ["run", "--model", "lenet_300_100", "--dataset", dataset, "--data-root", str(data),
+            "--method", "snip", "--sparsity", "0.5", "--store", str(store)]  # fmt: skip
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert not store.exists()
+    assert "pass download=True" not in err  # a CLI user cannot pass an API argument
+    command = re.search(r'python -c "(.*)"$', err.strip())
+    assert command and f"ep.load_dataset({dataset!r}, root={str(data)!r}, download=True)" in err

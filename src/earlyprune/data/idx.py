@@ -54,8 +54,8 @@ MNIST = IdxFormat(
         "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     },
-    how="Download the four files from http://yann.lecun.com/exdb/mnist/ into <root>/mnist/, "
-    "or pass download=True.",
+    how="Download the four files from http://yann.lecun.com/exdb/mnist/ into <root>/mnist/ "
+    "(<root>: the folder --data-root names)",
 )
 FASHION_MNIST = IdxFormat(
     name="fashion-mnist",
@@ -71,8 +71,8 @@ FASHION_MNIST = IdxFormat(
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     },
     how="Install it with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu), download the "
-    "four files from https://github.com/zalandoresearch/fashion-mnist into <root>/fashion-mnist/, "
-    "or pass download=True.",
+    "four files from https://github.com/zalandoresearch/fashion-mnist into <root>/fashion-mnist/ "
+    "(<root>: the folder --data-root names)",
 )
 
 
@@ -160,6 +160,12 @@ def _download(fmt: IdxFormat, target: Path) -> None:
         fetch([mirror + name for mirror in fmt.mirrors], target / name, md5)
 
 
+def fetch_hint(fmt: IdxFormat, root: Path) -> str:
+    """What to do when the files are missing, runnable from a shell (the CLI never downloads)."""
+    call = f"ep.load_dataset({fmt.name!r}, root={str(root)!r}, download=True)"
+    return f'{fmt.how}, or fetch them with: python -c "import earlyprune as ep; {call}"'
+
+
 def load_idx(fmt: IdxFormat, root: Path | None, download: bool) -> DataBundle:
     """Reads (and with ``download`` fetches) an MNIST-like dataset into a :class:`TensorBundle`."""
     folder, searched = _find_folder(fmt, root)
@@ -167,7 +173,7 @@ def load_idx(fmt: IdxFormat, root: Path | None, download: bool) -> DataBundle:
         folder = search_roots(root)[0] / fmt.folders[0]
         _download(fmt, folder)
     if folder is None:
-        raise missing_error(f"{fmt.name} IDX files", searched, fmt.how)
+        raise missing_error(f"{fmt.name} IDX files", searched, fetch_hint(fmt, search_roots(root)[0]))
     return TensorBundle(
         name=fmt.name,
         num_classes=10,
