@@ -133,8 +133,9 @@ class Log:
         status, acc = result.get("status"), result.get("test_accuracy")
         seconds = (result.get("timings") or {}).get("total_s")
         head = f"[{index}/{total}] {spec.run_id} {run_label(spec)} seed {spec.seed}"
-        if status == "ok" and acc is not None:
+        if status in ("ok", "disconnected") and acc is not None:
             tail = f"{100 * acc:.2f} %" + (f" in {seconds:.1f} s" if seconds is not None else "")
+            tail += " (disconnected: no input→output path)" if status == "disconnected" else ""
         else:
             tail = f"{status}" + (f" ({result['error']})" if result.get("error") else "")
         self.progress(f"{head}: {tail}", "run", index=index, total=total, run_id=spec.run_id,
