@@ -189,7 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "verify": cmd_verify,
     }
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # what is still buffered (`list | head -1`) meets a closed pipe here
+        return code
     except ValueError as exc:  # every user mistake is a ValueError subclass with a clear message
         print(f"earlyprune: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -197,8 +199,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("earlyprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as exc:
-        from earlyprune.environment import RunInterrupted
+        from earlyprune.environment import (
+            EXIT_OUTPUT_CLOSED,
+            RunInterrupted,
+            output_closed,
+            silence_stdout,
+        )
 
+        if output_closed(exc):  # the reader went away: quietly, as SIGPIPE; the run resumes
+            silence_stdout()
+            return EXIT_OUTPUT_CLOSED
         if not isinstance(exc, RunInterrupted):
             raise
         print(f"earlyprune: {exc}; run the same command again to resume", file=sys.stderr)

@@ -89,7 +89,12 @@ class Log:
 
     def _write(self, text: str, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str) if self.fmt == "json" else text
-        print(line, file=self.stream, flush=True)
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError as exc:  # `| head -1`: stop, as SIGPIPE would; the run resumes
+            from earlyprune.environment import OutputClosed
+
+            raise OutputClosed("standard output was closed by its reader") from exc
 
     def epoch_callback(self, run_id: str, spec: RunSpec, sched: Schedule) -> StepCallback:
         """An ``on_epoch`` callback writing one line per evaluated epoch of run ``run_id``."""
