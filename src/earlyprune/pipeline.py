@@ -73,8 +73,10 @@ def run(
     written. Any other exception inside the run is recorded as status ``failed`` with its
     message; a ``BaseException`` (KeyboardInterrupt, SystemExit, a kill) and the environment's
     failures (out of memory, a lost torchrun peer: ``RunInterrupted``) leave the checkpoints to
-    resume. A stored result is served only if its artifacts are intact (``integrity``); a
-    damaged one is set aside and redone. The run pins ``spec.threads`` while it runs.
+    resume. A mask that cuts every input→output path is refused (``SpecError``) unless
+    ``spec.allow_disconnected``; with it the run trains and is stored with status
+    ``disconnected``. A stored result is served only if its artifacts are intact
+    (``integrity``); a damaged one is set aside and redone. The run pins ``spec.threads`` while it runs.
     Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike. ``log``
     writes a line per epoch (of this run and of a dense run it trains first).
     """
