@@ -30,6 +30,7 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 import tomllib
@@ -145,7 +146,7 @@ def run_specs(
             where its ``lines`` says so.
     """
     executor = EXECUTORS.get(backend)
-    specs = [s if s.allow_disconnected else s.replace(allow_disconnected=True) for s in specs]
+    specs = [_disconnected_allowed(s) for s in specs]
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):  # fmt: skip
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
@@ -310,6 +311,16 @@ def run_state(spec: RunSpec, store: RunStore) -> str:
     if result is not None:
         return "damaged" if damage(store.run_dir(spec.run_id), result) else str(result["status"])
     return "running" if store.claim_state(spec.run_id) == "live" else "pending"
+
+
+def _disconnected_allowed(spec: RunSpec) -> RunSpec:
+    """``spec`` with ``allow_disconnected``: a permission, not part of the run id, so it is set
+    without validating the spec again (a user's method may be registered only in the workers)."""
+    if spec.allow_disconnected:
+        return spec
+    allowed = copy.copy(spec)
+    object.__setattr__(allowed, "allow_disconnected", True)
+    return allowed
 
 
 def _to_run(result: dict[str, Any] | None, retry_failed: bool) -> bool:
