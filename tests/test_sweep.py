@@ -200,7 +200,7 @@ def test_local_sweep_runs_every_run_once(
 ) -> None:
     sweep = load_sweep(write(tmp_path / "grid.toml", GRID))
     assert len(sweep.specs) == 15
-    assert sweep_status(sweep.specs, reference) == {"done": 15, "ok": 15, "diverged": 0,
+    assert sweep_status(sweep.specs, reference) == {"done": 15, "ok": 15, "disconnected": 0, "diverged": 0,
                                                     "failed": 0, "damaged": 0, "running": 0, "pending": 0}  # fmt: skip
     ids = [s.run_id for s in sweep.specs]
     assert_clean(reference, ids)
@@ -360,7 +360,7 @@ def test_status_shows_running_claims(tmp_path: Path, capsys: pytest.CaptureFixtu
     sweep = load_sweep(toml)
     store = RunStore(tmp_path / "store")
     with store.claim(sweep.specs[1].run_id):
-        assert sweep_status(sweep.specs, store) == {"done": 0, "ok": 0, "diverged": 0,
+        assert sweep_status(sweep.specs, store) == {"done": 0, "ok": 0, "disconnected": 0, "diverged": 0,
                                                     "failed": 0, "damaged": 0, "running": 1, "pending": 1}  # fmt: skip
         assert cli.main(["sweep", "status", str(toml), "--store", str(store.root)]) == 0
     assert capsys.readouterr().out.strip().endswith("0 failed, 1 running, 1 pending")

@@ -196,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         with one_line_warnings():  # `earlyprune: warning: <run id> (<method>): …`, no source
-            return handlers[args.command](args)
+            code = handlers[args.command](args)
+        sys.stdout.flush()  # what is still buffered (`list | head -1`) meets a closed pipe here
+        return code
     except ValueError as exc:  # every user mistake is a ValueError subclass with a clear message
         print(f"earlyprune: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -204,8 +206,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("earlyprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
     except Exception as exc:
-        from earlyprune.environment import RunInterrupted
+        from earlyprune.environment import (
+            EXIT_OUTPUT_CLOSED,
+            RunInterrupted,
+            output_closed,
+            silence_stdout,
+        )
 
+        if output_closed(exc):  # the reader went away: quietly, as SIGPIPE; the run resumes
+            silence_stdout()
+            return EXIT_OUTPUT_CLOSED
         if not isinstance(exc, RunInterrupted):
             raise
         print(f"earlyprune: {exc}; run the same command again to resume", file=sys.stderr)
@@ -268,7 +278,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
         say(summary_line(stored, stored=True), "result", stored=True,
             **{k: stored.get(k) for k in _RESULT_KEYS}, spec=stored.get("spec"))  # fmt: skip
-        return 0 if stored["status"] == "ok" else 1
+        return 0 if stored["status"] in _OUTCOMES else 1
     prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     folder = store.run_dir(spec.run_id)
     say(f"run {spec.run_id} → {folder}", "start", run_id=spec.run_id, folder=str(folder))
@@ -288,7 +298,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seconds=(result.get("timings") or {}).get("total_s"),
         spec=result.get("spec"),
     )
-    return 0 if result["status"] == "ok" else 1
+    return 0 if result["status"] in _OUTCOMES else 1
 
 
 def _run_sparsity(args: argparse.Namespace, imp: str) -> float:
@@ -302,6 +312,9 @@ def _run_sparsity(args: argparse.Namespace, imp: str) -> float:
 
 
 _RESULT_KEYS = ("run_id", "status", "error", "test_accuracy", "best_test_accuracy", "density")
+#: Statuses of a run that trained to the end (disconnected: its mask cuts every input→output
+#: path, trained only with --allow-disconnected or in a sweep; at chance accuracy).
+_OUTCOMES = ("ok", "disconnected")
 
 
 def summary_line(result: dict, *, stored: bool = False) -> str:
@@ -314,10 +327,11 @@ def summary_line(result: dict, *, stored: bool = False) -> str:
         f"  s={100 * spec['sparsity']:.1f}%  ablation={spec['ablation']}  seed={spec['seed']}"
     )
     origin = "  stored" if stored else ""
-    if result["status"] != "ok":
+    if result["status"] not in _OUTCOMES:
         return f"{head}  status={result['status']}{origin}  {result.get('error') or ''}".rstrip()
+    cut = "  status=disconnected (no input→output path)" if result["status"] != "ok" else ""
     return (
-        f"{head}  test accuracy {100 * result['test_accuracy']:.2f}%"
+        f"{head}{cut}  test accuracy {100 * result['test_accuracy']:.2f}%"
         f"  (density {100 * result['density']:.2f}%, {result['timings']['total_s']:.1f} s)"
         + (f"{origin}: served from the store, not recomputed" if stored else "")
     )

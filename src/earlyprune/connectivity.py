@@ -48,6 +48,26 @@ class DisconnectedMask(ValueError):
 
 
 _HINT = "lower the sparsity, or pass allow_disconnected=True (--allow-disconnected) to train it"
+#: The part of every refusal's message (unchanged since refusals began) by which a ``failed``
+#: result that older sweeps stored for a disconnected mask is recognized and run again.
+_REFUSAL_MARK = "(--allow-disconnected) to train it"
+
+
+def is_disconnected_refusal(error: object) -> bool:
+    """Whether a stored ``error`` is this module's refusal of a disconnected mask.
+
+    Sweeps before the ``disconnected`` status stored such runs as ``failed``; they are an
+    outcome (trained, at chance), so sweeps and ``earlyprune run`` redo them without
+    ``--retry-failed``.
+    """
+    return isinstance(error, str) and _REFUSAL_MARK in error
+
+
+def is_disconnected(effective: Mapping[str, Tensor]) -> bool:
+    """Whether an effective mask (:func:`effective_mask`) keeps no weight: every input→output
+    path is cut, so the network's output does not depend on its input (run status
+    ``disconnected``)."""
+    return not any(bool(m.any()) for m in effective.values())
 
 
 def _average_pools(net: nn.Module) -> None:
@@ -215,5 +235,7 @@ __all__ = [
     "check_connected",
     "effective_density",
     "effective_mask",
+    "is_disconnected",
+    "is_disconnected_refusal",
     "layer_effective_density",
 ]

@@ -160,13 +160,14 @@ def results_table(store: str | Path, specs: list[RunSpec]) -> str:
 
 
 def not_ok(results: list[dict[str, Any]]) -> list[str]:
-    """One line per run that did not end ``ok``: what it was, its status and error."""
+    """One line per run that did not end ``ok`` or ``disconnected`` (a mask that cuts every
+    path, trained to chance: an outcome): what it was, its status and error."""
     return [
         f"{r['run_id']} {r['spec'].get('method')} {r['spec'].get('ablation')} "
         f"s={r['spec'].get('sparsity')} seed={r['spec'].get('seed')}: {r['status']} "
         f"{r.get('error') or ''}".rstrip()
         for r in results
-        if r["status"] != "ok"
+        if r["status"] not in ("ok", "disconnected")
     ]
 
 

@@ -55,7 +55,7 @@ def previous_level(setup: Setup, store: RunStore) -> tuple[dict[str, Any], Mask]
         return dense_weights(setup, store, None), full_mask(model)
     prev = previous_spec(spec)
     result = run(prev, store, data_root=setup.data_root, job=setup.job)
-    if result["status"] != "ok":
+    if result["status"] not in ("ok", "disconnected"):  # a cut level's survivors stay cut
         raise RuntimeError(f"IMP level {prev.levels} ({prev.run_id}), which level "
                            f"{spec.levels} builds on, is {result['status']}")  # fmt: skip
     final = store.load_tensors(prev.run_id, "final.pt")

@@ -89,7 +89,12 @@ class Log:
 
     def _write(self, text: str, event: dict[str, Any]) -> None:
         line = json.dumps(event, default=str) if self.fmt == "json" else text
-        print(line, file=self.stream, flush=True)
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError as exc:  # `| head -1`: stop, as SIGPIPE would; the run resumes
+            from earlyprune.environment import OutputClosed
+
+            raise OutputClosed("standard output was closed by its reader") from exc
 
     def epoch_callback(self, run_id: str, spec: RunSpec, sched: Schedule) -> StepCallback:
         """An ``on_epoch`` callback writing one line per evaluated epoch of run ``run_id``."""
@@ -133,8 +138,9 @@ class Log:
         status, acc = result.get("status"), result.get("test_accuracy")
         seconds = (result.get("timings") or {}).get("total_s")
         head = f"[{index}/{total}] {spec.run_id} {run_label(spec)} seed {spec.seed}"
-        if status == "ok" and acc is not None:
+        if status in ("ok", "disconnected") and acc is not None:
             tail = f"{100 * acc:.2f} %" + (f" in {seconds:.1f} s" if seconds is not None else "")
+            tail += " (disconnected: no input→output path)" if status == "disconnected" else ""
         else:
             tail = f"{status}" + (f" ({result['error']})" if result.get("error") else "")
         self.progress(f"{head}: {tail}", "run", index=index, total=total, run_id=spec.run_id,

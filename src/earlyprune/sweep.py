@@ -30,6 +30,7 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 
 from __future__ import annotations
 
+import copy
 import itertools
 import sys
 import tomllib
@@ -53,7 +54,7 @@ _OPTIONS = {"dense": bool}
 _PRUNING_ABLATIONS = ("shuffle", "reinit", "invert")
 _FIELDS = tuple(f.name for f in fields(RunSpec))
 _LIST_FIELDS = ("milestones",)  # fields whose one value is a list
-_STATES = ("ok", "diverged", "failed", "damaged", "running", "pending")
+_STATES = ("ok", "disconnected", "diverged", "failed", "damaged", "running", "pending")
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,10 @@ def run_specs(
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
     Finished runs are skipped without starting workers (``failed`` ones too, unless
-    ``retry_failed``). Dense prerequisites run before the runs that need them, whether listed
+    ``retry_failed``). A mask that cuts every input→output path is an outcome here, not a
+    mistake: such runs train (as ``allow_disconnected``, which is not part of the run id) and
+    are stored with status ``disconnected``; ``failed`` results that older versions stored for
+    them are run again. Dense prerequisites run before the runs that need them, whether listed
     or not. The specs are checked against their data (prune step within training...) before
     anything runs, so a mistake stops the sweep with a ``SpecError`` and nothing written.
 
@@ -153,6 +157,7 @@ def run_specs(
             where its ``lines`` says so.
     """
     executor = EXECUTORS.get(backend)
+    specs = [_disconnected_allowed(s) for s in specs]
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):  # fmt: skip
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
@@ -183,12 +188,12 @@ def run_specs(
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
-    """Counts: ``done`` (= ``ok`` + ``diverged``), ``failed``, ``damaged``, ``running`` (live
-    claim), ``pending``."""
+    """Counts: ``done`` (= ``ok`` + ``disconnected`` + ``diverged``), each of those, ``failed``,
+    ``damaged``, ``running`` (live claim), ``pending``."""
     counts = dict.fromkeys(("done", *_STATES), 0)
     for spec in specs:
         counts[run_state(spec, store)] += 1
-    counts["done"] = counts["ok"] + counts["diverged"]
+    counts["done"] = counts["ok"] + counts["disconnected"] + counts["diverged"]
     return counts
 
 
@@ -320,18 +325,34 @@ def _options(table: dict[str, Any]) -> dict[str, Any]:
 
 # ---- status and checks -----------------------------------------------------------------------
 def run_state(spec: RunSpec, store: RunStore) -> str:
-    """ok / diverged / failed (stored), damaged (stored files changed), running (a live
-    claim) or pending."""
+    """ok / disconnected / diverged / failed (stored), damaged (stored files changed), running
+    (a live claim) or pending (an older sweep's ``failed`` refusal of a disconnected mask too:
+    the next ``sweep run`` trains it)."""
     from earlyprune.integrity import damage
+    from earlyprune.pipeline import to_retry
 
     result = store.read_result(spec.run_id)
+    if result is not None and to_retry(result, retry_failed=False):
+        result = None
     if result is not None:
         return "damaged" if damage(store.run_dir(spec.run_id), result) else str(result["status"])
     return "running" if store.claim_state(spec.run_id) == "live" else "pending"
 
 
+def _disconnected_allowed(spec: RunSpec) -> RunSpec:
+    """``spec`` with ``allow_disconnected``: a permission, not part of the run id, so it is set
+    without validating the spec again (a user's method may be registered only in the workers)."""
+    if spec.allow_disconnected:
+        return spec
+    allowed = copy.copy(spec)
+    object.__setattr__(allowed, "allow_disconnected", True)
+    return allowed
+
+
 def _to_run(result: dict[str, Any] | None, retry_failed: bool) -> bool:
-    return result is None or (retry_failed and result["status"] == "failed")
+    from earlyprune.pipeline import to_retry
+
+    return result is None or to_retry(result, retry_failed)
 
 
 def _missing(spec: RunSpec) -> dict[str, Any]:

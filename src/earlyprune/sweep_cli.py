@@ -49,7 +49,9 @@ def status_line(counts: dict[str, int], total: int, skipped: int, store: RunStor
     skip = f" ({skipped} combinations skipped: dense with sparsity or ablation)" if skipped else ""
     return (
         f"{total} runs{skip} in {store.root}: {counts['done']} done ({counts['ok']} ok, "
-        f"{counts['diverged']} diverged), {counts['failed']} failed, "
+        # A mask that cuts every input→output path: trained to chance, an outcome, not a failure.
+        + (f"{counts['disconnected']} disconnected, " if counts.get("disconnected") else "")
+        + f"{counts['diverged']} diverged), {counts['failed']} failed, "
         + (f"{counts['damaged']} damaged (see `earlyprune verify`), " if counts["damaged"] else "")
         + f"{counts['running']} running, {counts['pending']} pending"
     )

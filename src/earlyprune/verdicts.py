@@ -285,7 +285,7 @@ def method_label(spec: dict[str, Any]) -> str:
 
 
 def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
-    """Test accuracies of the ok runs by (method label, ablation, sparsity rounded to 6 decimals).
+    """Test accuracies of the ok and disconnected runs by (method label, ablation, sparsity rounded to 6 decimals).
 
     A run listed twice (same ``run_id``) counts once.
     """
@@ -298,7 +298,8 @@ def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float]
         spec = r.get("spec") or {}
         key = (method_label(spec), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
         group = out.setdefault(key, [])  # type: ignore[arg-type]
-        if r.get("status") == "ok" and r.get("test_accuracy") is not None:
+        # A disconnected mask (every path cut) trained to chance is a real outcome, not a failure.
+        if r.get("status") in ("ok", "disconnected") and r.get("test_accuracy") is not None:
             group.append(float(r["test_accuracy"]))
     return out
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from earlyprune.analysis.load import RESULT_COLUMNS
+from earlyprune.analysis.load import MEASURED, RESULT_COLUMNS
 from earlyprune.analysis.names import ABLATION_ORDER, METHOD_ORDER, rank
 from earlyprune.errors import StoreError
 
@@ -17,6 +17,7 @@ SUMMARY_COLUMNS = (
     "mean",
     "std",
     "n",
+    "n_disconnected",
     "n_diverged",
     "n_failed",
     "best_mean",
@@ -32,8 +33,11 @@ _EPS = 1e-9
 def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.DataFrame:
     """Aggregates runs over seeds.
 
-    Accuracy statistics use runs with status ``ok`` only; diverged and failed runs are counted,
-    never averaged in (a diverged run's accuracy says nothing about the method's mean).
+    Accuracy statistics use runs with status ``ok`` or ``disconnected`` (a mask that cuts every
+    input→output path, trained anyway: its chance accuracy is the method's real outcome, as in
+    the paper's Figure 5 for inverted masks; counted in ``n`` and in ``n_disconnected``);
+    diverged and failed runs are counted, never averaged in (a diverged run's accuracy says
+    nothing about the method's mean).
 
     Args:
         df: The table from :func:`load_results` (or any subset of its rows).
@@ -43,7 +47,8 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
     Returns:
         One row per group, ordered with the known methods and ablations first: the group
         columns, then ``mean`` and ``std`` (ddof=1; NaN for a single seed) of ``test_accuracy``,
-        ``n`` (ok runs with an accuracy), ``n_diverged``, ``n_failed``, ``best_mean`` (mean of
+        ``n`` (ok and disconnected runs with an accuracy), ``n_disconnected`` (of those, the
+        disconnected ones), ``n_diverged``, ``n_failed``, ``best_mean`` (mean of
         ``best_test_accuracy``), and the mask statistics ``density``, ``effective_density``,
         ``flops_fraction`` (pruned over dense forward multiply-adds) and ``collapse_100``,
         averaged over every run that recorded them, diverged ones included, since they describe
@@ -61,10 +66,11 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
             f"available columns: {', '.join(map(str, df.columns))}"
         )
     work = df.copy()
-    ok = work["status"].eq("ok")
-    work["_acc"] = work["test_accuracy"].astype(float).where(ok)
-    work["_best"] = _column(work, "best_test_accuracy").where(ok)
+    measured = work["status"].isin(MEASURED)
+    work["_acc"] = work["test_accuracy"].astype(float).where(measured)
+    work["_best"] = _column(work, "best_test_accuracy").where(measured)
     work["_n"] = work["_acc"].notna().astype(int)
+    work["_cut"] = (work["status"].eq("disconnected") & work["_acc"].notna()).astype(int)
     work["_div"] = work["status"].eq("diverged").astype(int)
     work["_fail"] = work["status"].eq("failed").astype(int)
     work["_density"] = _column(work, "density")
@@ -78,6 +84,7 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
             mean=("_acc", "mean"),
             std=("_acc", "std"),
             n=("_n", "sum"),
+            n_disconnected=("_cut", "sum"),
             n_diverged=("_div", "sum"),
             n_failed=("_fail", "sum"),
             best_mean=("_best", "mean"),
@@ -88,7 +95,7 @@ def summarize(df: pd.DataFrame, group: Sequence[str] = DEFAULT_GROUP) -> pd.Data
         )
         .reset_index()
     )
-    for name in ("n", "n_diverged", "n_failed"):
+    for name in ("n", "n_disconnected", "n_diverged", "n_failed"):
         out[name] = out[name].astype(int)
     return sort_summary(out, group)
 

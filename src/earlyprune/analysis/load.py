@@ -20,7 +20,11 @@ from earlyprune.errors import StoreError
 from earlyprune.verdicts import method_label
 
 RESULT_FILE = "result.json"
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "disconnected", "diverged", "failed")
+#: Statuses whose test accuracy is a real outcome: ``disconnected`` = the mask cuts every
+#: input→output path and the network was trained anyway (chance accuracy, as the paper reports
+#: for its inverted masks).
+MEASURED = ("ok", "disconnected")
 # Columns that come from the result rather than the spec (everything else in a row is a spec field).
 RESULT_COLUMNS = (
     "run_id",

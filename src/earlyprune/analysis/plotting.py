@@ -116,7 +116,11 @@ def plot_band(
     linestyle: str = "-",
     marker: str = "o",
 ) -> None:
-    """A mean line in percent with a ±1 std band; points without an ok run are left out."""
+    """A mean line in percent with a ±1 std band; points without an ok run are left out.
+
+    A point some of whose seeds had a mask that cut every input→output path (``n_disconnected``:
+    trained to chance, part of the mean) is ringed by a hollow marker labelled as such.
+    """
     rows = rows.assign(_x=x).dropna(subset=["mean"]).sort_values("_x")
     if rows.empty:
         return
@@ -126,6 +130,21 @@ def plot_band(
     ax.plot(xs, mean, linestyle=linestyle, marker=marker, markersize=3, color=color, label=label)
     if std.any():
         ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, linewidth=0)
+    if "n_disconnected" in rows.columns:
+        cut = rows["n_disconnected"].to_numpy(float) > 0
+        if cut.any():
+            _ring(ax, xs[cut], mean[cut])
+
+
+def _ring(ax: Axes, xs: np.ndarray, ys: np.ndarray) -> None:
+    """Hollow black rings, named once per axes in the legend."""
+    named = DISCONNECTED_LABEL in ax.get_legend_handles_labels()[1]
+    ring = {"linestyle": "", "marker": "o", "markersize": 9, "markerfacecolor": "none"}
+    ax.plot(xs, ys, color="black", label=None if named else DISCONNECTED_LABEL, **ring)
+
+
+#: Legend entry of the ring ``plot_band`` draws around a point with disconnected seeds.
+DISCONNECTED_LABEL = "Ringed: mask cuts every input→output path (trained to chance)"
 
 
 def dense_line(

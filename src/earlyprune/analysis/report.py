@@ -23,7 +23,7 @@ from earlyprune.analysis.layer_density import (
     layer_html,
     main_layers,
 )
-from earlyprune.analysis.load import StoreData, load_store
+from earlyprune.analysis.load import MEASURED, StoreData, load_store
 from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.names import method_label, setting_label
 from earlyprune.analysis.tables import Grid, build_grids, grid_html, tables
@@ -159,6 +159,11 @@ def _index_html(
     esc = html.escape
     status = data.results["status"].value_counts()
     counts = ", ".join(f"{int(status.get(s, 0))} {s}" for s in ("ok", "diverged", "failed"))
+    if status.get("disconnected"):  # an outcome, in the means: said once, not a failure
+        counts += (
+            f"; {int(status['disconnected'])} disconnected: their masks cut every "
+            "input→output path, trained to chance and included in the means"
+        )
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -278,7 +283,7 @@ def _matching_html(
 
 
 def _problems_html(results: pd.DataFrame) -> str:
-    bad = results[results["status"] != "ok"]
+    bad = results[~results["status"].isin(MEASURED)]  # disconnected: an outcome, in the tables
     if bad.empty:
         return ""
     esc = html.escape

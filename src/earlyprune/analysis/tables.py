@@ -35,9 +35,11 @@ class Cell:
     n_diverged: int
     n_failed: int
     show_n: bool
+    n_disconnected: int = 0  # of the n seeds: masks that cut every input→output path
 
     def text(self, pm: str = "±", dash: str = "—") -> str:
-        """``91.2 ± 0.3``, ``91.2 ± 0.3 (n=2)``, ``— (1 diverged)``, in percent."""
+        """``91.2 ± 0.3``, ``91.2 ± 0.3 (n=2)``, ``10.0 ± 0.0 (3 disconnected)``,
+        ``— (1 diverged)``, in percent."""
         if self.n == 0 or math.isnan(self.mean):
             body = dash
         elif self.n < 2 or math.isnan(self.std):
@@ -45,6 +47,7 @@ class Cell:
         else:
             body = f"{100 * self.mean:.1f} {pm} {100 * self.std:.1f}"
         notes = [f"n={self.n}"] if self.show_n and self.n > 0 else []
+        notes += [f"{self.n_disconnected} disconnected"] if self.n_disconnected else []
         notes += [f"{self.n_diverged} diverged"] if self.n_diverged else []
         notes += [f"{self.n_failed} failed"] if self.n_failed else []
         return f"{body} ({', '.join(notes)})" if notes else body
@@ -68,8 +71,9 @@ def tables(summary: pd.DataFrame) -> dict[str, str]:
     dense network in the 0.0 column), then method × ablation for methods with ablations, then
     method × prune step when some method was pruned at several steps. Columns are sparsities in
     percent; cells are mean ± std of test accuracy in percent. A cell with fewer seeds than the
-    table's most common count shows ``(n=k)``; diverged and failed runs are marked, e.g.
-    ``— (1 diverged)``.
+    table's most common count shows ``(n=k)``; runs whose mask cut every input→output path
+    (trained to chance, part of the mean) are marked ``(k disconnected)``; diverged and failed
+    runs are marked, e.g. ``— (1 diverged)``.
 
     Args:
         summary: The table from :func:`summarize` with the default grouping.
@@ -208,6 +212,7 @@ def _cell(row: pd.Series | None, modal: int) -> Cell | None:
         n_diverged=int(row.get("n_diverged", 0)),
         n_failed=int(row.get("n_failed", 0)),
         show_n=0 < n < modal,
+        n_disconnected=int(row.get("n_disconnected", 0)),
     )
 
 

@@ -16,8 +16,9 @@ def summary_text(summary: pd.DataFrame) -> str:
     Rows are method × ablation (× prune step where it is not 0), using the names a user types on
     the command line (``snip/shuffle``, ``snip@t=1000``); columns are sparsities in percent;
     cells are ``mean±std`` in percent, with ``nK`` when the cell has fewer ok seeds than the
-    block's most common count, and ``Kdiv`` / ``Kfail`` for diverged and failed runs. The last
-    column counts the row's runs.
+    block's most common count, ``Kdisc`` for seeds whose mask cut every input→output path (in
+    the mean: trained to chance), and ``Kdiv`` / ``Kfail`` for diverged and failed runs. The
+    last column counts the row's runs.
 
     Args:
         summary: The table from :func:`summarize` with the default grouping.
@@ -67,6 +68,8 @@ def _cell(row: pd.Series | None, modal: int) -> str:
     else:
         text = f"{100 * mean:.1f}±{100 * std:.1f}"
     notes = [f"n{n}"] if 0 < n < modal else []
+    cut = int(row.get("n_disconnected", 0))
+    notes += [f"{cut}disc"] if cut else []
     notes += [f"{int(row['n_diverged'])}div"] if row["n_diverged"] else []
     notes += [f"{int(row['n_failed'])}fail"] if row["n_failed"] else []
     return f"{text} ({','.join(notes)})" if notes else text
@@ -74,7 +77,8 @@ def _cell(row: pd.Series | None, modal: int) -> str:
 
 def _runs(part: pd.DataFrame) -> str:
     ok, div, fail = (int(part[c].sum()) for c in ("n", "n_diverged", "n_failed"))
-    text = f"{ok} ok"
+    cut = int(part["n_disconnected"].sum()) if "n_disconnected" in part.columns else 0
+    text = f"{ok - cut} ok" + (f", {cut} disc" if cut else "")
     text += f", {div} div" if div else ""
     text += f", {fail} fail" if fail else ""
     return text
