@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_analysis import seeds, write_run
+from test_analysis import around, seeds, write_run
 
 from earlyprune import verdicts as V
 from earlyprune.analysis import load_results, load_store, matching_sparsity, summarize, write_report
@@ -489,3 +489,24 @@ def test_no_layer_csv_without_layer_data(tmp_path):
     (out / "layer_density.csv").write_text("stale")
     page = quiet_report(store, out)
     assert not (out / "layer_density.csv").exists() and "layer_density.csv" not in page
+
+
+def test_reports_name_a_user_method_as_the_user_wrote_it(tmp_path):
+    """`my_scores.py:score` in tables and verdicts, not the hashed `my_scores:score@…`; two
+    versions of one file (two hashes) in one store stay apart under their hashed names."""
+    store = tmp_path / "runs"
+    v1, v2 = "my_scores:score@1a2b3c4d", "my_scores:score@99999999"
+    file = str(tmp_path / "lab" / "my_scores.py") + ":score"
+    seeds(store, "u1", around(0.80), method=v1, method_file=file, sparsity=0.9)
+    seeds(store, "r", around(0.70), method="random", sparsity=0.9)
+    rows = load_results(store)
+    assert set(rows["method"]) == {"my_scores.py:score", "random"}
+    html_table = verdict_table(rows)
+    assert "my_scores.py:score" in html_table and "@1a2b3c4d" not in html_table
+    found = V.verdicts([json.loads(p.read_text()) for p in store.glob("*/result.json")],
+                       v1, [0.9])  # fmt: skip
+    assert next(v for v in found if v.check == "beats random").answer == "yes"
+    seeds(store, "u2", around(0.60), method=v2, method_file=file, sparsity=0.9)
+    rows = load_results(store)
+    assert set(rows["method"]) == {v1, v2, "random"}  # different code: never pooled
+    assert rows.groupby("method")["test_accuracy"].mean()[v1] == pytest.approx(0.80)

@@ -274,18 +274,29 @@ def decide(effect: float, se: float, min_effect: float = MIN_EFFECT) -> str:
     return "unclear"
 
 
-def method_label(spec: dict[str, Any]) -> str:
+def method_label(spec: dict[str, Any], as_written: bool = True) -> str:
     """The method a run used, with its allocation and placement when set: ``snip[alloc=erk]``.
 
     Runs that only differ in allocation or placement are different methods to every table,
-    verdict and figure; with neither set the label is the method's name.
+    verdict and figure; with neither set the label is the method's name. A user's own function
+    (stored as ``stem:func@digest`` with its ``FILE.py:FUNC`` in ``method_file``) is named as
+    the user wrote it, ``my_scores.py:score`` (``as_written=False``: the hashed name, which
+    keeps two versions of one file apart; the report falls back to it when a store holds both).
     """
-    parts = [f"{key[:5]}={spec[key]}" for key in ("allocation", "placement") if spec.get(key)]
-    return f"{spec.get('method')}[{','.join(parts)}]" if parts else str(spec.get("method"))
+
+    def name(key: str) -> str:
+        file = spec.get(f"{key}_file") if as_written else None
+        if isinstance(file, str) and ":" in file:
+            where, _, func = file.rpartition(":")
+            return f"{where.replace(chr(92), '/').rsplit('/', 1)[-1]}:{func}"
+        return str(spec.get(key))
+
+    parts = [f"{key[:5]}={name(key)}" for key in ("allocation", "placement") if spec.get(key)]
+    return f"{name('method')}[{','.join(parts)}]" if parts else name("method")
 
 
 def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float], list[float]]:
-    """Test accuracies of the ok and disconnected runs by (method label, ablation, sparsity rounded to 6 decimals).
+    """Test accuracies of the ok and disconnected runs by (method, ablation, sparsity at 6 decimals).
 
     A run listed twice (same ``run_id``) counts once.
     """
@@ -296,7 +307,9 @@ def accuracies(results: Iterable[dict[str, Any]]) -> dict[tuple[str, str, float]
             continue
         seen.add(r.get("run_id"))  # type: ignore[arg-type]
         spec = r.get("spec") or {}
-        key = (method_label(spec), spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
+        # Keyed by the hashed name: two versions of a user's file never pool.
+        label = method_label(spec, as_written=False)
+        key = (label, spec.get("ablation"), round(float(spec.get("sparsity", 0)), 6))
         group = out.setdefault(key, [])  # type: ignore[arg-type]
         # A disconnected mask (every path cut) trained to chance is a real outcome, not a failure.
         if r.get("status") in ("ok", "disconnected") and r.get("test_accuracy") is not None:
@@ -367,7 +380,7 @@ def layer_table(
         spec = r.get("spec") or {}
         if (spec.get("ablation") == "none" and round(float(spec.get("sparsity", 0)), 6) == s
                 and r.get("status") == "ok" and r.get("layer_density")):  # fmt: skip
-            by_method.setdefault(method_label(spec), []).append(r)
+            by_method.setdefault(method_label(spec, as_written=False), []).append(r)
     shown = [m for m in methods if m in by_method]
     if not shown:
         return f"layer-wise densities at {100 * s:.1f} %: no ok runs\n"

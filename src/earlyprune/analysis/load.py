@@ -133,6 +133,7 @@ def load_store(store: str | Path) -> StoreData:
             f"result store {str(root)!r} holds no results{detail}; "
             f"expected finished runs as <store>/<run_id>/{RESULT_FILE}"
         )
+    _separate_versions(rows)
     results = pd.DataFrame(rows)
     results = results[_column_order(results.columns)].sort_values("run_id", ignore_index=True)
     return StoreData(
@@ -145,6 +146,19 @@ def load_store(store: str | Path) -> StoreData:
         ),
         skipped=skipped,
     )
+
+
+def _separate_versions(rows: list[dict[str, Any]]) -> None:
+    """Rows are labelled as the user wrote the method (``my_scores.py:score``); where one such
+    label covers two versions of the file (two content hashes), those rows keep the hashed name,
+    so that results of different code never pool into one mean."""
+    versions: dict[str, set[str]] = {}
+    for row in rows:
+        versions.setdefault(row["method"], set()).add(row["_hashed_method"])
+    for row in rows:
+        hashed = row.pop("_hashed_method")
+        if len(versions[row["method"]]) > 1:
+            row["method"] = hashed
 
 
 def _result_files(root: Path) -> list[Path]:
@@ -184,6 +198,7 @@ def _run_row(raw: dict[str, Any], default_id: str) -> dict[str, Any]:
     # Spec fields first, so that a spec field never shadows the result's own columns.
     row = _flatten(spec)
     row["method"] = method_label(spec)  # snip[alloc=erk] is not snip: its own group everywhere
+    row["_hashed_method"] = method_label(spec, as_written=False)
     row["run_id"] = str(raw.get("run_id") or default_id)
     row["status"] = status
     row["error"] = raw.get("error")
