@@ -113,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
     )
-    p.add_argument("--allow-disconnected", action="store_true",
-                   help="train a mask even if it leaves no input→output path")  # fmt: skip
+    p.add_argument(
+        "--allow-disconnected",
+        action="store_true",
+        help="train a mask even if it leaves no input→output path (stored with status "
+        "'disconnected'; sweeps always do this)",
+    )
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
     log_flags(p)
     p.add_argument("--tensorboard", metavar="DIR", default=None,
