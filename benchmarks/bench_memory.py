@@ -52,7 +52,7 @@ def child(method: str, mode: str, device_name: str, spec: str) -> None:
     mask made beforehand); "prune": the whole ``ep.prune`` (scorer and mask selection).
     """
     import earlyprune as ep
-    from earlyprune.scoring import METHODS
+    from earlyprune.methods.scoring import METHODS
 
     model_name, classes, batch, side = (int(v) if v.isdigit() else v for v in spec.split(","))
     device = torch.device(device_name)
@@ -127,7 +127,7 @@ def run_child(method: str, mode: str, device: str, size: str, batch_scale: int) 
 
 
 def measure(device: torch.device, size: str, only: list[str] | None = None) -> dict[str, Any]:
-    from earlyprune.scoring import METHODS
+    from earlyprune.methods.scoring import METHODS
 
     model, _, batch, side = SIZES[size]
     per: dict[str, Any] = {}

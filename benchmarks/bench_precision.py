@@ -1,6 +1,6 @@
 """Accuracy and speed effect of bf16 autocast on the embedded dataset, through the real pipeline.
 
-Dense runs of ``earlyprune.pipeline.run`` on ``fashion-mnist-mini`` with the ``demo`` preset,
+Dense runs of ``earlyprune.run.pipeline.run`` on ``fashion-mnist-mini`` with the ``demo`` preset,
 fp32 (the default) and bf16 (``precision="bf16"``), same seeds, in a temporary store: the demo
 network (``smallcnn``) and ResNet-20 (fewer epochs). Reports each run's test accuracy and wall
 time and the mean accuracy difference bf16 − fp32 per network. This is the evidence for (or
@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from _common import base_parser, measure_and_emit
 
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 #: size → [(model, epochs or None for the preset's, seeds)]
 SIZES: dict[str, list[tuple[str, float | None, tuple[int, ...]]]] = {

@@ -6,7 +6,7 @@ included: their allocation with random placement) prunes to 90 % sparsity throug
 counted by a forward pre-hook on the network (it survives SynFlow's deep copy), backward passes
 by wrapping ``torch.autograd.grad``/``backward`` (a call with ``create_graph=True`` is a backward
 that keeps its graph; a second one through it is the double backward). Scorer and mask-selection
-time are split by wrapping the method's scorer and ``earlyprune.api.select``; a bare float64
+time are split by wrapping the method's scorer and ``earlyprune.methods.api.select``; a bare float64
 forward/backward of the SynFlow network is timed on its own to show what the pass itself costs.
 
 The selection part compares, on VGG-16-sized scores (14.7 M float64), a full sort with the
@@ -38,11 +38,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import earlyprune as ep
-import earlyprune.api as api
-from earlyprune.allocation import ALLOCATIONS, allocate
-from earlyprune.masking import Mask, density_schedule, full_mask, prunable, select, select_counts
-from earlyprune.scoring import METHODS
-from earlyprune.scoring.synflow import linearized_copy
+import earlyprune.methods.api as api
+from earlyprune.masks.mask import Mask, density_schedule, full_mask, prunable, select, select_counts
+from earlyprune.methods.allocation import ALLOCATIONS, allocate
+from earlyprune.methods.scoring import METHODS
+from earlyprune.methods.scoring.synflow import linearized_copy
 
 SPARSITY = 0.9
 #: size → (models, repetitions of one-shot methods, SynFlow rounds, examples per class)

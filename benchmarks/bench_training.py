@@ -5,7 +5,7 @@ interleaved (rotating order) on copies of one initialization, each keeping its o
 state from block to block:
 
 * ``naive``: a hand-written fp32 loop (contiguous tensors, no autocast) over the same batches;
-* ``ours``: ``earlyprune.training.train`` with the ``RunSpec`` defaults (channels_last, fp32);
+* ``ours``: ``earlyprune.train.loop.train`` with the ``RunSpec`` defaults (channels_last, fp32);
 * ``ours_bf16``: the same with ``precision="bf16"`` (opt-in);
 * ``masked``: ``ours`` with a 90 %-sparse random mask (gradient masking + re-masking each step);
 * ``rigl``: ``masked`` with RigL's mask update (drop by |w|, regrow by the dense |grad|) in the
@@ -45,9 +45,9 @@ from _common import (
 from torch import Tensor, nn
 
 import earlyprune as ep
-from earlyprune.sparse_training import SPARSE_TRAINERS, MaskUpdater, UpdateSchedule
-from earlyprune.spec import RunSpec
-from earlyprune.training import Schedule, TrainState, make_optimizer, train
+from earlyprune.methods.sparse_training import SPARSE_TRAINERS, MaskUpdater, UpdateSchedule
+from earlyprune.run.spec import RunSpec
+from earlyprune.train.loop import Schedule, TrainState, make_optimizer, train
 
 #: size → (batch, steps per block, repetitions, warm-up steps)
 SIZES = {"full": (128, 6, 7, 3), "quick": (128, 4, 3, 2), "tiny": (4, 2, 1, 0)}

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import earlyprune as ep
-from earlyprune.allocation import ALLOCATIONS, allocate, integer_counts
-from earlyprune.masking import layer_schedule
-from earlyprune.placement import PLACEMENTS, resolve_placement
-from earlyprune.scoring import METHODS
+from earlyprune.masks.mask import layer_schedule
+from earlyprune.methods.allocation import ALLOCATIONS, allocate, integer_counts
+from earlyprune.methods.placement import PLACEMENTS, resolve_placement
+from earlyprune.methods.scoring import METHODS
 
 SHAPES = [(4, 2, 3, 3), (8, 4, 3, 3), (10, 8)]
 

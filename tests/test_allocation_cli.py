@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from earlyprune import cli
-from earlyprune.allocation import allocate
 from earlyprune.analysis import load_results
-from earlyprune.errors import SpecError
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import expand, run_specs
+from earlyprune.core.errors import SpecError
+from earlyprune.methods.allocation import allocate
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.grid import expand, run_specs
 
 QUICK = ["--dataset", "fashion-mnist-mini", "--epochs", "0.1", "--device", "cpu"]
 SMALLCNN = [(16, 1, 5, 5), (32, 16, 3, 3), (64, 1568), (10, 64)]

@@ -21,7 +21,7 @@ from conftest import (
 from torch import nn
 
 import earlyprune as ep
-from earlyprune.scoring import METHODS, Method
+from earlyprune.methods.scoring import METHODS, Method
 
 METHOD_NAMES = ep.list_methods()
 BATCH_METHODS = [m for m in METHOD_NAMES if METHODS.get(m).needs_batch]

@@ -19,9 +19,9 @@ import torch
 
 import earlyprune as ep
 from earlyprune import cli
-from earlyprune.errors import DatasetError, SpecError, StoreError
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.core.errors import DatasetError, SpecError, StoreError
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 DOC = Path(__file__).resolve().parents[1] / "README.md"  # its "Troubleshooting" table
 RUN = ("run", "--dataset", "fashion-mnist-mini", "--method", "snip", "--sparsity", "0.9",
@@ -125,19 +125,19 @@ def prune(
 
 
 def run_spec(**fields: object) -> Callable[[Path], object]:
-    from earlyprune.pipeline import run
+    from earlyprune.run.pipeline import run
 
     return lambda tmp: run(RunSpec(**fields), RunStore(tmp / "store"), progress=False)
 
 
 def load_sweep(tmp: Path) -> object:
-    from earlyprune.sweep import load_sweep as load
+    from earlyprune.sweeps.grid import load_sweep as load
 
     return load(tmp / "sweep.toml")
 
 
 def sweep_run(workers: object = 1, backend: str = "local") -> Callable[[Path], object]:
-    from earlyprune.sweep import run_specs
+    from earlyprune.sweeps.grid import run_specs
 
     specs = [RunSpec(epochs=0.25)]
     return lambda tmp: run_specs(specs, RunStore(tmp / "store"), workers=workers, backend=backend)  # type: ignore[arg-type]
@@ -145,7 +145,7 @@ def sweep_run(workers: object = 1, backend: str = "local") -> Callable[[Path], o
 
 def check_method(target: str) -> Callable[[Path], object]:
     def call(tmp: Path) -> object:
-        from earlyprune.check import check_method
+        from earlyprune.apps.check_method import check_method
 
         return check_method(target.format(tmp=tmp), tmp / "store", tmp / "out")
 

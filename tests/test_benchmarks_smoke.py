@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import reference_select
 
-from earlyprune import masking
+from earlyprune.masks import mask as masking
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 

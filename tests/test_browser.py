@@ -60,7 +60,7 @@ PROBE = """JSON.stringify({
 })"""
 
 
-# (method, check) pairs of the fixture whose question means nothing (see earlyprune.verdicts):
+# (method, check) pairs of the fixture whose question means nothing (see earlyprune.analysis.verdicts):
 # written out here, not computed, so that the test does not trust the code it checks.
 MEANINGLESS = {
     ("random", "beats random"),

@@ -66,7 +66,7 @@ def test_a_bug_in_user_code_names_the_users_file_and_line(tmp_path, capsys):
 
 
 def test_the_default_timeout_is_generous(tmp_path):
-    from earlyprune.check import DEFAULT_TIMEOUT_S
+    from earlyprune.apps.check_method import DEFAULT_TIMEOUT_S
 
     args = cli.build_parser().parse_args(["check-method", "x.py:f"])
     assert args.timeout == DEFAULT_TIMEOUT_S >= 60

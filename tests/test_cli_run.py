@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from earlyprune import cli, stages
-from earlyprune.ablations import ABLATIONS
+from earlyprune import cli
 from earlyprune.data import list_datasets
+from earlyprune.methods.ablations import ABLATIONS
+from earlyprune.methods.scoring import METHODS
 from earlyprune.models import list_models
-from earlyprune.scoring import METHODS
-from earlyprune.spec import BASELINES, PRESETS, RunSpec
+from earlyprune.run import stages
+from earlyprune.run.spec import BASELINES, PRESETS, RunSpec
 
 QUICK = ["--dataset", "fashion-mnist-mini", "--epochs", "0.25", "--device", "cpu"]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from earlyprune import cli
-from earlyprune.environment import EXIT_OUTPUT_CLOSED, OutputClosed, is_environmental
-from earlyprune.logs import Log
-from earlyprune.store import RunStore
+from earlyprune.run.environment import EXIT_OUTPUT_CLOSED, OutputClosed, is_environmental
+from earlyprune.run.logs import Log
+from earlyprune.run.store import RunStore
 
 CLI = [sys.executable, "-m", "earlyprune.cli"]
 RUN = [

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor, nn
 
 import earlyprune as ep
-from earlyprune.connectivity import effective_density, effective_mask, layer_effective_density
-from earlyprune.errors import SpecError
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.core.errors import SpecError
+from earlyprune.masks.connectivity import effective_density, effective_mask, layer_effective_density
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 
 class Chain(nn.Module):

@@ -146,8 +146,8 @@ def lenet_phew(sparsity: float, seed: int) -> tuple[list[Tensor], list[Tensor]]:
 def test_phew_forward_walks_start_at_each_input_unit_in_turn_on_an_mlp():
     """LeNet-300-100: the first layer is fully connected, so its 784 input units are the starts
     (the reference's ``mask[0].shape[1]``), not the image's one channel."""
-    from earlyprune.scoring.phew_graph import probe_wiring
-    from earlyprune.scoring.phew_walks import Layer, Walks
+    from earlyprune.methods.scoring.phew_graph import probe_wiring
+    from earlyprune.methods.scoring.phew_walks import Layer, Walks
 
     model = ep.create_model("lenet_300_100", 10)
     params = dict(layers_of(model))
@@ -182,8 +182,8 @@ def test_phew_keeps_as_many_input_units_connected_as_the_reference_rule(sparsity
 
 def test_ntk_sap_resamples_use_the_reference_initializer():
     """He fan-in normal weights, BatchNorm γ = 1 and β = 0, the model's own biases kept."""
-    from earlyprune.rng import generator
-    from earlyprune.scoring.ntk_sap import resample
+    from earlyprune.core.rng import generator
+    from earlyprune.methods.scoring.ntk_sap import resample
 
     model = make_model(TinyCNN, seed=3)  # γ, β randomized; conv2 and fc have biases
     net = copy.deepcopy(model)

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data import (
     DATASETS,
     FolderBundle,
@@ -33,7 +34,6 @@ from earlyprune.data import (
 )
 from earlyprune.data.augment import random_resized_crop, resize_center_crop, shift_flip
 from earlyprune.data.sampling import stratified_indices
-from earlyprune.errors import DatasetError
 
 
 def rng_for(tag: str) -> np.random.Generator:

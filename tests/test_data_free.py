@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import earlyprune as ep
-from earlyprune.scoring import METHODS
+from earlyprune.methods.scoring import METHODS
 
 DATA_FREE = [n for n in ep.list_methods() if not METHODS.get(n).needs_batch]
 DETERMINISTIC = {"magnitude", "lamp", "synflow", "synflow_l2"}  # no random draw at all

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from earlyprune import check, cli, demo
-from earlyprune.scoring import METHODS
-from earlyprune.spec import PRESETS
-from earlyprune.verdicts import CHECKS, Stat, Verdict, decide, stat, verdicts
+from earlyprune import cli
+from earlyprune.analysis.verdicts import CHECKS, Stat, Verdict, decide, stat, verdicts
+from earlyprune.apps import check_method as check
+from earlyprune.apps import demo
+from earlyprune.methods.scoring import METHODS
+from earlyprune.run.spec import PRESETS
 
 # The demo preset shrunk to 5 steps on 320 images, evaluated on 200: runs take a fraction of a
 # second. Only this process knows the preset, so every run here goes in-process (workers=1).
@@ -300,9 +302,9 @@ def test_verdict_line_format():
 
 def test_a_user_method_runs_in_pool_workers(tmp_path):
     """Worker processes start with the built-in registry; `methods=` teaches them the user's."""
-    from earlyprune.spec import RunSpec
-    from earlyprune.store import RunStore
-    from earlyprune.sweep import run_specs
+    from earlyprune.run.spec import RunSpec
+    from earlyprune.run.store import RunStore
+    from earlyprune.sweeps.grid import run_specs
 
     source = tmp_path / "mine.py"
     source.write_text(

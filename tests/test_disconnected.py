@@ -19,14 +19,14 @@ import torch
 from earlyprune import cli
 from earlyprune.analysis import load_results, summarize, tables, write_report
 from earlyprune.analysis import plotting as P
-from earlyprune.connectivity import is_disconnected_refusal
-from earlyprune.errors import SpecError
-from earlyprune.executors.base import record_failure
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import run_specs, sweep_status
-from earlyprune.verdicts import accuracies
+from earlyprune.analysis.verdicts import accuracies
+from earlyprune.core.errors import SpecError
+from earlyprune.masks.connectivity import is_disconnected_refusal
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.executors.base import record_failure
+from earlyprune.sweeps.grid import run_specs, sweep_status
 
 TINY = {"epochs": 0.25, "device": "cpu", "sparsity": 0.95}
 CUT = RunSpec(method="snip", ablation="invert", **TINY)

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 # A network without BatchNorm: with BatchNorm each rank normalizes over its own share of the
 # batch (SyncBatchNorm needs CUDA), which is standard DDP behaviour but not bit-comparable.
@@ -35,8 +35,8 @@ def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> 
         WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    import earlyprune.pipeline as pipeline
-    from earlyprune.distributed import Distributed, DistStore
+    import earlyprune.run.pipeline as pipeline
+    from earlyprune.train.distributed import Distributed, DistStore
 
     job = Distributed.from_env()
     assert job is not None
@@ -114,7 +114,7 @@ def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
         WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    from earlyprune.distributed import Distributed, DistStore
+    from earlyprune.train.distributed import Distributed, DistStore
 
     job = Distributed.from_env()
     assert job is not None

@@ -31,12 +31,12 @@ import pandas as pd
 import pytest
 import torch
 
-import earlyprune.store as store_module
+import earlyprune.run.store as store_module
 from earlyprune import cli
-from earlyprune.spec import PRESETS, RunSpec
-from earlyprune.stages import prepare
-from earlyprune.store import RunStore
-from earlyprune.sweep import load_sweep, run_specs
+from earlyprune.run.spec import PRESETS, RunSpec
+from earlyprune.run.stages import prepare
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.grid import load_sweep, run_specs
 
 EPOCHS = 1.5
 GRID = f"""
@@ -62,7 +62,7 @@ import os, signal, sys
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from earlyprune import cli
-from earlyprune.store import RunStore
+from earlyprune.run.store import RunStore
 
 hook, argv = sys.argv[1], sys.argv[2:]
 kind, _, rest = hook.partition(":")

@@ -1,4 +1,4 @@
-"""earlyprune.flops against multiply-adds counted by hand on small networks."""
+"""earlyprune.masks.flops against multiply-adds counted by hand on small networks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import earlyprune as ep
-from earlyprune.flops import count_flops
+from earlyprune.masks.flops import count_flops
 
 
 def _mask(model: nn.Module, kept: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -100,9 +100,9 @@ def test_a_run_records_its_flops(tmp_path):
     """``result.json`` holds the counts of the stored mask, recomputed here by hand."""
     import dataclasses
 
-    from earlyprune.pipeline import run
-    from earlyprune.spec import PRESETS, RunSpec
-    from earlyprune.store import RunStore
+    from earlyprune.run.pipeline import run
+    from earlyprune.run.spec import PRESETS, RunSpec
+    from earlyprune.run.store import RunStore
 
     tiny = dataclasses.replace(PRESETS.get("demo"), name="test_flops_tiny", epochs=1,
                                batch_size=64, milestones=(), train_subset=128, test_subset=64)  # fmt: skip
@@ -126,7 +126,7 @@ def test_a_run_records_its_flops(tmp_path):
 
 
 def test_a_failing_count_is_recorded_as_missing_not_as_a_failed_run():
-    from earlyprune.flops import flops_record
+    from earlyprune.masks.flops import flops_record
 
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     with pytest.warns(RuntimeWarning, match="FLOPs not counted"):

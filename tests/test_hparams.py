@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from earlyprune.errors import SpecError
-from earlyprune.hparams import DENSE_HPARAMS, HPARAMS, effective, make_schedule
-from earlyprune.optim import Schedule
-from earlyprune.pipeline import run
-from earlyprune.spec import PRESETS, RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import load_sweep
-from earlyprune.training import train
+from earlyprune.core.errors import SpecError
+from earlyprune.run.hparams import DENSE_HPARAMS, HPARAMS, effective, make_schedule
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import PRESETS, RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.grid import load_sweep
+from earlyprune.train.loop import train
+from earlyprune.train.optim import Schedule
 
 SNIP = {"method": "snip", "sparsity": 0.9}
 
@@ -130,7 +130,7 @@ def test_warmup_is_linear_from_lr_over_steps_then_the_step_rule():
 
 
 def test_one_step_uses_the_warmup_rate_and_the_smoothed_loss():
-    from earlyprune.stages import prepare
+    from earlyprune.run.stages import prepare
 
     bundle = prepare(RunSpec()).bundle.subset(64, 32, seed=0)  # the demo's (cached) data
     torch.manual_seed(0)
@@ -228,7 +228,7 @@ def test_hyperparameters_are_base_keys_and_sweep_axes(tmp_path):
 
 
 def test_check_specs_sees_each_hyperparameter_setting(tmp_path):
-    from earlyprune.executors.base import check_specs
+    from earlyprune.sweeps.executors.base import check_specs
 
     ok = RunSpec(**SNIP, epochs=2, milestones=[1])
     with pytest.raises(SpecError, match="beyond training"):

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 import earlyprune as ep
-from earlyprune import cli, pipeline, stages
-from earlyprune.environment import RunInterrupted, is_environmental
-from earlyprune.errors import SpecError
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import run_specs
+from earlyprune import cli
+from earlyprune.core.errors import SpecError
+from earlyprune.run import pipeline, stages
+from earlyprune.run.environment import RunInterrupted, is_environmental
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.grid import run_specs
 
 SPEC = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
 ARGV = ["run", "--dataset", "fashion-mnist-mini", "--method", "snip", "--sparsity", "0.9",

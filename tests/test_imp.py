@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from earlyprune import cli, stages
-from earlyprune.api import prune
-from earlyprune.errors import SpecError
-from earlyprune.executors.base import with_prerequisites
-from earlyprune.imp import previous_spec
-from earlyprune.pipeline import run
-from earlyprune.spec import PRESETS, Preset, RunSpec, canonical_json, imp_sparsity
-from earlyprune.store import RunStore
-from earlyprune.sweep import expand, run_specs
+from earlyprune import cli
+from earlyprune.core.errors import SpecError
+from earlyprune.methods.api import prune
+from earlyprune.run import stages
+from earlyprune.run.imp import previous_spec
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import PRESETS, Preset, RunSpec, canonical_json, imp_sparsity
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.executors.base import with_prerequisites
+from earlyprune.sweeps.grid import expand, run_specs
 
 PRESET = "test_imp"
 REWIND = 2

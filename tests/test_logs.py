@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from earlyprune import cli
-from earlyprune.hparams import HPARAMS
-from earlyprune.spec import PRESETS, RunSpec
+from earlyprune.run.hparams import HPARAMS
+from earlyprune.run.spec import PRESETS, RunSpec
 
 # Batches of 512: 6 steps an epoch on the demo's 3,000 images (cheap, yet several epochs).
 QUICK = ["--dataset", "fashion-mnist-mini", "--device", "cpu", "--batch-size", "512"]

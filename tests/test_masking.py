@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import earlyprune as ep
-from earlyprune.ablations import shuffle
-from earlyprune.masking import density_schedule, select
-from earlyprune.scoring import Method
+from earlyprune.masks.mask import density_schedule, select
+from earlyprune.methods.ablations import shuffle
+from earlyprune.methods.scoring import Method
 
 # ------------------------------------------------------------------------------------ strategies
 

@@ -403,8 +403,8 @@ def test_register_model_adds_a_network_and_rejects_duplicates():
 
 
 def test_the_bias_init_field_reaches_the_run_and_its_dense_weights():
-    from earlyprune.spec import RunSpec
-    from earlyprune.stages import fresh_model, prepare
+    from earlyprune.run.spec import RunSpec
+    from earlyprune.run.stages import fresh_model, prepare
 
     spec = RunSpec(method="snip", sparsity=0.5, prune_step=2, bias_init="zero", device="cpu")
     assert spec.dense_spec().bias_init == "zero"

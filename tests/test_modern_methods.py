@@ -18,10 +18,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import earlyprune as ep
-from earlyprune.rng import generator
-from earlyprune.scoring import METHODS, Method
-from earlyprune.scoring.ntk_sap import ntk_sap_method, proxy_gradient, resample
-from earlyprune.scoring.prospr import prospr_method
+from earlyprune.core.rng import generator
+from earlyprune.methods.scoring import METHODS, Method
+from earlyprune.methods.scoring.ntk_sap import ntk_sap_method, proxy_gradient, resample
+from earlyprune.methods.scoring.prospr import prospr_method
 
 F64 = torch.float64
 
@@ -350,7 +350,7 @@ def test_phew_prefers_large_weights_and_depends_on_the_seed():
 
 
 def test_demo_methods_all_runs_every_registered_method_after_the_papers():
-    from earlyprune import demo
+    from earlyprune.apps import demo
 
     every = demo.demo_methods("all")
     assert every[: len(demo.DEMO_METHODS)] == demo.DEMO_METHODS
@@ -361,7 +361,7 @@ def test_demo_methods_all_runs_every_registered_method_after_the_papers():
     grid = demo.QUICK
     n = len(grid.sparsities) * len(grid.seeds)
     # Sparse-training methods take only the ablations they accept (none, reinit here).
-    from earlyprune.sparse_training import ablation_applies
+    from earlyprune.methods.sparse_training import ablation_applies
 
     runs = sum(ablation_applies(m, a) for m in every for a in demo.DEMO_ABLATIONS)
     assert {"static", "set", "rigl", "gmp"} <= set(every)

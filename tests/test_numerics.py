@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from earlyprune import cli, numerics
-from earlyprune.errors import SpecError
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import run_specs
+from earlyprune import cli
+from earlyprune.core.errors import SpecError
+from earlyprune.run import numerics
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.grid import run_specs
 
 FAST = 0.25
 

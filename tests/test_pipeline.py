@@ -14,13 +14,13 @@ import dataclasses
 import pytest
 import torch
 
-from earlyprune import stages
-from earlyprune.api import prune
-from earlyprune.errors import DatasetError, SpecError
-from earlyprune.pipeline import run
-from earlyprune.scoring import METHODS, Method
-from earlyprune.spec import PRESETS, Preset, RunSpec
-from earlyprune.store import RunStore
+from earlyprune.core.errors import DatasetError, SpecError
+from earlyprune.methods.api import prune
+from earlyprune.methods.scoring import METHODS, Method
+from earlyprune.run import stages
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import PRESETS, Preset, RunSpec
+from earlyprune.run.store import RunStore
 
 FAST = 0.25  # epochs of the demo preset: a dozen steps
 TINY = "test_tiny"
@@ -385,8 +385,8 @@ def test_a_result_from_another_preset_definition_is_refused(tmp_path):
     """Run ids hash the preset's name; changed hyperparameters must not be served silently."""
     import json as _json
 
-    from earlyprune.errors import SpecError as _SpecError
-    from earlyprune.sweep import run_specs
+    from earlyprune.core.errors import SpecError as _SpecError
+    from earlyprune.sweeps.grid import run_specs
 
     spec = RunSpec(epochs=0.25, device="cpu")
     store = RunStore(tmp_path)

@@ -17,15 +17,15 @@ import pytest
 import torch
 from test_analysis import around, seeds, write_run
 
-from earlyprune import verdicts as V
 from earlyprune.analysis import load_results, load_store, matching_sparsity, summarize, write_report
+from earlyprune.analysis import verdicts as V
 from earlyprune.analysis.agreement import agreement_html, jaccard, mask_agreement
 from earlyprune.analysis.fig_context import Setting
 from earlyprune.analysis.figures import DRAW
 from earlyprune.analysis.layer_density import CSV_COLUMNS
 from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.verdict_html import verdict_table
-from earlyprune.spec import RunSpec
+from earlyprune.run.spec import RunSpec
 
 
 def quiet_report(store: Path, out: Path, **options) -> str:
@@ -181,8 +181,8 @@ def test_erk_with_random_placement_under_any_name_is_erk():
 def test_random_sparse_baselines_match_the_registries():
     """``verdicts`` never imports torch, so it lists the baselines; they must match the registry."""
     import earlyprune  # noqa: F401  (registers every method and allocation)
-    from earlyprune.allocation.base import ALLOCATIONS
-    from earlyprune.scoring.base import METHODS
+    from earlyprune.methods.allocation.base import ALLOCATIONS
+    from earlyprune.methods.base import METHODS
 
     placed_at_random = {
         name

@@ -1,4 +1,4 @@
-"""Independent random streams (earlyprune.rng): random pruning must not depend on the weights.
+"""Independent random streams (earlyprune.core.rng): random pruning must not depend on the weights.
 
 Statistical tolerances. Under independence, Spearman's ρ between n pairs has standard deviation
 1/√(n−1). The issue asks for |ρ| < 0.02; layers of a few hundred weights (a stem, an output
@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import earlyprune as ep
-from earlyprune import rng
-from earlyprune.masking import prunable
+from earlyprune.core import rng
+from earlyprune.masks.mask import prunable
 from earlyprune.models import MODELS
 
 SAMPLE = 1 << 16

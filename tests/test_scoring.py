@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import earlyprune as ep
-from earlyprune.masking import density_schedule
+from earlyprune.masks.mask import density_schedule
 
 F64 = torch.float64
 GRASP_T = 200.0
@@ -358,7 +358,7 @@ def test_iterative_synflow_differs_from_one_shot():
 
 
 def test_synflow_default_is_100_rounds():
-    from earlyprune.scoring import METHODS
+    from earlyprune.methods.scoring import METHODS
 
     assert METHODS.get("synflow").rounds == 100
 

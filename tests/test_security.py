@@ -18,11 +18,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from earlyprune import cli, numerics
-from earlyprune.errors import SpecError, StoreError
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune import cli
+from earlyprune.core.errors import SpecError, StoreError
+from earlyprune.run import numerics
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 # Pruned at step 3 of a dense run of 0.25 demo epochs: every kind of checkpoint is loaded.
 DENSE = RunSpec(epochs=0.25, device="cpu")

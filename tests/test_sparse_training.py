@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from earlyprune.cli import main
-from earlyprune.errors import SpecError
-from earlyprune.masking import full_mask, prunable
-from earlyprune.pipeline import run
-from earlyprune.sparse_training import (
+from earlyprune.core.errors import SpecError
+from earlyprune.masks.mask import full_mask, prunable
+from earlyprune.methods.sparse_training import (
     SPARSE_TRAINERS,
     MaskUpdater,
     UpdateSchedule,
@@ -30,11 +29,12 @@ from earlyprune.sparse_training import (
     layer_counts,
     resolve_schedule,
 )
-from earlyprune.sparse_training.dropgrow import drop_and_grow
-from earlyprune.spec import PRESETS, Preset, RunSpec, canonical_json
-from earlyprune.stages import prepare
-from earlyprune.store import RunStore
-from earlyprune.training import Schedule, make_optimizer, train
+from earlyprune.methods.sparse_training.dropgrow import drop_and_grow
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import PRESETS, Preset, RunSpec, canonical_json
+from earlyprune.run.stages import prepare
+from earlyprune.run.store import RunStore
+from earlyprune.train.loop import Schedule, make_optimizer, train
 
 TINY = "test_sparse_tiny"
 SPE = 10
@@ -104,7 +104,7 @@ def test_starting_mask_has_exact_counts_and_random_positions():
 
 
 def test_the_starting_mask_takes_the_runs_allocation():
-    from earlyprune.sparse_training import starting_mask
+    from earlyprune.methods.sparse_training import starting_mask
 
     model = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 3))
     s = RunSpec(method="rigl", sparsity=0.8, allocation="uniform")
@@ -378,7 +378,7 @@ def test_cli_flags_and_refusals(tmp_path, capsys):
 
 
 def test_a_sweep_puts_the_families_side_by_side_skipping_refused_ablations():
-    from earlyprune.sweep import expand
+    from earlyprune.sweeps.grid import expand
 
     specs = expand({"preset": TINY}, {"method": ["snip", "rigl", "gmp"], "sparsity": [0.9],
                                       "ablation": ["none", "shuffle", "reinit"]})  # fmt: skip

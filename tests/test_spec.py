@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from earlyprune.errors import SpecError
-from earlyprune.spec import (
+from earlyprune.core.errors import SpecError
+from earlyprune.run.spec import (
     BASELINES,
     DEFAULT_PRESET,
     DENSE,

@@ -12,9 +12,9 @@ import time
 import pytest
 import torch
 
-from earlyprune import store as store_module
-from earlyprune.errors import StoreError
-from earlyprune.store import ClaimBusy, RunStore
+from earlyprune.core.errors import StoreError
+from earlyprune.run import store as store_module
+from earlyprune.run.store import ClaimBusy, RunStore
 
 RID = "0123456789ab"
 

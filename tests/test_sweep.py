@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from earlyprune import cli
-from earlyprune.executors import local
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import expand, load_sweep, run_specs, sweep_status
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.executors import local
+from earlyprune.sweeps.grid import expand, load_sweep, run_specs, sweep_status
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "sweeps"
 TINY = 'dataset = "fashion-mnist-mini"\nepochs = 0.25\n'
@@ -280,16 +280,16 @@ def test_two_concurrent_sweeps_share_one_store(reference: RunStore, tmp_path: Pa
 def test_a_run_that_raises_is_recorded_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import earlyprune.pipeline
+    import earlyprune.run.pipeline
 
-    real = earlyprune.pipeline.choose_mask
+    real = earlyprune.run.pipeline.choose_mask
 
     def choose_mask(setup, model):  # type: ignore[no-untyped-def]
         if setup.spec.method == "snip":
             raise RuntimeError("scores are all NaN")
         return real(setup, model)
 
-    monkeypatch.setattr(earlyprune.pipeline, "choose_mask", choose_mask)
+    monkeypatch.setattr(earlyprune.run.pipeline, "choose_mask", choose_mask)
     specs = expand({"dataset": "fashion-mnist-mini", "epochs": 0.25},
                    {"method": ["snip", "random"], "sparsity": [0.5]}, dense=False)  # fmt: skip
     store = RunStore(tmp_path / "store")
@@ -304,7 +304,7 @@ def test_a_run_that_raises_is_recorded_failed(
         assert sweep_status(specs, store)["failed"] == 1
         finished = store.read_result(specs[1].run_id)
         # --retry-failed runs it again (now it succeeds); the others are not run again.
-        monkeypatch.setattr(earlyprune.pipeline, "choose_mask", real)
+        monkeypatch.setattr(earlyprune.run.pipeline, "choose_mask", real)
         results = run_specs(specs, store, workers=1, retry_failed=True)
     finally:
         torch.set_num_threads(threads)
@@ -328,7 +328,7 @@ def test_a_failing_run_in_a_worker_does_not_stop_the_sweep(
 def test_a_worker_that_dies_is_retried_alone_then_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import earlyprune.pipeline
+    import earlyprune.run.pipeline
 
     # "fork" so that the workers inherit the patched pipeline.run; they run no torch code.
     def run(spec, store, **_):  # type: ignore[no-untyped-def]
@@ -340,7 +340,7 @@ def test_a_worker_that_dies_is_retried_alone_then_recorded(
             return result
 
     monkeypatch.setattr(local, "START_METHOD", "fork")
-    monkeypatch.setattr(earlyprune.pipeline, "run", run)
+    monkeypatch.setattr(earlyprune.run.pipeline, "run", run)
     specs = expand({"dataset": "fashion-mnist-mini", "epochs": 0.25},
                    {"method": ["random", "snip"], "sparsity": [0.5], "seed": [0, 1]},
                    dense=False)  # fmt: skip

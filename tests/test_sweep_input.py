@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from earlyprune import cli
-from earlyprune.spec import PresetWarning, RunSpec
+from earlyprune.run.spec import PresetWarning, RunSpec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = 'dataset = "fashion-mnist-mini"\nepochs = 0.25\n'

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 import earlyprune as ep
-from earlyprune import cli, stages
+from earlyprune import cli
+from earlyprune.core.errors import DatasetError, SpecError
 from earlyprune.data import DATASETS
 from earlyprune.data.user import bundle_from_arrays
-from earlyprune.errors import DatasetError, SpecError
-from earlyprune.masking import prunable
+from earlyprune.masks.mask import prunable
 from earlyprune.models import MODELS
-from earlyprune.spec import RunSpec
+from earlyprune.run import stages
+from earlyprune.run.spec import RunSpec
 
 NET = """
 from torch import nn

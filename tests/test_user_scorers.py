@@ -14,15 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from earlyprune import check, cli
-from earlyprune.errors import SpecError
-from earlyprune.executors.base import INTERRUPTED, run_one
+from earlyprune import cli
+from earlyprune.apps import check_method as check
+from earlyprune.core.errors import SpecError
+from earlyprune.core.user_functions import resolve
+from earlyprune.methods.scoring import METHODS
 from earlyprune.models import MODELS
-from earlyprune.scoring import METHODS
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
-from earlyprune.sweep import load_sweep
-from earlyprune.user_methods import resolve
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
+from earlyprune.sweeps.executors.base import INTERRUPTED, run_one
+from earlyprune.sweeps.grid import load_sweep
 
 SCORER = """
 import earlyprune as ep

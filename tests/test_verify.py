@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 from earlyprune import cli
-from earlyprune.pipeline import run
-from earlyprune.spec import RunSpec
-from earlyprune.store import RunStore
+from earlyprune.run.pipeline import run
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.store import RunStore
 
 SPEC = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
 SWEEP = (

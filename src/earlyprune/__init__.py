@@ -15,37 +15,40 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from earlyprune.errors import DatasetError, SpecError, StoreError
+from earlyprune import _compat
+from earlyprune.core.errors import DatasetError, SpecError, StoreError
+
+_compat.install()  # the old module paths still import, with a FutureWarning
 
 __version__ = "0.1.0"
 
 #: Public name → module that defines it.
 _LAZY = {
-    "ablations": "earlyprune.ablations",
-    "list_methods": "earlyprune.api",
-    "load_mask": "earlyprune.api",
-    "prune": "earlyprune.api",
-    "save_mask": "earlyprune.api",
-    "score": "earlyprune.api",
-    "to_torch_prune": "earlyprune.api",
+    "ablations": "earlyprune.methods.ablations",
+    "list_methods": "earlyprune.methods.api",
+    "load_mask": "earlyprune.methods.api",
+    "prune": "earlyprune.methods.api",
+    "save_mask": "earlyprune.methods.api",
+    "score": "earlyprune.methods.api",
+    "to_torch_prune": "earlyprune.methods.api",
     "DataBundle": "earlyprune.data",
     "list_datasets": "earlyprune.data",
     "load_dataset": "earlyprune.data",
     "scoring_batch": "earlyprune.data",
-    "keep_pruned": "earlyprune.keep",
-    "Mask": "earlyprune.masking",
-    "Scores": "earlyprune.masking",
-    "apply_mask": "earlyprune.masking",
-    "layer_density": "earlyprune.density",
-    "neuron_collapse": "earlyprune.density",
-    "overall_density": "earlyprune.density",
-    "prunable": "earlyprune.masking",
-    "effective_density": "earlyprune.connectivity",
-    "effective_mask": "earlyprune.connectivity",
+    "keep_pruned": "earlyprune.masks.keep",
+    "Mask": "earlyprune.masks.mask",
+    "Scores": "earlyprune.masks.mask",
+    "apply_mask": "earlyprune.masks.mask",
+    "layer_density": "earlyprune.masks.density",
+    "neuron_collapse": "earlyprune.masks.density",
+    "overall_density": "earlyprune.masks.density",
+    "prunable": "earlyprune.masks.mask",
+    "effective_density": "earlyprune.masks.connectivity",
+    "effective_mask": "earlyprune.masks.connectivity",
     "create_model": "earlyprune.models",
     "list_models": "earlyprune.models",
-    "RunSpec": "earlyprune.spec",
-    "RunStore": "earlyprune.store",
+    "RunSpec": "earlyprune.run.spec",
+    "RunStore": "earlyprune.run.store",
 }
 
 __all__ = ["DatasetError", "SpecError", "StoreError", *sorted(_LAZY)]
@@ -54,6 +57,9 @@ __all__ = ["DatasetError", "SpecError", "StoreError", *sorted(_LAZY)]
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
+        old = _compat.old_attribute(name)  # ep.spec: an old module, with a warning
+        if old is not None:
+            return old
         raise AttributeError(f"module 'earlyprune' has no attribute {name!r}")
     mod = importlib.import_module(module)
     value = mod if module.endswith("." + name) else getattr(mod, name)
@@ -66,8 +72,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
-    from earlyprune import ablations  # noqa: F401
-    from earlyprune.api import (  # noqa: F401
+    from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
+    from earlyprune.masks.connectivity import effective_density, effective_mask  # noqa: F401
+    from earlyprune.masks.density import layer_density, neuron_collapse, overall_density  # noqa: F401
+    from earlyprune.masks.keep import keep_pruned  # noqa: F401
+    from earlyprune.masks.mask import Mask, Scores, apply_mask, prunable  # noqa: F401
+    from earlyprune.methods import ablations  # noqa: F401
+    from earlyprune.methods.api import (  # noqa: F401
         list_methods,
         load_mask,
         prune,
@@ -75,11 +86,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the eager imports
         score,
         to_torch_prune,
     )
-    from earlyprune.connectivity import effective_density, effective_mask  # noqa: F401
-    from earlyprune.data import DataBundle, list_datasets, load_dataset, scoring_batch  # noqa: F401
-    from earlyprune.density import layer_density, neuron_collapse, overall_density  # noqa: F401
-    from earlyprune.keep import keep_pruned  # noqa: F401
-    from earlyprune.masking import Mask, Scores, apply_mask, prunable  # noqa: F401
     from earlyprune.models import create_model, list_models  # noqa: F401
-    from earlyprune.spec import RunSpec  # noqa: F401
-    from earlyprune.store import RunStore  # noqa: F401
+    from earlyprune.run.spec import RunSpec  # noqa: F401
+    from earlyprune.run.store import RunStore  # noqa: F401

@@ -3,7 +3,7 @@
 Reads ``<store>/<run_id>/result.json`` files and never imports the training code, so a report
 works on results copied from any machine. torch is imported for one optional step only: mask
 agreement reads the stored ``mask.pt`` files, and without torch the report says so in one line.
-``index.html`` leads with the sanity-check verdicts (:mod:`earlyprune.verdicts`) per method and
+``index.html`` leads with the sanity-check verdicts (:mod:`earlyprune.analysis.verdicts`) per method and
 sparsity::
 
     from earlyprune.analysis import load_results, summarize, write_report

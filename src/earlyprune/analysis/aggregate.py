@@ -10,7 +10,7 @@ import pandas as pd
 
 from earlyprune.analysis.load import MEASURED, RESULT_COLUMNS
 from earlyprune.analysis.names import ABLATION_ORDER, METHOD_ORDER, rank
-from earlyprune.errors import StoreError
+from earlyprune.core.errors import StoreError
 
 DEFAULT_GROUP = ("model", "dataset", "method", "ablation", "prune_step", "sparsity")
 SUMMARY_COLUMNS = (

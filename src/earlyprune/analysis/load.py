@@ -16,8 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from earlyprune.errors import StoreError
-from earlyprune.verdicts import method_label
+from earlyprune.analysis.verdicts import method_label
+from earlyprune.core.errors import StoreError
 
 RESULT_FILE = "result.json"
 STATUSES = ("ok", "disconnected", "diverged", "failed")

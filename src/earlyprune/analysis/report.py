@@ -28,7 +28,7 @@ from earlyprune.analysis.mask_table import mask_table
 from earlyprune.analysis.names import method_label, setting_label
 from earlyprune.analysis.tables import Grid, build_grids, grid_html, tables
 from earlyprune.analysis.verdict_html import rule_text, verdict_table
-from earlyprune.errors import StoreError
+from earlyprune.core.errors import StoreError
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; }

@@ -22,7 +22,7 @@ from earlyprune.analysis.names import (
     ordered,
     setting_label,
 )
-from earlyprune.errors import StoreError
+from earlyprune.core.errors import StoreError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The paper's sanity-check verdicts per method × sparsity, as an HTML table for ``index.html``.
 
-The verdicts are those of ``earlyprune check-method`` (:mod:`earlyprune.verdicts`, which reads
+The verdicts are those of ``earlyprune check-method`` (:mod:`earlyprune.analysis.verdicts`, which reads
 result dicts only and never imports torch): every check listed in ``verdicts.CHECKS`` becomes a
 column as soon as some method has data on both sides of it, so a check added there appears here
 with no edit. Each (model, dataset) is judged on its own runs, each method at its main prune step
@@ -21,14 +21,14 @@ import math
 
 import pandas as pd
 
-from earlyprune import verdicts as V
+from earlyprune.analysis import verdicts as V
 from earlyprune.analysis.names import METHOD_ORDER, method_label, ordered
 
 _ANSWER_CLASS = {"yes": "yes", "no": "no", "unclear": "unclear"}
 
 
 def rule_text(min_effect: float = V.MIN_EFFECT) -> str:
-    """The decision rule in one paragraph (the same as ``earlyprune.verdicts.decide``)."""
+    """The decision rule in one paragraph (the same as ``earlyprune.analysis.verdicts.decide``)."""
     e = f"{100 * min_effect:g}"
     return (
         "Each cell answers its column's question and says the difference of mean test "
@@ -45,7 +45,7 @@ def rule_text(min_effect: float = V.MIN_EFFECT) -> str:
 
 
 def setting_records(runs: pd.DataFrame) -> list[dict]:
-    """One setting's runs as the result dicts ``earlyprune.verdicts`` reads.
+    """One setting's runs as the result dicts ``earlyprune.analysis.verdicts`` reads.
 
     Each method keeps only its main prune step: the lowest step of its unmodified runs (or of
     all its runs when it has no unmodified ones).

@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from earlyprune.core.errors import DatasetError
+from earlyprune.core.registry import Registry
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.sampling import derive_seed, per_class_pick
-from earlyprune.errors import DatasetError
-from earlyprune.registry import Registry
 
 DatasetLoader = Callable[[Path | None, bool], DataBundle]
 

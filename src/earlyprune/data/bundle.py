@@ -23,9 +23,9 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.augment import shift_flip
 from earlyprune.data.sampling import derive_seed, seeded_generator, stratified_indices
-from earlyprune.errors import DatasetError
 
 Batch = tuple[Tensor, Tensor]
 

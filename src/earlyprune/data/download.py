@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from earlyprune.errors import DatasetError
+from earlyprune.core.errors import DatasetError
 
 TIMEOUT_S = 30.0  # per socket operation: with no network we fail in seconds, never hang
 

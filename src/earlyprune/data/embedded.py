@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.api import DATASETS
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.idx import FASHION_MNIST
-from earlyprune.errors import DatasetError
 
 RESOURCE = "fashion_mnist_mini.npz"
 KEYS = ("x_train", "y_train", "x_test", "y_test")

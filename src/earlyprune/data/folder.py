@@ -18,10 +18,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.augment import random_resized_crop, resize_center_crop, to_chw_uint8
 from earlyprune.data.bundle import Batch, DataBundle, check_batch_size, epoch_order
 from earlyprune.data.sampling import derive_seed
-from earlyprune.errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.api import DATASETS, missing_error, search_roots
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.download import fetch
-from earlyprune.errors import DatasetError
 
 _UBYTE = 0x08
 _SPLITS = {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.api import DATASETS, missing_error, search_roots
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.folder import (
@@ -21,7 +22,6 @@ from earlyprune.data.folder import (
     FolderBundle,
     list_images,
 )
-from earlyprune.errors import DatasetError
 
 HINT = (
     "ImageNet cannot be downloaded automatically: obtain ILSVRC2012 from "

@@ -1,7 +1,7 @@
 """Seeded randomness and class-stratified sampling, shared by batching, subsets and scoring.
 
 Every random choice in ``earlyprune.data`` draws from a CPU generator seeded by hashing the
-numbers it depends on (seed, epoch, step, purpose; :mod:`earlyprune.rng`), never from global
+numbers it depends on (seed, epoch, step, purpose; :mod:`earlyprune.core.rng`), never from global
 state: the same choice is made again on any machine and any device, an interrupted run can
 recompute any batch, and no data stream shares draws with the model's initialization.
 """
@@ -11,16 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from earlyprune.errors import DatasetError
-from earlyprune.rng import derive_seed
+from earlyprune.core.errors import DatasetError
+from earlyprune.core.rng import derive_seed
 
 __all__ = ["derive_seed", "per_class_pick", "seeded_generator", "stratified_indices"]
 
 
 def seeded_generator(*parts: int | str) -> torch.Generator:
-    """A CPU generator seeded from ``parts`` (see :func:`earlyprune.rng.derive_seed`); CPU so that
+    """A CPU generator seeded from ``parts`` (see :func:`earlyprune.core.rng.derive_seed`); CPU so that
     draws do not depend on the device. ``(seed, ..., purpose)`` is the stream
-    ``earlyprune.rng.generator(seed, purpose, ...)``."""
+    ``earlyprune.core.rng.generator(seed, purpose, ...)``."""
     return torch.Generator().manual_seed(derive_seed(*parts))
 
 

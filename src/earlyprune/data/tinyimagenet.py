@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from earlyprune.core.errors import DatasetError
 from earlyprune.data.api import DATASETS, missing_error, search_roots
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.folder import (
@@ -26,7 +27,6 @@ from earlyprune.data.folder import (
     FolderBundle,
     list_images,
 )
-from earlyprune.errors import DatasetError
 
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 HINT = f"Download {URL} and unzip it into the data root (download=True is not offered for it)."

@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from earlyprune.core.errors import DatasetError, SpecError
 from earlyprune.data.api import DATASETS
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
-from earlyprune.errors import DatasetError, SpecError
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 USAGE = "expected a dataset name, npz:path/to/file.npz, path/to/file.py:LOADER or pkg.mod:LOADER"
@@ -52,7 +52,7 @@ def resolve_dataset(dataset: str, dataset_file: str) -> tuple[str, str]:
         SpecError: The file is missing or changed since the spec was made, or the loader
             cannot be imported. Bad arrays are found when the data is loaded (``DatasetError``).
     """
-    from earlyprune.user_methods import resolve_user_input
+    from earlyprune.core.user_functions import resolve_user_input
 
     return resolve_user_input("dataset", dataset, dataset_file, registered=DATASETS.__contains__,
                               user_name=lambda n: bool(USER_NAME.match(n)),
@@ -62,7 +62,7 @@ def resolve_dataset(dataset: str, dataset_file: str) -> tuple[str, str]:
 def _absolute(target: str) -> str:
     if target.startswith("npz:"):
         return "npz:" + os.path.abspath(os.path.expanduser(target[4:]))
-    from earlyprune.user_methods import absolute
+    from earlyprune.core.user_functions import absolute
 
     return absolute(target)
 
@@ -77,7 +77,7 @@ def register_dataset_target(target: str) -> str:
         if name not in DATASETS:
             DATASETS.add(name, lambda _root, _download: load_npz(path, name))
         return name
-    from earlyprune.user_methods import load_function
+    from earlyprune.core.user_functions import load_function
 
     loader, name = load_function(target, USAGE)
     if name not in DATASETS:
@@ -113,7 +113,7 @@ def load_npz(path: Path, name: str) -> DataBundle:
 
 def from_loader(loader: Any, target: str, name: str) -> DataBundle:
     """Calls a user loader and checks what it returns."""
-    from earlyprune.user_methods import one_line
+    from earlyprune.core.user_functions import one_line
 
     try:
         out = loader()

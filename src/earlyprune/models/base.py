@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from earlyprune import rng
+from earlyprune.core import rng
+from earlyprune.core.registry import Registry
 from earlyprune.models.init import check_init, initialize
-from earlyprune.registry import Registry
 
 InputShape = tuple[int, int, int]
 Builder = Callable[[int, InputShape], nn.Module]
@@ -100,7 +100,7 @@ def create_model(
         init: Weight initializer, one of ``INITS``.
         bn_gamma: BatchNorm γ initializer, one of ``BN_GAMMAS``.
         seed: Seed of the generator that draws the weights (its ``"init"`` stream, see
-            :mod:`earlyprune.rng`); ``None`` uses torch's global RNG.
+            :mod:`earlyprune.core.rng`); ``None`` uses torch's global RNG.
         bias: Bias initializer, one of ``BIAS_INITS`` (PyTorch's default, or zero).
 
     Returns:
@@ -115,7 +115,7 @@ def create_model(
     shape = entry.input_shape if input_shape is None else check_input_shape(input_shape)
     check_init(init, bn_gamma, bias)
     model = entry.build(num_classes, shape)
-    # The "init" stream: independent of every other stream of the run (earlyprune.rng).
+    # The "init" stream: independent of every other stream of the run (earlyprune.core.rng).
     generator = None if seed is None else rng.generator(seed, "init")
     initialize(model, init=init, bn_gamma=bn_gamma, generator=generator, bias=bias)
     # Data-free methods (SynFlow, NTK-SAP, ...) then need no batch: ep.prune reads the shape here.

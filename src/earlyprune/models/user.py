@@ -1,7 +1,7 @@
 """Your own network: ``--model path/to/file.py:factory`` or ``--model pkg.module:factory``.
 
 ``factory(num_classes, input_shape) -> nn.Module`` is imported with the same machinery as user
-scoring functions (:mod:`earlyprune.user_methods`) and registered in :data:`MODELS` under
+scoring functions (:mod:`earlyprune.core.user_functions`) and registered in :data:`MODELS` under
 ``<file stem or module>:<factory>@<8 hex digits of the file's SHA-256>``. That name is what a
 run spec stores in ``model`` (so it is part of the run id: editing the file reruns, moving it
 does not); the absolute location goes in ``model_file``, outside the id, so that any worker
@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from earlyprune.errors import SpecError
+from earlyprune.core.errors import SpecError
 from earlyprune.models.base import MODELS, InputShape, ModelEntry
 
 USAGE = "expected a registered model name, path/to/file.py:FACTORY or package.module:FACTORY"
@@ -38,7 +38,7 @@ def resolve_model(model: str, model_file: str) -> tuple[str, str]:
         SpecError: The file cannot be imported, has no such factory, or changed since the spec
             was made.
     """
-    from earlyprune.user_methods import resolve_user_input
+    from earlyprune.core.user_functions import resolve_user_input
 
     return resolve_user_input("model", model, model_file, registered=MODELS.__contains__,
                               user_name=is_user_model, register=register_model_target)  # fmt: skip
@@ -46,7 +46,7 @@ def resolve_model(model: str, model_file: str) -> tuple[str, str]:
 
 def register_model_target(target: str) -> str:
     """Imports ``FILE.py:FACTORY`` / ``pkg.module:FACTORY`` and registers it; returns its name."""
-    from earlyprune.user_methods import load_function
+    from earlyprune.core.user_functions import load_function
 
     factory, name = load_function(target, USAGE)
     if name not in MODELS:
@@ -64,7 +64,7 @@ def _builder(factory: Any, target: str) -> Any:
         try:
             model = factory(num_classes, tuple(input_shape))
         except Exception as exc:
-            from earlyprune.user_methods import one_line
+            from earlyprune.core.user_functions import one_line
 
             raise SpecError(f"{target}(num_classes={num_classes}, input_shape="
                             f"{tuple(input_shape)}) raised {one_line(exc)}") from None  # fmt: skip
@@ -89,9 +89,9 @@ def check_user_model(name: str, bundle: Any) -> None:
     """
     import torch
 
-    from earlyprune.masking import prunable
+    from earlyprune.core.user_functions import one_line
+    from earlyprune.masks.mask import prunable
     from earlyprune.models.base import create_model
-    from earlyprune.user_methods import one_line
 
     model = create_model(name, bundle.num_classes, input_shape=tuple(bundle.input_shape), seed=0)
     if not prunable(model):

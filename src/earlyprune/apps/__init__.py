@@ -1,0 +1,1 @@
+"""Ready-made studies: the demo and check-method."""

@@ -1,0 +1,1 @@
+"""What every layer may use: errors, the registry, random streams, scalars, processes, user code."""

@@ -1,0 +1,1 @@
+"""Masks: the type and its checks, exact selection, density, connectivity, FLOPs, keep_pruned."""

@@ -1,0 +1,1 @@
+"""Pruning methods: scorers, allocations, placements, ablations, sparse training, the prune/score API."""

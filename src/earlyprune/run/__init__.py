@@ -1,0 +1,1 @@
+"""One run: its spec, the store, numerics, environment, logs and the pipeline."""

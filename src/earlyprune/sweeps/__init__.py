@@ -1,0 +1,1 @@
+"""Sweeps: grids of runs and the executors that run them."""
