@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+# The old module paths below are on purpose (relayout: keep-old-names).
 SRC = Path(__file__).resolve().parent.parent / "src"
 PKG = SRC / "earlyprune"
 
@@ -238,8 +239,16 @@ def test_modules_import_fresh():
     subprocess.run([sys.executable, "-c", code, *modules], check=True, env=env)
 
 
-@pytest.mark.parametrize("old", ["earlyprune.scoring", "earlyprune.spec", "earlyprune.rng",
-                                 "earlyprune.training", "earlyprune.store"])
+@pytest.mark.parametrize(
+    "old",
+    [
+        "earlyprune.scoring",
+        "earlyprune.spec",
+        "earlyprune.rng",
+        "earlyprune.training",
+        "earlyprune.store",
+    ],
+)
 def test_documented_old_paths_still_import_with_a_warning(old):
     """The module paths the README documented before the move are aliases of the new modules."""
     code = (
@@ -253,6 +262,7 @@ def test_documented_old_paths_still_import_with_a_warning(old):
         "print(old.__name__)\n"
     )
     env = {"PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
+    ).stdout
     assert out.strip() != old
