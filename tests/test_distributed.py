@@ -36,7 +36,8 @@ def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> 
     )  # fmt: skip
     torch.set_num_threads(1)
     import earlyprune.run.pipeline as pipeline
-    from earlyprune.train.distributed import Distributed, DistStore
+    from earlyprune.run.dist_store import DistStore
+    from earlyprune.train.distributed import Distributed
 
     job = Distributed.from_env()
     assert job is not None
@@ -114,7 +115,8 @@ def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
         WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    from earlyprune.train.distributed import Distributed, DistStore
+    from earlyprune.run.dist_store import DistStore
+    from earlyprune.train.distributed import Distributed
 
     job = Distributed.from_env()
     assert job is not None

@@ -227,13 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from earlyprune.run.dist_store import DistStore
     from earlyprune.run.hparams import from_args
     from earlyprune.run.logs import Log
     from earlyprune.run.pipeline import check_stored, run, servable
     from earlyprune.run.spec import IMP, PRESETS, PresetWarning, RunSpec, default_preset
     from earlyprune.run.stages import prepare
     from earlyprune.run.store import RunStore
-    from earlyprune.train.distributed import Distributed, DistStore
+    from earlyprune.train.distributed import Distributed
 
     preset_name = args.preset or default_preset(args.dataset)
     if preset_name is None:
