@@ -16,6 +16,7 @@ level only; the levels below it are the unmodified IMP chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -42,13 +43,14 @@ def previous_spec(spec: RunSpec) -> RunSpec:
     return spec.replace(levels=k, sparsity=imp_sparsity(k, spec.level_fraction), ablation=ablation)
 
 
-def previous_level(setup: Setup, store: RunStore) -> tuple[dict[str, Any], Mask]:
+def previous_level(
+    setup: Setup, store: RunStore, run: Callable[..., dict[str, Any]]
+) -> tuple[dict[str, Any], Mask]:
     """Level k − 1's trained weights and mask, running it (and what it needs) if not stored.
 
-    Called on every rank under torchrun: running a level is collective.
+    Called on every rank under torchrun: running a level is collective. ``run`` is
+    ``pipeline.run``, passed in by the pipeline (IMP sits below it: it must not import it).
     """
-    from earlyprune.run.pipeline import run
-
     spec = setup.spec
     if spec.levels == 1:
         model = fresh_model(setup)

@@ -228,7 +228,7 @@ def pruned(setup: Setup, store: RunStore) -> tuple[nn.Module, Mask]:
     if needs_dense(setup):  # the dense run it starts from: run (or wait for) it first
         run(setup.spec.dense_spec(), store, data_root=setup.data_root, job=setup.job, log=setup.log)
     model = weights_to_prune(setup, store)
-    previous = imp.previous_level(setup, store) if setup.spec.method == IMP else None
+    previous = imp.previous_level(setup, store, run) if setup.spec.method == IMP else None
     mask = store.load_tensors(rid, "mask.pt")
     try:
         mask = None if mask is None else check_mask(model, mask)
