@@ -48,7 +48,7 @@ def _integer(name: str, value: Any, minimum: int) -> None:
 
 def validate_hparams(spec: RunSpec) -> None:
     """Range checks that need no data (``SpecError``); ``make_schedule`` checks the rest."""
-    from earlyprune.run.spec import REWINDING
+    from earlyprune.run.limits import REWINDING
     from earlyprune.train.optim import OPTIMIZERS
 
     if spec.lr is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +16,17 @@ from typing import Any
 from earlyprune.core.errors import SpecError
 from earlyprune.core.scalars import plain_number
 from earlyprune.run.hparams import DENSE_HPARAMS, normalized
+from earlyprune.run.limits import (  # noqa: F401  (re-exported: spec is where users look)
+    _DEVICE,
+    BASELINES,
+    DENSE,
+    IMP,
+    MAX_ROUNDS,
+    PRECISIONS,
+    REWINDING,
+    SEED_LIMIT,
+    SPARSITY_DECIMALS,
+)
 from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where users look)
     CUSTOM_PRESET,
     DEFAULT_PRESET,
@@ -29,24 +39,6 @@ from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where 
 from earlyprune.run.spec_checks import check_int as _check_int
 from earlyprune.run.spec_checks import validate
 
-#: Methods that are not scorers but whole pipelines (they need a trained dense network).
-BASELINES = ("magnitude_after_training", "ltr")
-#: Iterative magnitude pruning with rewinding: level k is its own run, built on level k − 1.
-IMP = "imp"
-#: Methods whose survivors are rewound to a dense checkpoint (``rewind_step`` applies to them).
-REWINDING = ("ltr", IMP)
-#: The unpruned reference run.
-DENSE = "dense"
-PRECISIONS = ("fp32", "bf16")
-#: Decimals a sparsity keeps: 0.9 and 0.9000000001 are one run (and compute as 0.9). At 1e-9 the
-#: count of removed weights, round(s·N), moves by at most 0.03 for the largest network (25 M).
-SPARSITY_DECIMALS = 9
-#: More pruning rounds than this is a typo (SynFlow, the most iterative method, uses 100; each
-#: round is a full scoring pass).
-MAX_ROUNDS = 1000
-#: torch's generators take 64-bit seeds; derived seeds add to them.
-SEED_LIMIT = 2**63
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
 #: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
 _NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_class", "threads",
             "world_size")  # fmt: skip

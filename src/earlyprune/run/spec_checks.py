@@ -32,8 +32,7 @@ def validate(spec: RunSpec) -> None:
     from earlyprune.methods.scoring import METHODS
     from earlyprune.methods.sparse_training import SPARSE_TRAINERS, validate_spec
     from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
-    from earlyprune.run.presets import PRESETS
-    from earlyprune.run.spec import (
+    from earlyprune.run.limits import (
         _DEVICE,
         BASELINES,
         DENSE,
@@ -42,6 +41,7 @@ def validate(spec: RunSpec) -> None:
         PRECISIONS,
         SEED_LIMIT,
     )
+    from earlyprune.run.presets import PRESETS
 
     check_choice("dataset", spec.dataset, DATASETS.names())
     check_choice("model", spec.model, MODELS.names())
@@ -111,7 +111,7 @@ def check_composition(spec: RunSpec) -> None:
     from earlyprune.methods.allocation import ALLOCATIONS
     from earlyprune.methods.placement import placement_names
     from earlyprune.methods.scoring import METHODS
-    from earlyprune.run.spec import DENSE
+    from earlyprune.run.limits import DENSE
 
     for kind, value in (("allocation", spec.allocation), ("placement", spec.placement)):
         if value is None:
