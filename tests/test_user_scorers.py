@@ -17,8 +17,8 @@ import pytest
 from earlyprune import cli
 from earlyprune.apps import check_method as check
 from earlyprune.core.errors import SpecError
-from earlyprune.core.user_functions import resolve
 from earlyprune.methods.scoring import METHODS
+from earlyprune.methods.user import resolve
 from earlyprune.models import MODELS
 from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore

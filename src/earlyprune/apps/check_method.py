@@ -43,17 +43,14 @@ from earlyprune.core.errors import SpecError
 from earlyprune.core.user_functions import (  # noqa: F401  (re-exported: check.resolve etc.)
     DEFAULT_TIMEOUT_S,
     USAGE,
-    Target,
     UserCodeError,
     arity,
     check_signature,
-    register_target,
-    registered,
-    resolve,
     where_in_user_code,
 )
 from earlyprune.core.user_functions import absolute as _absolute
 from earlyprune.core.user_functions import one_line as _one_line
+from earlyprune.methods.user import Target, register_target, registered, resolve  # noqa: F401
 from earlyprune.run.environment import RunInterrupted
 
 #: Built-in methods the user method is compared with (random, magnitude and ERK with random

@@ -1,4 +1,4 @@
-"""Exception types raised for user mistakes.
+"""Exception types raised for user mistakes, and the one for the environment's failures.
 
 Every error a user can cause is a ``ValueError`` subclass with a message that says what was wrong
 and what the valid values are; the CLI turns these into one line and exit code 2.
@@ -17,3 +17,11 @@ class SpecError(ValueError):
 
 class StoreError(ValueError):
     """The run store cannot be used (path is a file, not writable, disk full...)."""
+
+
+class RunInterrupted(RuntimeError):
+    """The environment, not the run, stopped it (out of memory, a lost torchrun peer).
+
+    The run is left resumable (its checkpoints stay, no ``failed`` result is stored); running
+    the same command again resumes it.
+    """

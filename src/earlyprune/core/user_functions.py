@@ -12,16 +12,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
 import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from earlyprune.core.errors import SpecError
+from earlyprune.core.errors import RunInterrupted, SpecError
 from earlyprune.core.user_code import import_target, is_file_target
 from earlyprune.core.user_code import one_line as one_line  # re-exported: callers import it here
 
@@ -43,34 +41,6 @@ class UserFileChanged(SpecError):
 
 class UserCodeError(RuntimeError):
     """User code ended a call abnormally: ``sys.exit``, KeyboardInterrupt, or a time-out."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """A resolved scoring method: its run-spec name, the ``Method``, and the user's function."""
-
-    name: str
-    method: Any  # earlyprune.methods.scoring.Method
-    function: Callable[..., Any] | None  # None for a built-in method
-    label: str  # what the user typed, for messages
-
-
-def resolve(target: str, timeout: float | None = DEFAULT_TIMEOUT_S) -> Target:
-    """Imports ``target`` and checks its signature; every mistake is a one-line ``SpecError``.
-
-    The user's function is wrapped by :func:`guarded` (``timeout`` seconds per call).
-    """
-    from earlyprune.methods.scoring import METHODS, method_from_function
-
-    if ":" not in target:
-        if target in METHODS:
-            return Target(target, METHODS.get(target), None, target)
-        raise SpecError(f"{target!r}: {USAGE} (registered: {', '.join(METHODS.names())})")
-    fn, name = load_function(target, USAGE)
-    check_signature(fn, target)
-    safe = guarded(fn, target, timeout)  # its signature is fn's (``__wrapped__``)
-    return Target(name, method_from_function(name, safe, f"user scoring function {target}"), safe,
-                  target)  # fmt: skip
 
 
 def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
@@ -103,8 +73,6 @@ def guarded(fn: Callable[..., Any], label: str, timeout: float | None) -> Callab
     than the end of the worker or of the whole sweep; the time-out, which may come from a loaded
     machine, leaves the run resumable (``RunInterrupted``).
     """
-    from earlyprune.run.environment import RunInterrupted
-
     def call(*args: Any) -> Any:
         try:
             with time_limit(timeout):
@@ -225,61 +193,3 @@ def arity(fn: Callable[..., Any]) -> int | None:
     return None
 
 
-def register_target(target: str) -> str:
-    """Registers ``target``'s method in this process (for worker processes) and returns its name.
-
-    A name already registered is kept: it holds the file's digest, so it is the same code (and
-    `check-method` registered it with the user's ``--timeout``).
-    """
-    from earlyprune.methods.scoring import METHODS
-
-    t = resolve(target)
-    if t.function is not None and t.name not in METHODS:
-        METHODS.add(t.name, t.method)
-    return t.name
-
-
-#: A user scorer's registered name: ``stem:function@<8 hex>`` (``nosource``: a module without).
-USER_NAME = re.compile(r"^.+:[A-Za-z_]\w*@([0-9a-f]{8}|nosource)$")
-
-
-def is_user_method(name: str) -> bool:
-    """Whether ``name`` is a user scorer's content-hashed name (``stem:function@digest``)."""
-    return bool(USER_NAME.match(name))
-
-
-def resolve_method(kind: str, value: str | None, file: str) -> tuple[str | None, str]:
-    """The ``(name, file)`` a spec stores for ``method``, ``allocation`` or ``placement``.
-
-    ``FILE.py:FUNC`` / ``pkg.module:FUNC`` is imported, checked and registered as a scorer; a
-    stored user name is registered again from ``file`` (a worker) and must still match it.
-    Registered names are kept; anything else is left to the spec's validation.
-    """
-    from earlyprune.methods.scoring import METHODS
-
-    if not isinstance(value, str) or not isinstance(file, str):
-        return value, file
-    if not file and is_user_method(value) and value not in METHODS:
-        # Registered by other means (``run_specs(methods=...)`` in workers), or unknown, which
-        # the spec's validation reports: a spec made through the Python API, without a file.
-        return value, file
-    return resolve_user_input(kind, value, file, registered=METHODS.__contains__,
-                              user_name=is_user_method, register=register_target)  # fmt: skip
-
-
-@contextlib.contextmanager
-def registered(target: Target) -> Iterator[None]:
-    """Registers a user method for the duration of a check; built-in methods are left alone."""
-    from earlyprune.methods.scoring import METHODS
-
-    if target.function is None:
-        yield
-        return
-    previous = METHODS.get(target.name) if target.name in METHODS else None
-    METHODS.add(target.name, target.method, replace=True)
-    try:
-        yield
-    finally:
-        METHODS.remove(target.name)
-        if previous is not None:
-            METHODS.add(target.name, previous)

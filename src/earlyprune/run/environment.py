@@ -17,15 +17,7 @@ from typing import Any
 
 import torch
 
-from earlyprune.core.errors import SpecError
-
-
-class RunInterrupted(RuntimeError):
-    """The environment, not the run, stopped it (out of memory, a lost torchrun peer).
-
-    The run is left resumable (its checkpoints stay, no ``failed`` result is stored); running
-    the same command again resumes it.
-    """
+from earlyprune.core.errors import RunInterrupted, SpecError  # noqa: F401  (re-exported)
 
 
 class OutputClosed(RunInterrupted):

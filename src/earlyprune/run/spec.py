@@ -223,7 +223,7 @@ def _resolve_user_inputs(spec: RunSpec) -> None:
 
 def _resolve_scorers(spec: RunSpec) -> None:
     """``method``/``allocation``/``placement`` ``FILE.py:FUNC``: registered, stored hashed."""
-    from earlyprune.core.user_functions import resolve_method
+    from earlyprune.methods.user import resolve_method
 
     for kind in ("method", "allocation", "placement"):
         name, file = resolve_method(kind, getattr(spec, kind), getattr(spec, f"{kind}_file"))

@@ -80,7 +80,7 @@ def run_one(
 def register_methods(targets: Sequence[str]) -> None:
     """Registers user scoring functions (``file.py:func`` / ``pkg.module:func``) here."""
     if targets:
-        from earlyprune.core.user_functions import register_target
+        from earlyprune.methods.user import register_target
 
         for target in targets:
             register_target(target)
