@@ -162,3 +162,16 @@ def test_figures_ring_points_with_disconnected_seeds() -> None:
     assert labels == ["SNIP", P.DISCONNECTED_LABEL, "GraSP"]  # named once
     ring = ax.lines[1]
     assert np.allclose(ring.get_xdata(), [0.05]) and np.allclose(ring.get_ydata(), [10.0])
+
+
+def test_a_run_is_recorded_alike_whoever_ran_it(swept: RunStore, tmp_path: Path) -> None:
+    """allow_disconnected is the command's permission (every sweep grants it): a run's stored
+    spec must not depend on whether a sweep or a single run (or a prerequisite) made it."""
+    assert "allow_disconnected" not in PLAIN.replace(allow_disconnected=True).to_dict()
+    store = RunStore(tmp_path / "single")
+    run(PLAIN, store)  # the same run, made by a single `run` (no permission)
+    rid = PLAIN.run_id
+    assert store.read_result(rid)["spec"] == swept.read_result(rid)["spec"]
+    assert json.loads((store.root / rid / "spec.json").read_text()) == json.loads(
+        (swept.root / rid / "spec.json").read_text()
+    )

@@ -88,7 +88,9 @@ class RunSpec:
     )
     # Train a mask that cuts every input→output path. Not in the run id (like ``device``): it
     # never changes a run's numbers, only whether a degenerate mask is refused.
-    allow_disconnected: bool = field(default=False, metadata=_no_hash())
+    # A permission of the command that runs it (every sweep grants it), not a property of the
+    # run: neither hashed nor stored, so a run's record never depends on who ran it.
+    allow_disconnected: bool = field(default=False, metadata={"hash": False, "stored": False})
     # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
     allocation: str | None = None
     placement: str | None = None
@@ -155,7 +157,12 @@ class RunSpec:
         return hashlib.sha256(canonical_json(self).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields a run's record stores (``spec.json``, ``result.json``)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.metadata.get("stored", True)
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
