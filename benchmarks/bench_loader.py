@@ -116,20 +116,30 @@ def main() -> None:
     labels = torch.randint(0, 10, (N_IMAGES,), generator=generator)
     split = TensorSplit(images, labels)
     bundle = TensorBundle(
-        name="synthetic-cifar", num_classes=10, mean=(0.4914, 0.4822, 0.4465),
-        std=(0.2470, 0.2435, 0.2616), train=split, test=split, shift=4, flip=True,
-    )  # fmt: skip
+        name="synthetic-cifar",
+        num_classes=10,
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        train=split,
+        test=split,
+        shift=4,
+        flip=True,
+    )
     loader = loader_throughput(bundle, device, args.loader_epochs)
     train, source = train_throughput(bundle, device, args.train_steps)
-    print(json.dumps({
-        "loader_images_per_s": round(loader, 1),
-        "train_images_per_s": round(train, 1),
-        "loader_over_train": round(loader / train, 2),
-        "device": str(device),
-        "model": source,
-        "torch_threads": torch.get_num_threads(),
-        "batch_size": BATCH,
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "loader_images_per_s": round(loader, 1),
+                "train_images_per_s": round(train, 1),
+                "loader_over_train": round(loader / train, 2),
+                "device": str(device),
+                "model": source,
+                "torch_threads": torch.get_num_threads(),
+                "batch_size": BATCH,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

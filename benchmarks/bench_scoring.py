@@ -148,13 +148,17 @@ def allocation_costs(model: nn.Module, batch: tuple[Tensor, Tensor], device: tor
                 [timed(device, lambda n=name: allocate(n, shapes, n_keep))[0] for _ in range(5)]
             ),
             3,
-        )  # fmt: skip
+        )
         for name in ALLOCATIONS.names()
     }
     composed = {}
     for alloc, place in (("erk", "magnitude"), ("snip", "random"), ("erk", "snip")):
-        seconds, _ = timed(device, lambda a=alloc, p=place: ep.prune(
-            model, "random", SPARSITY, batch=batch, allocation=a, placement=p))  # fmt: skip
+        seconds, _ = timed(
+            device,
+            lambda a=alloc, p=place: ep.prune(
+                model, "random", SPARSITY, batch=batch, allocation=a, placement=p
+            ),
+        )
         composed[f"{alloc}+{place}"] = round(seconds, 3)
     return {"rule_ms": rules, "composed_s": composed}
 

@@ -123,8 +123,11 @@ def _batch():
 
 def test_every_composition_keeps_the_allocation_counts():
     model = Hand()
-    pairs = [(a, p) for a in [*ALLOCATIONS.names(), "snip"]
-             for p in [*PLACEMENTS.names(), "snip", "lamp"]]  # fmt: skip
+    pairs = [
+        (a, p)
+        for a in [*ALLOCATIONS.names(), "snip"]
+        for p in [*PLACEMENTS.names(), "snip", "lamp"]
+    ]
     for alloc, place in [*pairs, ("synflow", "random"), ("erk", "synflow")]:  # iterative ones
         mask = ep.prune(model, "random", 0.5, batch=_batch(), allocation=alloc, placement=place)
         if alloc in ALLOCATIONS:

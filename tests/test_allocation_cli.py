@@ -59,12 +59,19 @@ def test_shuffle_ablation_equals_scorer_allocation_with_random_placement(tmp_pat
     store = tmp_path / "runs"
     common = [*QUICK, "--sparsity", "0.9", "--store", str(store)]
     assert cli.main(["run", "--method", "snip", "--ablation", "shuffle", *common]) == 0
-    assert cli.main(["run", "--method", "random", "--allocation", "snip", "--placement",
-                     "random", *common]) == 0  # fmt: skip
-    shuffled = result_of(store, RunSpec(method="snip", ablation="shuffle", sparsity=0.9,
-                                        epochs=0.1))  # fmt: skip
-    placed = result_of(store, RunSpec(method="random", allocation="snip", placement="random",
-                                      sparsity=0.9, epochs=0.1))  # fmt: skip
+    assert (
+        cli.main(
+            ["run", "--method", "random", "--allocation", "snip", "--placement", "random", *common]
+        )
+        == 0
+    )
+    shuffled = result_of(
+        store, RunSpec(method="snip", ablation="shuffle", sparsity=0.9, epochs=0.1)
+    )
+    placed = result_of(
+        store,
+        RunSpec(method="random", allocation="snip", placement="random", sparsity=0.9, epochs=0.1),
+    )
     assert counts(shuffled) == counts(placed)
     assert "random[alloc=snip,place=random]  s=90.0%" in capsys.readouterr().out
     uniform = round(0.1 * 16 * 25)  # SNIP's counts are not the random method's uniform ones
@@ -87,8 +94,9 @@ def test_a_sweep_over_allocation_and_placement_axes(tmp_path):
     assert len({tuple(c) for c in by_alloc["synflow"]}) == 1  # one allocation, two placements
     # Reports and verdicts tell the compositions apart from the plain method.
     methods = set(load_results(tmp_path / "runs")["method"])
-    assert methods == {"dense"} | {f"random[alloc={a},place={p}]" for a in ("erk", "synflow")
-                                   for p in ("random", "magnitude")}  # fmt: skip
+    assert methods == {"dense"} | {
+        f"random[alloc={a},place={p}]" for a in ("erk", "synflow") for p in ("random", "magnitude")
+    }
 
 
 def test_bad_allocation_or_placement_is_one_line_and_exit_2(tmp_path, capsys):

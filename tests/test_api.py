@@ -134,8 +134,15 @@ def test_every_method_gives_exact_counts(method, scope):
     total = n_weights(model)
     # Counts only: a method may collapse a layer of this network (SynFlow-L2 with few rounds and
     # random BatchNorm shifts does); refusing that is tested in test_connectivity.py.
-    mask = ep.prune(model, method, 0.9, image_batch(), rounds=fast_rounds(method), scope=scope,
-                    allow_disconnected=True)  # fmt: skip
+    mask = ep.prune(
+        model,
+        method,
+        0.9,
+        image_batch(),
+        rounds=fast_rounds(method),
+        scope=scope,
+        allow_disconnected=True,
+    )
     assert list(mask) == list(ep.prunable(model))
     for name, w in ep.prunable(model).items():
         assert mask[name].dtype == torch.bool and mask[name].shape == w.shape

@@ -226,15 +226,33 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     grid = (0.2, 0.488, 0.672)
     for i, method in enumerate(methods):
         for j, s in enumerate(grid):
-            seeds(store, f"{method}{s}", around(0.9 - 0.01 * j + 0.006 * i), method=method,
-                  sparsity=s, **vgg)  # fmt: skip
+            seeds(
+                store,
+                f"{method}{s}",
+                around(0.9 - 0.01 * j + 0.006 * i),
+                method=method,
+                sparsity=s,
+                **vgg,
+            )
     # Ablations of random and ERK too: questions that mean nothing for them, which the page
     # must not answer.
-    for method, ablation in (("snip", "shuffle"), ("snip", "invert"), ("random", "shuffle"),
-                             ("random", "invert"), ("erk", "shuffle")):  # fmt: skip
+    for method, ablation in (
+        ("snip", "shuffle"),
+        ("snip", "invert"),
+        ("random", "shuffle"),
+        ("random", "invert"),
+        ("erk", "shuffle"),
+    ):
         for s in grid:
-            seeds(store, f"{method}-{ablation}{s}", around(0.89), method=method, sparsity=s,
-                  ablation=ablation, **vgg)  # fmt: skip
+            seeds(
+                store,
+                f"{method}-{ablation}{s}",
+                around(0.89),
+                method=method,
+                sparsity=s,
+                ablation=ablation,
+                **vgg,
+            )
     write_run(store, "failed", status="failed", method="snip", sparsity=0.2, seed=9, **vgg)
     generator = torch.Generator().manual_seed(0)
     for folder in store.iterdir():
@@ -243,8 +261,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if spec["method"] == "dense":
             continue
         density = 1.0 - spec["sparsity"]
-        mask = {"conv1.weight": torch.rand(16, 3, 3, 3, generator=generator) < density,
-                "fc.weight": torch.rand(10, 64, generator=generator) < density}  # fmt: skip
+        mask = {
+            "conv1.weight": torch.rand(16, 3, 3, 3, generator=generator) < density,
+            "fc.weight": torch.rand(10, 64, generator=generator) < density,
+        }
         torch.save(mask, folder / "mask.pt")
         result["layer_density"] = {n: float(m.float().mean()) for n, m in mask.items()}
         result["layer_numel"] = {n: m.numel() for n, m in mask.items()}
@@ -269,8 +289,9 @@ def test_report_reads_well_in_chromium(report, tmp_path):
     assert {(c["method"], c["check"]) for c in pointless} == MEANINGLESS  # each has its cells
     assert all(c["title"] for c in pointless)  # an em dash saying why (checked in `problems`)
     answered = [c["text"] for c in cells if (c["method"], c["check"]) not in MEANINGLESS]
-    assert answered and all(t.split(":")[0] in ("yes", "no", "unclear") or t == "not run"
-                            for t in answered)  # fmt: skip
+    assert answered and all(
+        t.split(":")[0] in ("yes", "no", "unclear") or t == "not run" for t in answered
+    )
     assert any(" points above " in t for t in answered)
     assert any("accuracy falls " in t and " when inverted" in t for t in answered)
     assert problems(report, facts, errors) == []
@@ -283,8 +304,9 @@ def test_the_browser_check_catches_a_broken_page(report, tmp_path):
     image = sorted(broken.glob("fig_*.png"))[0]
     image.unlink()
     page = (broken / "index.html").read_text(encoding="utf-8")
-    page = page.replace("</body>", '<a href="nowhere.csv">x</a><div style="width:3000px">w</div>'
-                        "</body>")  # fmt: skip
+    page = page.replace(
+        "</body>", '<a href="nowhere.csv">x</a><div style="width:3000px">w</div></body>'
+    )
     # A verdict where the question means nothing, a signed number, and a table too wide for
     # the window inside a scrolling box.
     random_row = page.index('data-method="random"')
@@ -299,7 +321,9 @@ def test_the_browser_check_catches_a_broken_page(report, tmp_path):
     assert "broken link: nowhere.csv" in found
     assert any(line.startswith("page is ") for line in found)
     assert "table needs horizontal scrolling: layers" in found
-    assert any(line.startswith("verdict where the question means nothing: random / beats random")
-               for line in found)  # fmt: skip
+    assert any(
+        line.startswith("verdict where the question means nothing: random / beats random")
+        for line in found
+    )
     assert any(line.startswith("signed number instead of words") for line in found)
     assert any("ERR_FILE_NOT_FOUND" in line for line in found)  # the console saw it too

@@ -27,8 +27,16 @@ BODIES = {
 
 def check(tmp_path: Path, capsys, body: str, *extra: str) -> tuple[int, str, str]:
     (tmp_path / "mine.py").write_text(body, encoding="utf-8")
-    argv = ["check-method", f"{tmp_path}/mine.py:score", "--quick", "--store",
-            str(tmp_path / "store"), "--out", str(tmp_path / "out"), *extra]  # fmt: skip
+    argv = [
+        "check-method",
+        f"{tmp_path}/mine.py:score",
+        "--quick",
+        "--store",
+        str(tmp_path / "store"),
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
     try:
         code = cli.main(argv)
     except SystemExit as exc:  # what the user's sys.exit did before the fix

@@ -50,8 +50,17 @@ def test_run_prints_the_run_id_and_a_summary_then_serves_it_from_the_store(
 ):
     store = tmp_path / "runs"
     # --quiet: no per-epoch lines (captured stdout is not a terminal; see test_logs.py).
-    argv = ["run", *QUICK, "--method", "snip", "--sparsity", "0.9", "--store", str(store),
-            "--quiet"]  # fmt: skip
+    argv = [
+        "run",
+        *QUICK,
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.9",
+        "--store",
+        str(store),
+        "--quiet",
+    ]
     code, out, err = call(argv, capsys)
     expected_id = RunSpec(method="snip", sparsity=0.9, epochs=0.25).run_id
     assert code == 0 and err == ""
@@ -74,8 +83,18 @@ def test_a_run_that_does_not_end_ok_exits_1_with_its_status(tmp_path, capsys):
     demo = PRESETS.get("demo")
     PRESETS.add("test_cli_diverging", dataclasses.replace(demo, name="test_cli_diverging", lr=1e8))
     try:
-        argv = ["run", *QUICK, "--method", "dense", "--sparsity", "0", "--preset",
-                "test_cli_diverging", "--store", str(tmp_path / "runs")]  # fmt: skip
+        argv = [
+            "run",
+            *QUICK,
+            "--method",
+            "dense",
+            "--sparsity",
+            "0",
+            "--preset",
+            "test_cli_diverging",
+            "--store",
+            str(tmp_path / "runs"),
+        ]
         code, out, err = call(argv, capsys)
     finally:
         PRESETS.remove("test_cli_diverging")
@@ -86,8 +105,15 @@ def test_a_run_that_does_not_end_ok_exits_1_with_its_status(tmp_path, capsys):
 def test_list_names_every_registered_entry(capsys):
     code, out, err = call(["list"], capsys)
     assert code == 0 and err == ""
-    names = [*list_models(), *list_datasets(), *METHODS.names(), *BASELINES, "dense",
-             *ABLATIONS, *PRESETS.names()]  # fmt: skip
+    names = [
+        *list_models(),
+        *list_datasets(),
+        *METHODS.names(),
+        *BASELINES,
+        "dense",
+        *ABLATIONS,
+        *PRESETS.names(),
+    ]
     missing = [n for n in names if n not in out.split() and f"{n}," not in out.split()]
     assert missing == []
 
@@ -107,7 +133,7 @@ MISTAKES = {
         "snip",
         "--sparsity",
         "0.9",
-    ],  # fmt: skip
+    ],
     "unknown ablation": [*BASE, "--ablation", "flip"],
     "unknown preset": [*BASE, "--preset", "nope"],
     "unknown scope": [*BASE, "--scope", "local"],
@@ -147,8 +173,19 @@ def test_a_store_path_that_is_a_file_is_a_user_mistake(tmp_path, capsys):
 
 
 def test_missing_data_files_are_a_user_mistake(tmp_path, capsys):
-    argv = ["run", "--dataset", "mnist", "--method", "snip", "--sparsity", "0.5",
-            "--data-root", str(tmp_path / "empty"), "--store", str(tmp_path / "runs")]  # fmt: skip
+    argv = [
+        "run",
+        "--dataset",
+        "mnist",
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--data-root",
+        str(tmp_path / "empty"),
+        "--store",
+        str(tmp_path / "runs"),
+    ]
     code, _, err = call(argv, capsys)
     assert code == 2 and err.startswith("earlyprune: error: mnist") and len(err.splitlines()) == 1
     assert not (tmp_path / "runs").exists()
@@ -159,8 +196,17 @@ def test_the_console_script_runs(tmp_path):
     exe = str(script) if script.exists() else shutil.which("earlyprune")
     assert exe, "the earlyprune console script is not installed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    argv = [exe, "run", *QUICK, "--method", "random", "--sparsity", "0.5",
-            "--store", str(tmp_path / "runs")]  # fmt: skip
+    argv = [
+        exe,
+        "run",
+        *QUICK,
+        "--method",
+        "random",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(tmp_path / "runs"),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
     run_id = RunSpec(method="random", sparsity=0.5, epochs=0.25).run_id

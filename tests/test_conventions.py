@@ -96,7 +96,6 @@ def test_synflow_l2_iterative_masks_equal_the_restated_reference_under_exact_cou
     assert all(torch.equal(ours[n], mask[n]) for n in mask)
 
 
-
 # ------------------------------------------------------------------------------------ phew
 
 
@@ -268,8 +267,21 @@ def test_missing_cifar_names_a_command_a_cli_user_can_run(tmp_path, monkeypatch,
     from earlyprune.data import cifar
 
     data, store = tmp_path / "data dir", tmp_path / "runs"
-    argv = ["run", "--model", "resnet20", "--dataset", "cifar10", "--data-root", str(data),
-            "--method", "snip", "--sparsity", "0.5", "--store", str(store)]  # fmt: skip
+    argv = [
+        "run",
+        "--model",
+        "resnet20",
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(data),
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(store),
+    ]
     try:
         code = cli.main(argv)
     except SystemExit as exc:
@@ -316,8 +328,21 @@ def test_missing_idx_data_names_a_command_a_cli_user_can_run(tmp_path, capsys, d
     from earlyprune import cli
 
     data, store = tmp_path / "data", tmp_path / "runs"
-    argv = ["run", "--model", "lenet_300_100", "--dataset", dataset, "--data-root", str(data),
-            "--method", "snip", "--sparsity", "0.5", "--store", str(store)]  # fmt: skip
+    argv = [
+        "run",
+        "--model",
+        "lenet_300_100",
+        "--dataset",
+        dataset,
+        "--data-root",
+        str(data),
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(store),
+    ]
     try:
         code = cli.main(argv)
     except SystemExit as exc:

@@ -130,9 +130,15 @@ def toy_bundle(n: int = 70, shape=(3, 32, 32), shift: int = 4, flip: bool = True
     labels = torch.arange(n) % 7
     split = TensorSplit(images, labels)
     return TensorBundle(
-        name="toy", num_classes=7, mean=(0.5,) * shape[0], std=(0.25,) * shape[0],
-        train=split, test=TensorSplit(images[:20], labels[:20]), shift=shift, flip=flip,
-    )  # fmt: skip
+        name="toy",
+        num_classes=7,
+        mean=(0.5,) * shape[0],
+        std=(0.25,) * shape[0],
+        train=split,
+        test=TensorSplit(images[:20], labels[:20]),
+        shift=shift,
+        flip=flip,
+    )
 
 
 # ---------------------------------------------------------------- registry and missing data

@@ -97,8 +97,15 @@ def mtimes(store: Path) -> dict[str, float]:
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset() -> Iterator[None]:
-    tiny = dataclasses.replace(PRESETS.get("demo"), name=TINY.preset, epochs=1, batch_size=64,
-                               milestones=(), train_subset=320, test_subset=200)  # fmt: skip
+    tiny = dataclasses.replace(
+        PRESETS.get("demo"),
+        name=TINY.preset,
+        epochs=1,
+        batch_size=64,
+        milestones=(),
+        train_subset=320,
+        test_subset=200,
+    )
     PRESETS.add(tiny.name, tiny)
     yield
     PRESETS.remove(tiny.name)
@@ -150,8 +157,9 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
     store, _ = demo_store
     n_before = len(results_in(store))
     out = store.parent / "report_user"
-    report = check.check_method(f"{user_file}:my_score", store, out, grid=TINY2, workers=1,
-                                progress=False)  # fmt: skip
+    report = check.check_method(
+        f"{user_file}:my_score", store, out, grid=TINY2, workers=1, progress=False
+    )
     assert report.name.startswith("my_method:my_score@")
     assert report.name not in METHODS  # registered for the check only
     # Trained: the method's 4 ablations × 2 seeds, the 6 references' and dense's second seed.
@@ -185,12 +193,21 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
 
 def test_check_method_takes_the_register_method_signature_too(demo_store, user_file):
     store, _ = demo_store
-    report = check.check_method(f"{user_file}:full_form", store, store.parent / "report_full",
-                                grid=TINY, workers=1, progress=False)  # fmt: skip
+    report = check.check_method(
+        f"{user_file}:full_form",
+        store,
+        store.parent / "report_full",
+        grid=TINY,
+        workers=1,
+        progress=False,
+    )
     assert report.name.startswith("my_method:full_form@") and not report.problems
     # |w| of the survivors is magnitude pruning: the unmodified runs keep magnitude's layers.
-    by = {(r["spec"]["method"], r["spec"]["ablation"]): r for r in results_in(store)
-          if r["spec"]["seed"] == 0}  # fmt: skip
+    by = {
+        (r["spec"]["method"], r["spec"]["ablation"]): r
+        for r in results_in(store)
+        if r["spec"]["seed"] == 0
+    }
     assert by[(report.name, "none")]["layer_density"] == by[("magnitude", "none")]["layer_density"]
     assert len([v for v in report.verdicts]) == len(CHECKS)
 
@@ -198,23 +215,38 @@ def test_check_method_takes_the_register_method_signature_too(demo_store, user_f
 def test_check_method_on_builtin_snip_matches_the_demo_without_retraining(demo_store):
     store, result = demo_store
     before = mtimes(store)
-    report = check.check_method("snip", store, store.parent / "report_snip", grid=TINY,
-                                workers=1, progress=False)  # fmt: skip
+    report = check.check_method(
+        "snip", store, store.parent / "report_snip", grid=TINY, workers=1, progress=False
+    )
     assert mtimes(store) == before
     # The demo's SNIP rows of the results table, cell for cell (column widths may differ).
-    demo_rows = [ln.split() for ln in result.text.splitlines()
-                 if ln.startswith("snip") and ln.endswith(" ok")]  # fmt: skip
+    demo_rows = [
+        ln.split()
+        for ln in result.text.splitlines()
+        if ln.startswith("snip") and ln.endswith(" ok")
+    ]
     assert len(demo_rows) == 4
     assert all(row in [ln.split() for ln in report.text.splitlines()] for row in demo_rows)
-    snip = [r["test_accuracy"] for r in results_in(store) if r["spec"]["method"] == "snip"
-            and r["spec"]["ablation"] == "none" and r["spec"]["seed"] in TINY.seeds]  # fmt: skip
+    snip = [
+        r["test_accuracy"]
+        for r in results_in(store)
+        if r["spec"]["method"] == "snip"
+        and r["spec"]["ablation"] == "none"
+        and r["spec"]["seed"] in TINY.seeds
+    ]
     assert report.verdicts[0].subject == stat(snip) and stat(snip).n == len(TINY.seeds)
 
 
 def test_runs_that_fail_are_reported_and_their_verdicts_unclear(demo_store, user_file):
     store, _ = demo_store
-    report = check.check_method(f"{user_file}:flaky", store, store.parent / "report_flaky",
-                                grid=TINY2, workers=1, progress=False)  # fmt: skip
+    report = check.check_method(
+        f"{user_file}:flaky",
+        store,
+        store.parent / "report_flaky",
+        grid=TINY2,
+        workers=1,
+        progress=False,
+    )
     assert len(report.problems) == 4  # seed 1 of each ablation
     assert all("failed RuntimeError: flaky" in line for line in report.problems)
     assert {v.answer for v in report.verdicts} == {"unclear"}
@@ -281,20 +313,44 @@ def test_decide(effect, se, answer):
 
 
 def test_verdict_line_format():
-    v = Verdict("beats random", 0.9, "yes", 0.041, 0.006, Stat(0.8, 0.004, 3),
-                Stat(0.759, 0.005, 3), "its choices are better")  # fmt: skip
+    v = Verdict(
+        "beats random",
+        0.9,
+        "yes",
+        0.041,
+        0.006,
+        Stat(0.8, 0.004, 3),
+        Stat(0.759, 0.005, 3),
+        "its choices are better",
+    )
     assert v.line() == (
         "beats random at 90.0 %: yes, 4.1 points above random (80.0 ± 0.4 vs 75.9 ± 0.5 %, "
         "se 0.6, 3 seeds) — its choices are better"
     )
-    inverted = Verdict("sensitive to inversion", 0.9, "yes", 0.2, 0.01, Stat(0.8, 0.004, 3),
-                       Stat(0.6, 0.004, 3), "its ranking matters")  # fmt: skip
+    inverted = Verdict(
+        "sensitive to inversion",
+        0.9,
+        "yes",
+        0.2,
+        0.01,
+        Stat(0.8, 0.004, 3),
+        Stat(0.6, 0.004, 3),
+        "its ranking matters",
+    )
     assert "yes, accuracy falls 20.0 points when inverted (80.0 ± 0.4 → 60.0 ± 0.4 %" in (
         inverted.line()
     )
     shuffle = "beats its own allocation with random placement (shuffle)"
-    shuffled = Verdict(shuffle, 0.9, "no", -0.002, 0.004, Stat(0.8, 0.004, 3),
-                       Stat(0.802, 0.004, 3), "no information")  # fmt: skip
+    shuffled = Verdict(
+        shuffle,
+        0.9,
+        "no",
+        -0.002,
+        0.004,
+        Stat(0.8, 0.004, 3),
+        Stat(0.802, 0.004, 3),
+        "no information",
+    )
     assert "no, accuracy stays within 0.2 points when shuffled (80.0 ± 0.4 → 80.2 ± 0.4 %" in (
         shuffled.line()
     )
@@ -317,8 +373,9 @@ def test_a_user_method_runs_in_pool_workers(tmp_path):
     with check.registered(resolved):
         mine = [RunSpec(method=resolved.name, sparsity=0.9, epochs=0.25, seed=s) for s in (0, 1)]
     ref = [RunSpec(method="magnitude", sparsity=0.9, epochs=0.25, seed=s) for s in (0, 1)]
-    results = run_specs([*mine, *ref], RunStore(tmp_path / "runs"), workers=2, progress=False,
-                        methods=(target,))  # fmt: skip
+    results = run_specs(
+        [*mine, *ref], RunStore(tmp_path / "runs"), workers=2, progress=False, methods=(target,)
+    )
     assert [r["status"] for r in results] == ["ok"] * 4, [r.get("error") for r in results]
     # |w| is magnitude pruning: same masks, same training, same accuracy (same thread count).
     for own, magnitude in zip(results[:2], results[2:], strict=True):

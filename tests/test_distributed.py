@@ -31,9 +31,12 @@ def _free_port() -> int:
 
 def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-    )  # fmt: skip
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     import earlyprune.run.pipeline as pipeline
     from earlyprune.run.dist_store import DistStore
@@ -52,8 +55,10 @@ def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> 
 
     pipeline.pruned = spy
     result = pipeline.run(DDP, DistStore(store_root, job), job=job)
-    torch.save({"mask": seen["mask"], "accuracy": result["test_accuracy"]},
-               Path(out_dir) / f"rank{rank}.pt")  # fmt: skip
+    torch.save(
+        {"mask": seen["mask"], "accuracy": result["test_accuracy"]},
+        Path(out_dir) / f"rank{rank}.pt",
+    )
     job.close()
 
 
@@ -73,8 +78,14 @@ def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
     assert ranks[0]["accuracy"] == ranks[1]["accuracy"]
     # Only rank 0 wrote: no leftover temp files from a second writer, one result.
     files = sorted(p.name for p in (store_root / DDP.run_id).iterdir())
-    assert files == ["final.pt", "mask.pt", "metrics.jsonl", "numerics.json", "result.json",
-                     "spec.json"]  # fmt: skip
+    assert files == [
+        "final.pt",
+        "mask.pt",
+        "metrics.jsonl",
+        "numerics.json",
+        "result.json",
+        "spec.json",
+    ]
     lines = (store_root / DDP.run_id / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(
         json.loads((store_root / DDP.run_id / "result.json").read_text())["curve"]
@@ -84,11 +95,31 @@ def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
 def test_torchrun_cli_equals_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()), "-m", "earlyprune.cli", "run",
-        "--dataset", "fashion-mnist-mini", "--model", "lenet_300_100", "--method", "snip",
-        "--sparsity", "0.9", "--epochs", "0.5", "--device", "cpu", "--store", str(tmp_path / "ddp"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "earlyprune.cli",
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--model",
+        "lenet_300_100",
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "0.5",
+        "--device",
+        "cpu",
+        "--store",
+        str(tmp_path / "ddp"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("test accuracy") == 1  # only rank 0 speaks
@@ -111,9 +142,12 @@ def test_torchrun_cli_equals_single_process(tmp_path):
 
 def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-        WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-    )  # fmt: skip
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     from earlyprune.run.dist_store import DistStore
     from earlyprune.train.distributed import Distributed
@@ -133,8 +167,9 @@ def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
 def test_a_lost_rank_leaves_the_run_resumable_not_failed(tmp_path):
     store_root = tmp_path / "store"
     try:
-        mp.start_processes(_dying_worker, args=(2, _free_port(), str(store_root)), nprocs=2,
-                           start_method="spawn")  # fmt: skip
+        mp.start_processes(
+            _dying_worker, args=(2, _free_port(), str(store_root)), nprocs=2, start_method="spawn"
+        )
     except Exception as exc:  # rank 0's error, or rank 1's exit, ends the job
         assert "RunInterrupted" in str(exc) or "exit code 1" in str(exc), exc
     folder = store_root / DDP.replace(epochs=1.25).run_id

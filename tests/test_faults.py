@@ -168,8 +168,18 @@ def copy_reference(files: dict[str, Path], dst: Path, drop: list[str]) -> Path:
 
 
 def sweep(files: dict[str, Path], store: Path, workers: int) -> list[str]:
-    return [sys.executable, "-m", "earlyprune.cli", "sweep", "run", str(files["toml"]),
-            "--store", str(store), "--workers", str(workers)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "earlyprune.cli",
+        "sweep",
+        "run",
+        str(files["toml"]),
+        "--store",
+        str(store),
+        "--workers",
+        str(workers),
+    ]
 
 
 def cores(n: int, first: int = 0) -> Callable[[], None]:
@@ -221,8 +231,9 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     store, seen = tmp_path / "store", {}
     for hook in moments:
         argv = [sys.executable, str(files["driver"]), hook, *sweep(files, store, 1)[3:]]
-        proc = subprocess.run(argv, env=ENV, capture_output=True, text=True, timeout=120,
-                              preexec_fn=cores(1))  # fmt: skip
+        proc = subprocess.run(
+            argv, env=ENV, capture_output=True, text=True, timeout=120, preexec_fn=cores(1)
+        )
         assert proc.returncode == -signal.SIGKILL, (hook, proc.stderr)
         if hook.startswith("write:"):  # the half-written file is there, under a temporary name
             assert any(f".{hook.split(':')[1]}." in name for name in litter(store)), hook
@@ -231,8 +242,13 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
         seen = now
     # A kill at a random instant of the real command with two worker processes.
     started = time.time()
-    proc = subprocess.Popen(sweep(files, store, 2), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=cores(2))  # fmt: skip
+    proc = subprocess.Popen(
+        sweep(files, store, 2),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=cores(2),
+    )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         if claim_owners(store, since=started):
@@ -242,8 +258,14 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     proc.kill()
     proc.wait()
     assert {rid: results(store)[rid] for rid in seen} == seen
-    final = subprocess.run(sweep(files, store, 2), env=ENV, capture_output=True, text=True,
-                           timeout=180, preexec_fn=cores(2))  # fmt: skip
+    final = subprocess.run(
+        sweep(files, store, 2),
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=cores(2),
+    )
     assert final.returncode == 0, final.stderr
     assert final.stdout.strip().endswith(
         "4 done (4 ok, 0 diverged), 0 failed, 0 running, 0 pending"
@@ -277,9 +299,17 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
     results_ = run_specs(load_sweep(files["toml"]).specs, RunStore(store), workers=1)
     assert [r["status"] for r in results_] == ["ok"] * 4
     corrupt = sorted(str(p.relative_to(store)) for p in store.glob("*/*.corrupt"))
-    assert corrupt == sorted(f"{rid}/{name}.corrupt" for rid, name in [
-        (dense, "final.pt"), (dense, "step_5.pt"), (snip, "result.json"), (snip, "latest.pt"),
-        (mat, "mask.pt"), (rand, "result.json")])  # fmt: skip
+    assert corrupt == sorted(
+        f"{rid}/{name}.corrupt"
+        for rid, name in [
+            (dense, "final.pt"),
+            (dense, "step_5.pt"),
+            (snip, "result.json"),
+            (snip, "latest.pt"),
+            (mat, "mask.pt"),
+            (rand, "result.json"),
+        ]
+    )
     assert (store / dense / "result.json").read_bytes() == dense_result  # not redone
     for rid, name in [(dense, "final.pt"), (dense, "step_5.pt"), (mat, "mask.pt")]:
         a, b = RunStore(store).load_tensors(rid, name), RunStore(ref).load_tensors(rid, name)
@@ -295,8 +325,14 @@ def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
     snip = run_ids(files["toml"])[1]
     store = copy_reference(files, tmp_path / "store", [snip])
     user_env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    proc = subprocess.run(sweep(files, store, 2), env=user_env, capture_output=True, text=True,
-                          timeout=180, preexec_fn=cores(2))  # fmt: skip
+    proc = subprocess.run(
+        sweep(files, store, 2),
+        env=user_env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=cores(2),
+    )
     assert proc.returncode == 0, proc.stderr
     got, want = (
         json.loads((s / snip / "result.json").read_text()) for s in (store, files["reference"])
@@ -364,12 +400,23 @@ def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    a = subprocess.Popen(sweep(files, store, 1), env=ENV, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, preexec_fn=cores(1, 0))  # fmt: skip
+    a = subprocess.Popen(
+        sweep(files, store, 1),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=cores(1, 0),
+    )
     while a.poll() is None and not list(store.glob("*/claim")):
         time.sleep(0.01)
-    b = subprocess.Popen(sweep(files, store, 1), env=ENV, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, preexec_fn=cores(1, 1))  # fmt: skip
+    b = subprocess.Popen(
+        sweep(files, store, 1),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=cores(1, 1),
+    )
     held = []
     while a.poll() is None and b.poll() is None:  # both hold a claim: kill the first one
         owners = claim_owners(store)
@@ -387,8 +434,10 @@ def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
     assert b.returncode == 0, err
     assert out.strip().endswith("4 done (4 ok, 0 diverged), 0 failed, 0 running, 0 pending")
     for rid in run_ids(files["toml"]):  # an epoch done twice would be logged twice
-        steps = [line.split('"step": ')[1].split(",")[0]
-                 for line in (store / rid / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+        steps = [
+            line.split('"step": ')[1].split(",")[0]
+            for line in (store / rid / "metrics.jsonl").read_text().splitlines()
+        ]
         assert len(steps) == len(set(steps)), rid
     assert litter(store) == [] and not list(store.rglob("*.corrupt"))
     assert_same_report(store, files["reference"])
@@ -507,8 +556,10 @@ def test_a_nan_loss_is_recorded_diverged_and_the_sweep_goes_on(tmp_path: Path, c
     demo = PRESETS.get("demo")
     PRESETS.add("test_faults_nan", dataclasses.replace(demo, name="test_faults_nan", lr=1e8))
     toml = tmp_path / "nan.toml"
-    toml.write_text('[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "random"\n'
-                    'sparsity = 0.5\n[axes]\npreset = ["test_faults_nan", "demo"]\n')  # fmt: skip
+    toml.write_text(
+        '[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.25\nmethod = "random"\n'
+        'sparsity = 0.5\n[axes]\npreset = ["test_faults_nan", "demo"]\n'
+    )
     store = tmp_path / "store"
     try:
         code = cli.main(["sweep", "run", str(toml), "--store", str(store), "--workers", "1"])
@@ -520,7 +571,10 @@ def test_a_nan_loss_is_recorded_diverged_and_the_sweep_goes_on(tmp_path: Path, c
     assert cli.main(["report", str(store)]) == 0
     df = pd.read_csv(store / "report" / "results.csv")
     assert sorted(zip(df["preset"], df["status"], strict=True)) == [
-        ("demo", "ok"), ("demo", "ok"), ("test_faults_nan", "diverged"),
-        ("test_faults_nan", "diverged")]  # fmt: skip
+        ("demo", "ok"),
+        ("demo", "ok"),
+        ("test_faults_nan", "diverged"),
+        ("test_faults_nan", "diverged"),
+    ]
     assert df[df["status"] == "diverged"]["test_accuracy"].isna().all()
     assert "(2 ok, 2 diverged, 0 failed)" in (store / "report" / "index.html").read_text()

@@ -104,8 +104,15 @@ def test_a_run_records_its_flops(tmp_path):
     from earlyprune.run.spec import PRESETS, RunSpec
     from earlyprune.run.store import RunStore
 
-    tiny = dataclasses.replace(PRESETS.get("demo"), name="test_flops_tiny", epochs=1,
-                               batch_size=64, milestones=(), train_subset=128, test_subset=64)  # fmt: skip
+    tiny = dataclasses.replace(
+        PRESETS.get("demo"),
+        name="test_flops_tiny",
+        epochs=1,
+        batch_size=64,
+        milestones=(),
+        train_subset=128,
+        test_subset=64,
+    )
     PRESETS.add(tiny.name, tiny)
     try:
         store = RunStore(tmp_path)

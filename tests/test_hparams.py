@@ -48,9 +48,18 @@ def test_unset_hyperparameters_hash_nothing_and_set_ones_are_the_id():
 
 
 def test_dense_run_carries_what_changes_dense_training_but_not_the_rewind_step():
-    values = {"lr": 0.05, "batch_size": 64, "momentum": 0.8, "weight_decay": 0.0,
-              "milestones": (1.0,), "gamma": 0.5, "optimizer": "sgd", "nesterov": True,
-              "warmup_epochs": 0.5, "label_smoothing": 0.1}  # fmt: skip
+    values = {
+        "lr": 0.05,
+        "batch_size": 64,
+        "momentum": 0.8,
+        "weight_decay": 0.0,
+        "milestones": (1.0,),
+        "gamma": 0.5,
+        "optimizer": "sgd",
+        "nesterov": True,
+        "warmup_epochs": 0.5,
+        "label_smoothing": 0.1,
+    }
     assert set(values) == set(DENSE_HPARAMS)
     spec = RunSpec(method="ltr", sparsity=0.5, rewind_step=3, epochs=2, **values)
     dense = spec.dense_spec()
@@ -106,10 +115,14 @@ def test_schedule_defaults_are_the_presets_and_overrides_are_epochs_of_the_run()
     assert sched.milestones == (8 * 391, 12 * 391)
     assert (sched.lr, sched.momentum, sched.weight_decay, sched.gamma) == (0.1, 0.9, 1e-4, 0.1)
     assert (sched.optimizer, sched.nesterov, sched.warmup_steps, sched.label_smoothing) == (
-        "sgd", False, 0, 0.0,
-    )  # fmt: skip
-    own = make_schedule(spec.replace(batch_size=100, milestones=[4, 10], warmup_epochs=0.5),
-                        preset, data)  # fmt: skip
+        "sgd",
+        False,
+        0,
+        0.0,
+    )
+    own = make_schedule(
+        spec.replace(batch_size=100, milestones=[4, 10], warmup_epochs=0.5), preset, data
+    )
     assert (own.steps_per_epoch, own.milestones, own.warmup_steps) == (500, (2000, 5000), 250)
     assert effective(spec.replace(lr=0.3), preset)["lr"] == 0.3
     with pytest.raises(SpecError, match="milestone.* 20 beyond training"):
@@ -121,8 +134,15 @@ def test_schedule_defaults_are_the_presets_and_overrides_are_epochs_of_the_run()
 
 
 def test_warmup_is_linear_from_lr_over_steps_then_the_step_rule():
-    s = Schedule(total_steps=100, steps_per_epoch=10, batch_size=8, lr=0.4,
-                 milestones=(50, 80), gamma=0.5, warmup_steps=4)  # fmt: skip
+    s = Schedule(
+        total_steps=100,
+        steps_per_epoch=10,
+        batch_size=8,
+        lr=0.4,
+        milestones=(50, 80),
+        gamma=0.5,
+        warmup_steps=4,
+    )
     assert [s.lr_at(i) for i in range(6)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
     assert (s.lr_at(49), s.lr_at(50), s.lr_at(80)) == pytest.approx((0.4, 0.2, 0.1))
     plain = Schedule(total_steps=100, steps_per_epoch=10, batch_size=8, lr=0.4, milestones=())
@@ -137,9 +157,17 @@ def test_one_step_uses_the_warmup_rate_and_the_smoothed_loss():
     model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     ref = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     ref.load_state_dict(model.state_dict())
-    sched = Schedule(total_steps=10, steps_per_epoch=2, batch_size=32, lr=0.5, milestones=(),
-                     momentum=0.9, weight_decay=0.0, warmup_steps=4,
-                     label_smoothing=0.2)  # fmt: skip
+    sched = Schedule(
+        total_steps=10,
+        steps_per_epoch=2,
+        batch_size=32,
+        lr=0.5,
+        milestones=(),
+        momentum=0.9,
+        weight_decay=0.0,
+        warmup_steps=4,
+        label_smoothing=0.2,
+    )
     train(model, bundle, sched, seed=3, stop_step=1, progress=False)
     # By hand: the same first batch, loss = (1 − ε)·CE + ε·mean over classes of −log p.
     x, y = next(iter(bundle.train_batches(32, seed=3, epoch=0)))
@@ -163,10 +191,18 @@ def test_spelling_out_the_presets_values_trains_exactly_the_same_network(tmp_pat
     store = RunStore(tmp_path)
     plain = RunSpec(method="snip", sparsity=0.8, epochs=0.5, device="cpu")
     demo = PRESETS.get("demo")
-    spelled = plain.replace(lr=demo.lr, batch_size=demo.batch_size, momentum=demo.momentum,
-                            weight_decay=demo.weight_decay, gamma=demo.gamma, optimizer="sgd",
-                            nesterov=False, warmup_epochs=0, label_smoothing=0,
-                            milestones=[m / demo.epochs * 0.5 for m in demo.milestones])  # fmt: skip
+    spelled = plain.replace(
+        lr=demo.lr,
+        batch_size=demo.batch_size,
+        momentum=demo.momentum,
+        weight_decay=demo.weight_decay,
+        gamma=demo.gamma,
+        optimizer="sgd",
+        nesterov=False,
+        warmup_epochs=0,
+        label_smoothing=0,
+        milestones=[m / demo.epochs * 0.5 for m in demo.milestones],
+    )
     assert spelled.run_id != plain.run_id  # what was asked for is recorded ...
     a, b = run(plain, store, progress=False), run(spelled, store, progress=False)
     assert a["status"] == b["status"] == "ok"
@@ -193,8 +229,9 @@ def test_ltr_rewind_step_rewinds_to_that_dense_checkpoint(tmp_path):
 
 def test_adam_training_keeps_pruned_weights_zero_in_the_stored_network(tmp_path):
     store = RunStore(tmp_path)
-    spec = RunSpec(method="magnitude", sparsity=0.9, epochs=0.25, optimizer="adamw", lr=1e-3,
-                   device="cpu")  # fmt: skip
+    spec = RunSpec(
+        method="magnitude", sparsity=0.9, epochs=0.25, optimizer="adamw", lr=1e-3, device="cpu"
+    )
     result = run(spec, store, progress=False)
     assert result["status"] == "ok"
     mask = store.load_tensors(spec.run_id, "mask.pt")
@@ -217,8 +254,9 @@ def test_hyperparameters_are_base_keys_and_sweep_axes(tmp_path):
     pruned = [s for s in specs if s.method != "dense"]
     dense = [s for s in specs if s.method == "dense"]
     assert len(pruned) == 8 and len(dense) == 4  # one dense run per (lr, optimizer)
-    assert {(s.lr, s.optimizer) for s in dense} == {(a, b) for a in (0.05, 0.1)
-                                                   for b in ("sgd", "adamw")}  # fmt: skip
+    assert {(s.lr, s.optimizer) for s in dense} == {
+        (a, b) for a in (0.05, 0.1) for b in ("sgd", "adamw")
+    }
     assert all(s.batch_size == 64 and s.milestones == (1.0,) for s in specs)
     # The shared rewind step is LTR's; the SNIP runs and dense runs do not carry it.
     assert {s.method: s.rewind_step for s in specs} == {"snip": None, "ltr": 4, "dense": None}

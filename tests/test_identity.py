@@ -24,8 +24,17 @@ from earlyprune.run.store import RunStore
 from earlyprune.sweeps.grid import run_specs
 
 SPEC = RunSpec(method="snip", sparsity=0.9, epochs=0.25)
-ARGV = ["run", "--dataset", "fashion-mnist-mini", "--method", "snip", "--sparsity", "0.9",
-        "--epochs", "0.25"]  # fmt: skip
+ARGV = [
+    "run",
+    "--dataset",
+    "fashion-mnist-mini",
+    "--method",
+    "snip",
+    "--sparsity",
+    "0.9",
+    "--epochs",
+    "0.25",
+]
 
 
 def _final(store: Path, spec: RunSpec) -> dict[str, torch.Tensor]:
@@ -44,8 +53,10 @@ def test_run_sweep_in_process_and_two_workers_give_identical_numbers(tmp_path, c
     run_specs([SPEC], RunStore(tmp_path / "one"), workers=1, progress=False)
     other = SPEC.replace(seed=1)  # a pool of two needs two runs
     run_specs([SPEC, other], RunStore(tmp_path / "two"), workers=2, progress=False)
-    results = [json.loads((tmp_path / s / SPEC.run_id / "result.json").read_text())
-               for s in ("cli", "one", "two")]  # fmt: skip
+    results = [
+        json.loads((tmp_path / s / SPEC.run_id / "result.json").read_text())
+        for s in ("cli", "one", "two")
+    ]
     assert all(r["status"] == "ok" for r in results)
     assert [r["environment"]["threads"] for r in results] == [1, 1, 1]
     assert [r["environment"]["world_size"] for r in results] == [1, 1, 1]
@@ -98,7 +109,7 @@ def test_unusable_devices_are_refused_before_anything_is_written(device):
         MemoryError(),
         KeyboardInterrupt(),
         SystemExit(1),
-    ],  # fmt: skip
+    ],
     ids=["cuda-oom", "cpu-oom", "ctrl-c", "sys-exit"],
 )
 def test_the_environments_failures_leave_the_run_resumable(tmp_path, monkeypatch, error):
@@ -142,8 +153,12 @@ def test_run_retry_failed_and_the_stored_summary(tmp_path, monkeypatch, capsys):
 
 def test_numpy_and_torch_scalars_and_near_equal_sparsities_name_one_run():
     plain = RunSpec(method="snip", sparsity=0.9, seed=3)
-    for sparsity, seed in [(np.float32(0.9), np.int64(3)), (torch.tensor(0.9), torch.tensor(3)),
-                           (np.float64(0.9), 3), (0.9000000001, 3)]:  # fmt: skip
+    for sparsity, seed in [
+        (np.float32(0.9), np.int64(3)),
+        (torch.tensor(0.9), torch.tensor(3)),
+        (np.float64(0.9), 3),
+        (0.9000000001, 3),
+    ]:
         spec = RunSpec(method="snip", sparsity=sparsity, seed=seed)
         assert spec.run_id == plain.run_id
         assert spec.sparsity == 0.9 and type(spec.seed) is int

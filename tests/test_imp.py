@@ -26,9 +26,21 @@ REWIND = 2
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset_one_thread():
-    PRESETS.add(PRESET, Preset(PRESET, "smallcnn", "fashion-mnist-mini", epochs=1,
-                               batch_size=32, lr=0.05, milestones=(), rewind_step=REWIND,
-                               train_subset=160, test_subset=100))  # fmt: skip
+    PRESETS.add(
+        PRESET,
+        Preset(
+            PRESET,
+            "smallcnn",
+            "fashion-mnist-mini",
+            epochs=1,
+            batch_size=32,
+            lr=0.05,
+            milestones=(),
+            rewind_step=REWIND,
+            train_subset=160,
+            test_subset=100,
+        ),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -158,8 +170,21 @@ def test_a_sweep_over_levels_chains_them_and_costs_one_training_per_level(tmp_pa
 
 
 def test_cli_imp_levels(tmp_path, capsys):
-    argv = ["run", "--dataset", "fashion-mnist-mini", "--preset", PRESET, "--device", "cpu",
-            "--method", "imp", "--levels", "2", "--store", str(tmp_path / "r")]  # fmt: skip
+    argv = [
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--preset",
+        PRESET,
+        "--device",
+        "cpu",
+        "--method",
+        "imp",
+        "--levels",
+        "2",
+        "--store",
+        str(tmp_path / "r"),
+    ]
     assert cli.main(argv) == 0
     assert "imp  s=36.0%" in capsys.readouterr().out
     assert cli.main(argv[:-4] + ["--store", str(tmp_path / "r")]) == 2

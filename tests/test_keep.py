@@ -18,7 +18,7 @@ OPTIMIZERS = {
     "sgd_momentum_wd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-2),
     "sgd_nesterov": lambda p: torch.optim.SGD(
         p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-3
-    ),  # fmt: skip
+    ),
     "adam": lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-3),
     "adam_amsgrad": lambda p: torch.optim.Adam(p, lr=1e-2, amsgrad=True),
     "adamw": lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),

@@ -48,8 +48,21 @@ def call(argv, capsys):
 def test_console_script_writes_one_line_per_epoch_to_a_file(tmp_path):
     log = tmp_path / "job.out"
     env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
-    argv = [sys.executable, "-m", "earlyprune.cli", "run", *QUICK, "--method", "snip",
-            "--sparsity", "0.9", "--epochs", "2", "--store", str(tmp_path / "runs")]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "earlyprune.cli",
+        "run",
+        *QUICK,
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "2",
+        "--store",
+        str(tmp_path / "runs"),
+    ]
     with log.open("w") as out:
         done = subprocess.run(argv, stdout=out, stderr=subprocess.PIPE, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
@@ -64,8 +77,22 @@ def test_console_script_writes_one_line_per_epoch_to_a_file(tmp_path):
 
 
 def test_json_lines_cover_the_dense_run_too_and_quiet_drops_them(tmp_path, capsys):
-    argv = ["run", *QUICK, "--method", "ltr", "--sparsity", "0.9", "--epochs", "1",
-            "--rewind-step", "3", "--store", str(tmp_path), "--log-format", "json"]  # fmt: skip
+    argv = [
+        "run",
+        *QUICK,
+        "--method",
+        "ltr",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "1",
+        "--rewind-step",
+        "3",
+        "--store",
+        str(tmp_path),
+        "--log-format",
+        "json",
+    ]
     code, out, err = call(argv, capsys)
     assert code == 0 and err == ""
     events = [json.loads(line) for line in out.splitlines()]  # every line is one JSON object
@@ -76,16 +103,29 @@ def test_json_lines_cover_the_dense_run_too_and_quiet_drops_them(tmp_path, capsy
     assert (ltr["run_id"], ltr["step"], ltr["total_steps"]) == (spec.run_id, 6, 6)
     assert events[-1]["status"] == "ok" and 0 < events[-1]["test_accuracy"] <= 1
     assert events[-1]["spec"]["rewind_step"] == 3
-    argv = ["run", *QUICK, "--method", "snip", "--sparsity", "0.5", "--epochs", "0.5",
-            "--store", str(tmp_path), "--quiet"]  # fmt: skip
+    argv = [
+        "run",
+        *QUICK,
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--epochs",
+        "0.5",
+        "--store",
+        str(tmp_path),
+        "--quiet",
+    ]
     code, out, err = call(argv, capsys)
     assert code == 0 and len(out.splitlines()) == 2 and "epoch" not in out
 
 
 def test_sweep_writes_one_line_per_finished_run(tmp_path, capsys):
     sweep = tmp_path / "s.toml"
-    sweep.write_text('[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.5\ndevice = "cpu"\nbatch_size = 512\n'
-                     '[axes]\nmethod = ["snip", "random"]\nsparsity = [0.9]\n')  # fmt: skip
+    sweep.write_text(
+        '[base]\ndataset = "fashion-mnist-mini"\nepochs = 0.5\ndevice = "cpu"\nbatch_size = 512\n'
+        '[axes]\nmethod = ["snip", "random"]\nsparsity = [0.9]\n'
+    )
     argv = ["sweep", "run", str(sweep), "--store", str(tmp_path / "runs"), "--workers", "1"]
     code, out, err = call(argv, capsys)
     assert code == 0
@@ -134,8 +174,19 @@ def test_version_help_and_presets(capsys):
     ],
 )
 def test_bad_hyperparameters_are_one_line_and_exit_2(tmp_path, capsys, flags, needle):
-    argv = ["run", *QUICK, "--method", "snip", "--sparsity", "0.9", "--epochs", "2",
-            "--store", str(tmp_path / "runs"), *flags]  # fmt: skip
+    argv = [
+        "run",
+        *QUICK,
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "2",
+        "--store",
+        str(tmp_path / "runs"),
+        *flags,
+    ]
     code, out, err = call(argv, capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert needle in err
@@ -143,8 +194,20 @@ def test_bad_hyperparameters_are_one_line_and_exit_2(tmp_path, capsys, flags, ne
 
 
 def test_tensorboard_event_files_or_one_line_without_the_package(tmp_path, capsys):
-    argv = ["run", *QUICK, "--method", "dense", "--sparsity", "0", "--epochs", "2",
-            "--store", str(tmp_path / "runs"), "--tensorboard", str(tmp_path / "tb")]  # fmt: skip
+    argv = [
+        "run",
+        *QUICK,
+        "--method",
+        "dense",
+        "--sparsity",
+        "0",
+        "--epochs",
+        "2",
+        "--store",
+        str(tmp_path / "runs"),
+        "--tensorboard",
+        str(tmp_path / "tb"),
+    ]
     try:
         import tensorboard  # noqa: F401
     except ImportError:

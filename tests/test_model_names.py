@@ -19,8 +19,10 @@ def test_named_small_models_load_checkpoints_with_positional_names(name):
         old[f"{positions[layer]}.{rest}"] = value.clone() + 1
     fresh = ep.create_model(name, 10)
     fresh.load_state_dict(old)
-    assert all(torch.equal(fresh.state_dict()[k], v + 0) for k, v in zip(
-        model.state_dict(), old.values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(fresh.state_dict()[k], v + 0)
+        for k, v in zip(model.state_dict(), old.values(), strict=True)
+    )
     assert list(ep.prunable(fresh))[0] in ("conv1.weight", "fc1.weight")
 
 
@@ -29,5 +31,7 @@ def test_named_models_pickle():
 
     model = ep.create_model("smallcnn", 10)
     copy = pickle.loads(pickle.dumps(model))
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                 copy.state_dict().values(), strict=True))  # fmt: skip
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), copy.state_dict().values(), strict=True)
+    )

@@ -200,11 +200,16 @@ def test_synflow_l2_matches_the_closed_form_on_a_linear_chain(masked):
     torch.manual_seed(4)
     model = LinearChain(d=5, h=4, o=3)
     gen = torch.Generator().manual_seed(1)
-    mask = {n: torch.rand(w.shape, generator=gen) < (0.6 if masked else 2.0)
-            for n, w in weights_of(model).items()}  # fmt: skip
+    mask = {
+        n: torch.rand(w.shape, generator=gen) < (0.6 if masked else 2.0)
+        for n, w in weights_of(model).items()
+    }
     v1 = (model.l1.weight.detach().double() * mask["l1.weight"]) ** 2
     v2 = (model.l2.weight.detach().double() * mask["l2.weight"]) ** 2
-    expected = {"l1.weight": v1.sqrt() * v2.sum(0)[:, None], "l2.weight": v2.sqrt() * v1.sum(1)[None, :]}
+    expected = {
+        "l1.weight": v1.sqrt() * v2.sum(0)[:, None],
+        "l2.weight": v2.sqrt() * v1.sum(1)[None, :],
+    }
     scores = ep.score(model, "synflow_l2", (torch.zeros(2, 5), torch.zeros(2)), mask=mask)
     for n, e in expected.items():
         torch.testing.assert_close(scores[n].double(), e, rtol=1e-10, atol=1e-300)

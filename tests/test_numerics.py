@@ -41,8 +41,9 @@ def make_old(store: RunStore, rid: str) -> None:
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def test_results_record_the_version_and_old_ones_are_refused_then_recomputed(
@@ -60,8 +61,21 @@ def test_results_record_the_version_and_old_ones_are_refused_then_recomputed(
     assert "--recompute-stale" in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(SpecError, match="older earlyprune"):
         run_specs([spec], store, workers=1, progress=False)
-    argv = ["run", "--dataset", "fashion-mnist-mini", "--method", "dense", "--sparsity", "0",
-            "--epochs", str(FAST), "--device", "cpu", "--store", str(store.root)]  # fmt: skip
+    argv = [
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--method",
+        "dense",
+        "--sparsity",
+        "0",
+        "--epochs",
+        str(FAST),
+        "--device",
+        "cpu",
+        "--store",
+        str(store.root),
+    ]
     capsys.readouterr()
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -78,8 +92,11 @@ def test_a_sweep_with_stale_runs_refuses_all_and_recomputes_them_on_request(tmp_
     specs = [RunSpec(epochs=FAST, device="cpu", seed=s) for s in (0, 1)]
     store = RunStore(tmp_path)
     for s in specs:  # what an older earlyprune wrote: a result.json without a version
-        store.write_json(s.run_id, "result.json", {"run_id": s.run_id, "spec": s.to_dict(),
-                                                   "status": "ok", "test_accuracy": 0.5})  # fmt: skip
+        store.write_json(
+            s.run_id,
+            "result.json",
+            {"run_id": s.run_id, "spec": s.to_dict(), "status": "ok", "test_accuracy": 0.5},
+        )
     with pytest.raises(SpecError, match="2 runs .e.g. "):
         run_specs(specs, store, workers=1, progress=False)
     (redone,) = run_specs(specs[:1], store, workers=1, progress=False, recompute_stale=True)
@@ -109,8 +126,11 @@ def test_an_unfinished_run_of_older_numerics_starts_afresh(tmp_path: Path) -> No
     """A resume point without the folder's marker (an older earlyprune's) is never resumed."""
     spec = RunSpec(epochs=FAST, device="cpu")
     store = RunStore(tmp_path)
-    store.save_tensors(spec.run_id, "latest.pt", {"model": {"bogus": torch.ones(1)}, "step": 1,
-                                                  "optimizer": {}, "curve": []})  # fmt: skip
+    store.save_tensors(
+        spec.run_id,
+        "latest.pt",
+        {"model": {"bogus": torch.ones(1)}, "step": 1, "optimizer": {}, "curve": []},
+    )
     result = run(spec, store, progress=False)
     assert result["status"] == "ok", result.get("error")  # resuming would have failed
     assert store.read_json(spec.run_id, numerics.MARKER) == {

@@ -31,9 +31,21 @@ VOLATILE = ("timings", "created")  # the only result fields allowed to differ be
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset_one_thread():
-    PRESETS.add(TINY, Preset(TINY, "smallcnn", "fashion-mnist-mini", epochs=3, batch_size=32,
-                             lr=0.05, milestones=(2,), rewind_step=REWIND, train_subset=320,
-                             test_subset=200))  # fmt: skip
+    PRESETS.add(
+        TINY,
+        Preset(
+            TINY,
+            "smallcnn",
+            "fashion-mnist-mini",
+            epochs=3,
+            batch_size=32,
+            lr=0.05,
+            milestones=(2,),
+            rewind_step=REWIND,
+            train_subset=320,
+            test_subset=200,
+        ),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -193,7 +205,11 @@ def test_baselines_share_one_dense_training(store, trainings):
     dense_id = ltr.dense_spec().run_id
     r_ltr, r_mat = go(ltr, store), go(mat, store)
     assert r_ltr["status"] == r_mat["status"] == "ok"
-    assert trainings == [f"dense {dense_id}", f"ltr {ltr.run_id}", f"magnitude_after_training {mat.run_id}"]  # fmt: skip
+    assert trainings == [
+        f"dense {dense_id}",
+        f"ltr {ltr.run_id}",
+        f"magnitude_after_training {mat.run_id}",
+    ]
     assert store.read_result(dense_id)["status"] == "ok"
     assert store.load_tensors(dense_id, f"step_{REWIND}.pt")["step"] == REWIND
     assert (r_ltr["prune_step"], r_mat["prune_step"]) == (REWIND, 0)
@@ -276,7 +292,9 @@ def test_reinit_changes_the_weights_not_the_mask(store):
     mask = tensors(store, s, "mask.pt")
     assert same(tensors(store, reinit, "mask.pt"), mask)
     assert same(kept_pattern(final_weights(store, reinit), mask), mask)  # trained with that mask
-    assert not torch.equal(final_weights(store, s)["conv1.weight"], final_weights(store, reinit)["conv1.weight"])  # fmt: skip
+    assert not torch.equal(
+        final_weights(store, s)["conv1.weight"], final_weights(store, reinit)["conv1.weight"]
+    )
 
 
 def test_init_normal_uses_its_own_dense_run(store):

@@ -27,15 +27,23 @@ def readme_commands() -> list[str]:
 def test_the_readme_example_runs_as_written(tmp_path):
     commands = readme_commands()
     assert [c.split()[0] for c in commands] == ["python"] + ["earlyprune"] * 4
-    shutil.copytree(ROOT / "examples" / "own", tmp_path / "examples" / "own",
-                    ignore=shutil.ignore_patterns("*.npz", "__pycache__"))  # fmt: skip
+    shutil.copytree(
+        ROOT / "examples" / "own",
+        tmp_path / "examples" / "own",
+        ignore=shutil.ignore_patterns("*.npz", "__pycache__"),
+    )
     bin_dir = str(Path(sys.executable).parent)  # `python` and `earlyprune` of this environment
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
     outputs = []
     for command in commands:
-        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
         assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
         outputs.append(done.stdout)
     assert "my_net:build@" in outputs[1] and "npz:my_data@" in outputs[1]
@@ -64,23 +72,35 @@ def test_the_readme_own_scorer_path_runs_as_written(tmp_path):
     """`run`, a sweep axis and `check-method` with a grid, all on the user's scoring file."""
     commands = scorer_commands()
     assert [c.split()[:2] for c in commands[1:]] == [
-        ["earlyprune", "run"], ["earlyprune", "sweep"], ["earlyprune", "check-method"]
-    ]  # fmt: skip
+        ["earlyprune", "run"],
+        ["earlyprune", "sweep"],
+        ["earlyprune", "check-method"],
+    ]
     assert "--sparsities 0.9,0.97 --seeds 0,1" in commands[3]
-    shutil.copytree(ROOT / "examples" / "own", tmp_path / "examples" / "own",
-                    ignore=shutil.ignore_patterns("*.npz", "__pycache__"))  # fmt: skip
+    shutil.copytree(
+        ROOT / "examples" / "own",
+        tmp_path / "examples" / "own",
+        ignore=shutil.ignore_patterns("*.npz", "__pycache__"),
+    )
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"], "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT / "src"),
+    }
     outputs = []
     for command in commands:
-        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=900)  # fmt: skip
+        done = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
         assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
         outputs.append(done.stdout)
     run_id = outputs[1].split()[1]  # "run <id> → runs/mine/<id>"
     assert "my_score:my_score@" in outputs[1] and "test accuracy" in outputs[1]
-    results = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "mine").glob("*/result.json")]
+    results = [
+        json.loads(p.read_text()) for p in (tmp_path / "runs" / "mine").glob("*/result.json")
+    ]
     assert {r["status"] for r in results} == {"ok"}
     # The sweep served `run`'s run (same id) and added snip, 97 % and the dense run.
     assert len(results) == 5 and run_id in {r["run_id"] for r in results}
@@ -91,9 +111,11 @@ def test_the_readme_own_scorer_path_runs_as_written(tmp_path):
     for s in ("90.0", "97.0"):
         assert f"beats random at {s} %:" in outputs[3]
     assert any(line.startswith(label + " ") for line in outputs[3].splitlines())
-    check_runs = [json.loads(p.read_text()) for p in
-                  (tmp_path / "runs" / "mine-check").glob("*/result.json")]  # fmt: skip
+    check_runs = [
+        json.loads(p.read_text()) for p in (tmp_path / "runs" / "mine-check").glob("*/result.json")
+    ]
     assert {r["spec"]["seed"] for r in check_runs} == {0, 1}
     assert {r["spec"]["sparsity"] for r in check_runs if r["spec"]["method"] != "dense"} == {
-        0.9, 0.97
+        0.9,
+        0.97,
     }

@@ -101,14 +101,26 @@ def every_kind(tmp_path_factory) -> Path:
     """Random, ERK, SNIP and SNIP with random placement, each with every ablation, at 90 %."""
     store = tmp_path_factory.mktemp("kinds")
     seeds(store, "dense", [0.93, 0.93], method="dense")
-    kinds = {("random", None): 0.80, ("erk", None): 0.83, ("snip", None): 0.86,
-             ("magnitude", None): 0.85, ("snip", "random"): 0.84}  # fmt: skip
+    kinds = {
+        ("random", None): 0.80,
+        ("erk", None): 0.83,
+        ("snip", None): 0.86,
+        ("magnitude", None): 0.85,
+        ("snip", "random"): 0.84,
+    }
     for (method, placement), mean in kinds.items():
         extra = {"placement": placement} if placement else {}
         for ablation, drop in (("none", 0), ("shuffle", 0.05), ("reinit", 0.05), ("invert", 0.35)):
             acc = mean - drop  # seeds: acc − 0.01, acc, acc + 0.01
-            seeds(store, f"{method}-{placement}-{ablation}", [acc - 0.01, acc, acc + 0.01],
-                  method=method, sparsity=0.9, ablation=ablation, **extra)  # fmt: skip
+            seeds(
+                store,
+                f"{method}-{placement}-{ablation}",
+                [acc - 0.01, acc, acc + 0.01],
+                method=method,
+                sparsity=0.9,
+                ablation=ablation,
+                **extra,
+            )
     return store
 
 
@@ -149,8 +161,19 @@ def test_no_verdict_where_a_question_means_nothing(every_kind):
     # The console matrix of `earlyprune demo`: n/a where the question means nothing. Random
     # (80 %) lies 5 points below magnitude (85 %) and 3 below ERK (83 %).
     matrix = V.verdict_matrix(records, methods, 0.9).splitlines()
-    assert matrix[2].split() == ["random", "n/a", "no:", "5.0", "below", "no:", "3.0", "below",
-                                 "n/a", "n/a", "n/a"]  # fmt: skip
+    assert matrix[2].split() == [
+        "random",
+        "n/a",
+        "no:",
+        "5.0",
+        "below",
+        "no:",
+        "3.0",
+        "below",
+        "n/a",
+        "n/a",
+        "n/a",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -249,8 +272,12 @@ def costly(tmp_path_factory) -> Path:
     for s, flops in ((0.5, (600, 400)), (0.8, (300, 100))):
         seeds(store, f"snip{s}", [0.9, 0.91], method="snip", sparsity=s)
         for seed, pruned in enumerate(flops):
-            _with(store, f"snip{s}-s{seed}", flops={"dense": 1000, "pruned": pruned},
-                  effective_density=(1 - s) / (seed + 1))  # fmt: skip
+            _with(
+                store,
+                f"snip{s}-s{seed}",
+                flops={"dense": 1000, "pruned": pruned},
+                effective_density=(1 - s) / (seed + 1),
+            )
     return store
 
 
@@ -271,11 +298,23 @@ def test_flops_and_effective_density_columns(costly, tmp_path):
 def test_collapse_is_na_without_conv_channels_and_no_all_zero_figure(tmp_path):
     store = tmp_path / "s"
     seeds(store, "dense", [0.98, 0.98], method="dense", model="lenet_300_100", dataset="mnist")
-    seeds(store, "snip", [0.97, 0.97], method="snip", sparsity=0.9, model="lenet_300_100",
-          dataset="mnist")  # fmt: skip
+    seeds(
+        store,
+        "snip",
+        [0.97, 0.97],
+        method="snip",
+        sparsity=0.9,
+        model="lenet_300_100",
+        dataset="mnist",
+    )
     for seed in (0, 1):  # what the pipeline records for a network without conv layers
-        _with(store, f"snip-s{seed}", neuron_collapse={"thresholds": [1.0], "overall": [0.0],
-              "per_layer": {}}, layer_density={"1.weight": 0.1}, layer_numel={"1.weight": 784})  # fmt: skip
+        _with(
+            store,
+            f"snip-s{seed}",
+            neuron_collapse={"thresholds": [1.0], "overall": [0.0], "per_layer": {}},
+            layer_density={"1.weight": 0.1},
+            layer_numel={"1.weight": 784},
+        )
     assert load_results(store)["collapse_100"].isna().all()
     ctx = setting(store, "lenet_300_100", "mnist")
     assert DRAW["collapse"](ctx) is None
@@ -284,8 +323,15 @@ def test_collapse_is_na_without_conv_channels_and_no_all_zero_figure(tmp_path):
     conv = tmp_path / "conv"
     seeds(conv, "snip", [0.9, 0.9], method="snip", sparsity=0.2)
     for seed in (0, 1):
-        _with(conv, f"snip-s{seed}", neuron_collapse={"thresholds": [0.5, 1.0],
-              "overall": [0.0, 0.0], "per_layer": {"conv1.weight": [0.0, 0.0]}})  # fmt: skip
+        _with(
+            conv,
+            f"snip-s{seed}",
+            neuron_collapse={
+                "thresholds": [0.5, 1.0],
+                "overall": [0.0, 0.0],
+                "per_layer": {"conv1.weight": [0.0, 0.0]},
+            },
+        )
     assert DRAW["collapse"](setting(conv)) is None
 
 
@@ -393,10 +439,13 @@ def test_jaccard_and_agreement_by_hand(tmp_path):
 
 
 def test_check_method_layer_table_uses_module_paths_and_na():
-    run = {"spec": {"method": "snip", "ablation": "none", "sparsity": 0.9}, "status": "ok",
-           "layer_density": {"fc1.weight": 0.1, "fc2.weight": 0.2},
-           "layer_numel": {"fc1.weight": 235200, "fc2.weight": 30000},
-           "neuron_collapse": {"thresholds": [1.0], "overall": [0.0], "per_layer": {}}}  # fmt: skip
+    run = {
+        "spec": {"method": "snip", "ablation": "none", "sparsity": 0.9},
+        "status": "ok",
+        "layer_density": {"fc1.weight": 0.1, "fc2.weight": 0.2},
+        "layer_numel": {"fc1.weight": 235200, "fc2.weight": 30000},
+        "neuron_collapse": {"thresholds": [1.0], "overall": [0.0], "per_layer": {}},
+    }
     lines = V.layer_table([run], ["snip"], 0.9).splitlines()
     assert lines[1].split() == ["method", "fc1", "fc2", "collapse"]
     assert lines[2].split() == ["(weights)", "235200", "30000"]
@@ -440,10 +489,16 @@ def test_layer_densities_as_numbers_in_a_csv_and_the_page(tmp_path):
     for s in (0.5, 0.8):
         seeds(store, f"snip{s}", [0.9, 0.91], method="snip", sparsity=s)
     # Two SNIP seeds at 50 % with different densities; a diverged random run still has a mask.
-    _with(store, "snip0.5-s1", layer_density={"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4,
-                                              "fc.weight": 0.35},
-          layer_effective_density={"conv1.weight": 0.7, "layer1.0.conv1.weight": 0.3,
-                                   "fc.weight": 0.3})  # fmt: skip
+    _with(
+        store,
+        "snip0.5-s1",
+        layer_density={"conv1.weight": 0.8, "layer1.0.conv1.weight": 0.4, "fc.weight": 0.35},
+        layer_effective_density={
+            "conv1.weight": 0.7,
+            "layer1.0.conv1.weight": 0.3,
+            "fc.weight": 0.3,
+        },
+    )
     write_run(store, "random0.5", acc=0.8, method="random", sparsity=0.5)
     write_run(store, "random0.5-div", status="diverged", method="random", sparsity=0.5, seed=1)
     write_run(store, "random0.8", acc=0.7, method="random", sparsity=0.8)
@@ -503,8 +558,7 @@ def test_reports_name_a_user_method_as_the_user_wrote_it(tmp_path):
     assert set(rows["method"]) == {"my_scores.py:score", "random"}
     html_table = verdict_table(rows)
     assert "my_scores.py:score" in html_table and "@1a2b3c4d" not in html_table
-    found = V.verdicts([json.loads(p.read_text()) for p in store.glob("*/result.json")],
-                       v1, [0.9])  # fmt: skip
+    found = V.verdicts([json.loads(p.read_text()) for p in store.glob("*/result.json")], v1, [0.9])
     assert next(v for v in found if v.check == "beats random").answer == "yes"
     seeds(store, "u2", around(0.60), method=v2, method_file=file, sparsity=0.9)
     rows = load_results(store)

@@ -67,8 +67,10 @@ def test_inverted_random_keeps_the_same_layer_densities_and_typical_weights() ->
         for seed in range(3):
             model = ep.create_model(name, 10, seed=seed)
             batch = (torch.zeros(2, *shape), torch.zeros(2, dtype=torch.long))
-            masks = {inv: ep.prune(model, "random", sparsity, batch=batch, invert=inv, seed=seed)
-                     for inv in (False, True)}  # fmt: skip
+            masks = {
+                inv: ep.prune(model, "random", sparsity, batch=batch, invert=inv, seed=seed)
+                for inv in (False, True)
+            }
             for layer, w in prunable(model).items():
                 n = w.numel()
                 d = {inv: float(m[layer].float().mean()) for inv, m in masks.items()}

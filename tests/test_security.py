@@ -28,8 +28,18 @@ from earlyprune.run.store import RunStore
 # Pruned at step 3 of a dense run of 0.25 demo epochs: every kind of checkpoint is loaded.
 DENSE = RunSpec(epochs=0.25, device="cpu")
 PRUNED = RunSpec(epochs=0.25, device="cpu", method="snip", sparsity=0.9, prune_step=3)
-STR_FIELDS = ("dataset", "model", "preset", "method", "scope", "ablation", "init", "bn_gamma",
-              "precision", "device")  # fmt: skip
+STR_FIELDS = (
+    "dataset",
+    "model",
+    "preset",
+    "method",
+    "scope",
+    "ablation",
+    "init",
+    "bn_gamma",
+    "precision",
+    "device",
+)
 ESCAPES = ["../../escaped", "/tmp/escaped", "..", "a/../../escaped", "~/escaped", "x\0y"]
 
 
@@ -57,8 +67,12 @@ def test_planted_pickles_in_a_store_are_refused_and_the_work_redone(tmp_path: Pa
     clean = RunStore(tmp_path / "clean")
     want = run(PRUNED, clean, progress=False)
     store, marker = RunStore(tmp_path / "store"), tmp_path / "pwned"
-    planted = [(DENSE.run_id, "latest.pt"), (DENSE.run_id, "step_3.pt"),
-               (PRUNED.run_id, "mask.pt"), (PRUNED.run_id, "latest.pt")]  # fmt: skip
+    planted = [
+        (DENSE.run_id, "latest.pt"),
+        (DENSE.run_id, "step_3.pt"),
+        (PRUNED.run_id, "mask.pt"),
+        (PRUNED.run_id, "latest.pt"),
+    ]
     for rid, name in planted:
         path = store.path(rid, name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,8 +105,11 @@ def test_a_spec_field_with_a_path_cannot_escape_the_store(
 ) -> None:
     base = {"dataset": "fashion-mnist-mini", "epochs": 0.25, field: "../../escaped"}
     toml = tmp_path / "sweep.toml"
-    toml.write_text("[base]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items())
-                    + "[axes]\nseed = [0]\n")  # fmt: skip
+    toml.write_text(
+        "[base]\n"
+        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in base.items())
+        + "[axes]\nseed = [0]\n"
+    )
     workdir = tmp_path / "a" / "b"
     workdir.mkdir(parents=True)
     monkeypatch.chdir(workdir)  # "../../escaped" would land in tmp_path
@@ -119,7 +136,7 @@ HEX_ID = st.from_regex(r"\A[0-9a-f]{12}\Z")
     run_id=st.one_of(HEX_ID, HEX_ID.map(lambda h: h + "/.."), st.sampled_from(ESCAPES), st.text()),
     name=st.one_of(
         st.sampled_from([*ESCAPES, "result.json", "../result.json", "sub/x.pt"]), st.text()
-    ),  # fmt: skip
+    ),
 )
 def test_store_paths_never_leave_the_run_folder(run_id: str, name: str):
     store = RunStore("/nonexistent/store")
@@ -138,9 +155,14 @@ def test_a_tampered_result_file_cannot_make_the_report_write_elsewhere(tmp_path:
         folder = store / f"{i:012x}"
         folder.mkdir(parents=True)
         spec = {**evil, "method": method, "sparsity": sparsity, "seed": 0, "ablation": "none"}
-        result = {"run_id": f"../../../escaped{i}", "spec": spec, "status": "ok",
-                  "test_accuracy": acc, "density": 1 - sparsity,
-                  "layer_density": {"../../escaped.weight": 1 - sparsity}}  # fmt: skip
+        result = {
+            "run_id": f"../../../escaped{i}",
+            "spec": spec,
+            "status": "ok",
+            "test_accuracy": acc,
+            "density": 1 - sparsity,
+            "layer_density": {"../../escaped.weight": 1 - sparsity},
+        }
         (folder / "result.json").write_text(json.dumps(result))
     before = {p for p in tmp_path.rglob("*")}
     assert cli.main(["report", str(store), "--out", str(out)]) == 0

@@ -42,9 +42,21 @@ SPE = 10
 
 @pytest.fixture(scope="module", autouse=True)
 def tiny_preset_one_thread():
-    PRESETS.add(TINY, Preset(TINY, "smallcnn", "fashion-mnist-mini", epochs=3, batch_size=32,
-                             lr=0.05, milestones=(2,), rewind_step=5, train_subset=320,
-                             test_subset=200))  # fmt: skip
+    PRESETS.add(
+        TINY,
+        Preset(
+            TINY,
+            "smallcnn",
+            "fashion-mnist-mini",
+            epochs=3,
+            batch_size=32,
+            lr=0.05,
+            milestones=(2,),
+            rewind_step=5,
+            train_subset=320,
+            test_subset=200,
+        ),
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -82,8 +94,9 @@ def test_defaults_fill_in_from_the_training_length():
     assert (gmp.start, gmp.end, gmp.interval, gmp.initial_sparsity) == (12512, 46920, 100, 0.0)
     short = resolve_schedule(RunSpec(method="set", sparsity=0.9), 72)  # the demo preset
     assert (short.end, short.interval) == (54, 5)  # ten updates, not none
-    set_ = resolve_schedule(RunSpec(method="set", sparsity=0.9, update_interval=7,
-                                    update_end=40, drop_fraction=0.5), 72)  # fmt: skip
+    set_ = resolve_schedule(
+        RunSpec(method="set", sparsity=0.9, update_interval=7, update_end=40, drop_fraction=0.5), 72
+    )
     assert (set_.end, set_.interval, set_.drop_fraction) == (40, 7, 0.5)
 
 
@@ -134,8 +147,9 @@ def test_drop_and_grow_matches_a_hand_computation(seed):
     k = int(mask.sum()) // 3
     new = drop_and_grow(mask, weight, score, k)
     assert int(new.sum()) == int(mask.sum())
-    assert torch.nonzero(new.flatten()).flatten().tolist() == _hand_drop_grow(mask, weight,
-                                                                             score, k)  # fmt: skip
+    assert torch.nonzero(new.flatten()).flatten().tolist() == _hand_drop_grow(
+        mask, weight, score, k
+    )
 
 
 # ---- inside the training loop -------------------------------------------------------------------
@@ -199,8 +213,16 @@ def _toy_run(method: str, total: int = 24, **sched_fields):
     sched = Schedule(total_steps=total, steps_per_epoch=8, batch_size=8, lr=0.1, milestones=())
     trainer = SPARSE_TRAINERS.get(method)
     mask = full_mask(model) if trainer.dense_start else initial_mask(model, 0.7, seed=0)
-    schedule = UpdateSchedule(**{"start": 0, "end": 16, "interval": 4, "drop_fraction": 0.5,
-                                 "final_sparsity": 0.7, **sched_fields})  # fmt: skip
+    schedule = UpdateSchedule(
+        **{
+            "start": 0,
+            "end": 16,
+            "interval": 4,
+            "drop_fraction": 0.5,
+            "final_sparsity": 0.7,
+            **sched_fields,
+        }
+    )
     updater = Recording(trainer, mask, schedule, seed=0)
     after_step: list[dict] = []
 
@@ -211,8 +233,17 @@ def _toy_run(method: str, total: int = 24, **sched_fields):
             assert torch.count_nonzero(params[n].detach()[~m]) == 0
 
     optimizer = make_optimizer(model, sched)
-    train(model, ToyBundle(), sched, seed=0, mask=mask, optimizer=optimizer, on_grad=[updater],
-          on_step=[inspect], progress=False)  # fmt: skip
+    train(
+        model,
+        ToyBundle(),
+        sched,
+        seed=0,
+        mask=mask,
+        optimizer=optimizer,
+        on_grad=[updater],
+        on_step=[inspect],
+        progress=False,
+    )
     return updater, mask, after_step
 
 
@@ -259,8 +290,9 @@ def test_set_keeps_counts_regrows_at_zero_and_stops_after_the_end():
 
 
 def test_gmp_follows_the_cubic_schedule_exactly():
-    updater, mask, _ = _toy_run("gmp", total=32, start=4, end=20, interval=4,
-                                initial_sparsity=0.0, final_sparsity=0.7)  # fmt: skip
+    updater, mask, _ = _toy_run(
+        "gmp", total=32, start=4, end=20, interval=4, initial_sparsity=0.0, final_sparsity=0.7
+    )
     sched = updater.schedule
     total = sum(m.numel() for m in mask.values())
     assert [u["step"] for u in updater.seen] == [4, 8, 12, 16, 20]
@@ -364,29 +396,58 @@ def test_an_update_end_beyond_training_is_refused_before_anything_runs():
 
 
 def test_cli_flags_and_refusals(tmp_path, capsys):
-    args = ["run", "--dataset", "fashion-mnist-mini", "--preset", TINY, "--method", "rigl",
-            "--sparsity", "0.9", "--device", "cpu", "--store", str(tmp_path)]  # fmt: skip
+    args = [
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--preset",
+        TINY,
+        "--method",
+        "rigl",
+        "--sparsity",
+        "0.9",
+        "--device",
+        "cpu",
+        "--store",
+        str(tmp_path),
+    ]
     assert main([*args, "--ablation", "shuffle"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not apply to method 'rigl'" in err
     assert not any(tmp_path.iterdir())
     assert main([*args, "--update-interval", "3", "--drop-fraction", "0.5", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    rid = RunSpec(preset=TINY, method="rigl", sparsity=0.9, update_interval=3, drop_fraction=0.5,
-                  epochs=1.0).run_id  # fmt: skip
+    rid = RunSpec(
+        preset=TINY, method="rigl", sparsity=0.9, update_interval=3, drop_fraction=0.5, epochs=1.0
+    ).run_id
     assert rid in out and "density 10.00%" in out
 
 
 def test_a_sweep_puts_the_families_side_by_side_skipping_refused_ablations():
     from earlyprune.sweeps.grid import expand
 
-    specs = expand({"preset": TINY}, {"method": ["snip", "rigl", "gmp"], "sparsity": [0.9],
-                                      "ablation": ["none", "shuffle", "reinit"]})  # fmt: skip
+    specs = expand(
+        {"preset": TINY},
+        {
+            "method": ["snip", "rigl", "gmp"],
+            "sparsity": [0.9],
+            "ablation": ["none", "shuffle", "reinit"],
+        },
+    )
     got = {(s.method, s.ablation) for s in specs if s.method != "dense"}
-    assert got == {("snip", "none"), ("snip", "shuffle"), ("snip", "reinit"), ("rigl", "none"),
-                   ("rigl", "reinit"), ("gmp", "none"), ("gmp", "reinit")}  # fmt: skip
-    swept = expand({"preset": TINY, "method": "rigl", "sparsity": 0.9},
-                   {"drop_fraction": [0.1, 0.5], "update_interval": [2, 4]})  # fmt: skip
+    assert got == {
+        ("snip", "none"),
+        ("snip", "shuffle"),
+        ("snip", "reinit"),
+        ("rigl", "none"),
+        ("rigl", "reinit"),
+        ("gmp", "none"),
+        ("gmp", "reinit"),
+    }
+    swept = expand(
+        {"preset": TINY, "method": "rigl", "sparsity": 0.9},
+        {"drop_fraction": [0.1, 0.5], "update_interval": [2, 4]},
+    )
     assert len({s.run_id for s in swept if s.method == "rigl"}) == 4
 
 

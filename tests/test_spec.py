@@ -79,27 +79,59 @@ def test_allow_disconnected_is_a_permission_not_part_of_the_run_id():
 def test_every_other_field_changes_the_run_id():
     base = RunSpec(method="snip", sparsity=0.9)
     changes = {
-        "dataset": "mnist", "model": "lenet_300_100", "preset": "lenet_mnist",
-        "method": "grasp", "sparsity": 0.8, "prune_step": 5, "rounds": 3, "scope": "layer",
-        "ablation": "shuffle", "seed": 1, "epochs": 2.0, "init": "normal",
-        "bn_gamma": "one", "scoring_per_class": 5, "precision": "bf16",
-        "channels_last": False, "bias_init": "zero",
-        "allocation": "erk", "placement": "magnitude",
-        "lr": 0.05, "batch_size": 64, "momentum": 0.8,
-        "weight_decay": 5e-4, "milestones": (1.0,), "gamma": 0.2, "optimizer": "adamw",
-        "nesterov": False, "warmup_epochs": 0.5, "label_smoothing": 0.1,
-        "threads": 2, "world_size": 2,
-    }  # fmt: skip
+        "dataset": "mnist",
+        "model": "lenet_300_100",
+        "preset": "lenet_mnist",
+        "method": "grasp",
+        "sparsity": 0.8,
+        "prune_step": 5,
+        "rounds": 3,
+        "scope": "layer",
+        "ablation": "shuffle",
+        "seed": 1,
+        "epochs": 2.0,
+        "init": "normal",
+        "bn_gamma": "one",
+        "scoring_per_class": 5,
+        "precision": "bf16",
+        "channels_last": False,
+        "bias_init": "zero",
+        "allocation": "erk",
+        "placement": "magnitude",
+        "lr": 0.05,
+        "batch_size": 64,
+        "momentum": 0.8,
+        "weight_decay": 5e-4,
+        "milestones": (1.0,),
+        "gamma": 0.2,
+        "optimizer": "adamw",
+        "nesterov": False,
+        "warmup_epochs": 0.5,
+        "label_smoothing": 0.1,
+        "threads": 2,
+        "world_size": 2,
+    }
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).
     unhashed = {f.name for f in dataclasses.fields(RunSpec) if not f.metadata.get("hash", True)}
-    assert unhashed == {"device", "model_file", "dataset_file", "allow_disconnected",
-                        "method_file", "allocation_file", "placement_file"}  # fmt: skip
+    assert unhashed == {
+        "device",
+        "model_file",
+        "dataset_file",
+        "allow_disconnected",
+        "method_file",
+        "allocation_file",
+        "placement_file",
+    }
     # Fields that apply only to some methods, each changed on a base where it applies.
     rigl, gmp = RunSpec(method="rigl", sparsity=0.9), RunSpec(method="gmp", sparsity=0.9)
-    specific = {"drop_fraction": (rigl, 0.5), "update_interval": (gmp, 7),
-                "update_start": (gmp, 3), "update_end": (gmp, 40),
-                "initial_sparsity": (gmp, 0.1)}  # fmt: skip
+    specific = {
+        "drop_fraction": (rigl, 0.5),
+        "update_interval": (gmp, 7),
+        "update_start": (gmp, 3),
+        "update_end": (gmp, 40),
+        "initial_sparsity": (gmp, 0.1),
+    }
     # rewind_step applies to ltr/imp only: checked in test_hparams.py.
     hashed = (
         {f.name for f in dataclasses.fields(RunSpec)}
@@ -208,8 +240,10 @@ def test_presets_and_defaults_are_consistent():
         assert list(p.milestones) == sorted(p.milestones) and p.milestones[-1] < p.epochs
     demo = PRESETS.get("demo")
     assert (RunSpec().preset, RunSpec().model, RunSpec().dataset) == (
-        "demo", demo.model, demo.dataset,
-    )  # fmt: skip
+        "demo",
+        demo.model,
+        demo.dataset,
+    )
 
 
 def test_paper_sparsity_grid():

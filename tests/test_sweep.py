@@ -92,8 +92,18 @@ def assert_clean(store: RunStore, run_ids: list[str]) -> None:
 
 
 def sweep_cmd(toml: Path, store: Path, workers: int) -> list[str]:
-    return [sys.executable, "-m", "earlyprune.cli", "sweep", "run", str(toml),
-            "--store", str(store), "--workers", str(workers)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "earlyprune.cli",
+        "sweep",
+        "run",
+        str(toml),
+        "--store",
+        str(store),
+        "--workers",
+        str(workers),
+    ]
 
 
 # ---- files and expansion ----------------------------------------------------------------------
@@ -118,8 +128,14 @@ def test_example_sweeps_parse_and_expand(name: str, count: int) -> None:
 
 
 def test_every_example_file_is_covered() -> None:
-    covered = {"resnet20_cifar10_fig4", "vgg16_cifar10_fig4", "resnet20_ablations_fig5",
-               "demo_small", "allocation_placement", "demo_hyperparameters"}  # fmt: skip
+    covered = {
+        "resnet20_cifar10_fig4",
+        "vgg16_cifar10_fig4",
+        "resnet20_ablations_fig5",
+        "demo_small",
+        "allocation_placement",
+        "demo_hyperparameters",
+    }
     assert {p.stem for p in EXAMPLES.glob("*.toml")} == covered
 
 
@@ -130,10 +146,12 @@ def test_expand_grid_dense_references_and_prerequisites() -> None:
     assert sorted({s.sparsity for s in specs[1:]}) == [0.2, 0.36, 0.488]
     assert specs[0] == specs[1].dense_spec() and specs[0].preset == "demo"
     # Without dense references the prerequisite of LTR stays; pruning at init needs none.
-    assert [s.method for s in expand(base, {"method": ["snip"], "sparsity": [0.5]},
-                                     dense=False)] == ["snip"]  # fmt: skip
-    assert [s.method for s in expand(base, {"method": ["ltr"], "sparsity": [0.5]},
-                                     dense=False)] == ["dense", "ltr"]  # fmt: skip
+    assert [
+        s.method for s in expand(base, {"method": ["snip"], "sparsity": [0.5]}, dense=False)
+    ] == ["snip"]
+    assert [
+        s.method for s in expand(base, {"method": ["ltr"], "sparsity": [0.5]}, dense=False)
+    ] == ["dense", "ltr"]
     # "dense" in the method axis keeps only its unablated combinations without sparsity.
     specs = expand(base, {"method": ["dense"], "ablation": ["none", "shuffle", "init_normal"]})
     assert [(s.method, s.init) for s in specs] == [("dense", "kaiming_fan_in"), ("dense", "normal")]
@@ -148,27 +166,34 @@ def test_dense_combinations_are_skipped_and_counted(tmp_path: Path) -> None:
 
 
 def test_preset_gives_model_and_dataset(tmp_path: Path) -> None:
-    sweep = load_sweep(write(tmp_path / "s.toml", '[base]\npreset = "vgg16_cifar10"\n'
-                             '[axes]\nmethod = ["snip"]\nsparsity = [0.5]\n'))  # fmt: skip
+    sweep = load_sweep(
+        write(
+            tmp_path / "s.toml",
+            '[base]\npreset = "vgg16_cifar10"\n[axes]\nmethod = ["snip"]\nsparsity = [0.5]\n',
+        )
+    )
     assert {(s.model, s.dataset) for s in sweep.specs} == {("vgg16", "cifar10")}
 
 
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("[base]\ndataset = \"cifar10\"\n[axes\nseed = [1]\n", "line 3"),
+        ('[base]\ndataset = "cifar10"\n[axes\nseed = [1]\n', "line 3"),
         ("[axes]\nseeds = [0, 1]\n", "'seeds'"),
         ("[axes]\nseed = []\n", "axis 'seed' is empty"),
         ("[axes]\nseed = 3\n", "axis 'seed' must be a list"),
         ("[axis]\nseed = [1]\n", "unknown key(s) axis"),
-        ("[base]\nmethod = \"snip\"\n[axes]\nsparsity = [0.5, 1.5]\n", "sparsity must be"),
-        ("[axes]\nsparsity = { paper_grid = [0, 3] }\nmethod = [\"snip\"]\n", "paper_grid"),
-        ("[axes]\nmethod = [\"snipp\"]\nsparsity = [0.5]\n", "unknown method 'snipp'"),
-        ("[options]\ndense = \"yes\"\n", "option dense must be true or false"),
-        ("[base]\ndataset = \"fashion-mnist-mini\"\nprune_step = 9999\n"
-         "[axes]\nmethod = [\"random\"]\nsparsity = [0.5]\n", "prune step 9999 is beyond"),
+        ('[base]\nmethod = "snip"\n[axes]\nsparsity = [0.5, 1.5]\n', "sparsity must be"),
+        ('[axes]\nsparsity = { paper_grid = [0, 3] }\nmethod = ["snip"]\n', "paper_grid"),
+        ('[axes]\nmethod = ["snipp"]\nsparsity = [0.5]\n', "unknown method 'snipp'"),
+        ('[options]\ndense = "yes"\n', "option dense must be true or false"),
+        (
+            '[base]\ndataset = "fashion-mnist-mini"\nprune_step = 9999\n'
+            '[axes]\nmethod = ["random"]\nsparsity = [0.5]\n',
+            "prune step 9999 is beyond",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_sweep_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
 ) -> None:
@@ -200,8 +225,16 @@ def test_local_sweep_runs_every_run_once(
 ) -> None:
     sweep = load_sweep(write(tmp_path / "grid.toml", GRID))
     assert len(sweep.specs) == 15
-    assert sweep_status(sweep.specs, reference) == {"done": 15, "ok": 15, "disconnected": 0, "diverged": 0,
-                                                    "failed": 0, "damaged": 0, "running": 0, "pending": 0}  # fmt: skip
+    assert sweep_status(sweep.specs, reference) == {
+        "done": 15,
+        "ok": 15,
+        "disconnected": 0,
+        "diverged": 0,
+        "failed": 0,
+        "damaged": 0,
+        "running": 0,
+        "pending": 0,
+    }
     ids = [s.run_id for s in sweep.specs]
     assert_clean(reference, ids)
     for rid in ids:  # one evaluation (a quarter epoch) per execution
@@ -210,8 +243,10 @@ def test_local_sweep_runs_every_run_once(
     monkeypatch.setattr(local, "_pool_pass", lambda *a: pytest.fail("a pool was started"))
     again = run_specs(sweep.specs, reference, workers=2)
     assert again == [reference.read_result(rid) for rid in ids]
-    assert cli.main(["sweep", "plan", str(tmp_path / "grid.toml"), "--store",
-                     str(reference.root)]) == 0  # fmt: skip
+    assert (
+        cli.main(["sweep", "plan", str(tmp_path / "grid.toml"), "--store", str(reference.root)])
+        == 0
+    )
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 16 and lines[0].startswith(ids[0]) and lines[0].endswith("ok")
     assert lines[-1].endswith("15 done (15 ok, 0 diverged), 0 failed, 0 running, 0 pending")
@@ -241,8 +276,9 @@ def test_sigkill_at_random_moments_then_resume(reference: RunStore, tmp_path: Pa
     # then after a run finished (results are being written, next runs being claimed).
     for trigger in ("claim", "result.json", "result.json"):
         started = time.time()
-        proc = subprocess.Popen(sweep_cmd(toml, store, 2), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            sweep_cmd(toml, store, 2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             if any(p.stat().st_mtime >= started for p in store.glob(f"*/{trigger}")):
@@ -256,8 +292,9 @@ def test_sigkill_at_random_moments_then_resume(reference: RunStore, tmp_path: Pa
     assert any(interrupted)  # at least one kill cut a run short (a run lasts ≥ 0.3 s)
     final = subprocess.run(sweep_cmd(toml, store, 2), capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
-    assert final.stdout.strip().endswith(f"{len(ids)} done ({len(ids)} ok, 0 diverged), "
-                                         "0 failed, 0 running, 0 pending")  # fmt: skip
+    assert final.stdout.strip().endswith(
+        f"{len(ids)} done ({len(ids)} ok, 0 diverged), 0 failed, 0 running, 0 pending"
+    )
     assert_clean(RunStore(store), ids)
     assert_same_runs(RunStore(store), reference, ids)
 
@@ -266,8 +303,12 @@ def test_two_concurrent_sweeps_share_one_store(reference: RunStore, tmp_path: Pa
     toml = write(tmp_path / "small.toml", SMALL)
     ids = [s.run_id for s in load_sweep(toml).specs]
     store = tmp_path / "store"
-    procs = [subprocess.Popen(sweep_cmd(toml, store, 2), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            sweep_cmd(toml, store, 2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     for proc in procs:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
@@ -290,15 +331,20 @@ def test_a_run_that_raises_is_recorded_failed(
         return real(setup, model)
 
     monkeypatch.setattr(earlyprune.run.pipeline, "choose_mask", choose_mask)
-    specs = expand({"dataset": "fashion-mnist-mini", "epochs": 0.25},
-                   {"method": ["snip", "random"], "sparsity": [0.5]}, dense=False)  # fmt: skip
+    specs = expand(
+        {"dataset": "fashion-mnist-mini", "epochs": 0.25},
+        {"method": ["snip", "random"], "sparsity": [0.5]},
+        dense=False,
+    )
     store = RunStore(tmp_path / "store")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a worker would: 2 threads on a busy 2-core machine crawl
     try:
         results = run_specs(specs, store, workers=1)  # in this process, so the patch applies
         assert [(r["spec"]["method"], r["status"]) for r in results] == [
-            ("snip", "failed"), ("random", "ok")]  # fmt: skip
+            ("snip", "failed"),
+            ("random", "ok"),
+        ]
         assert results[0]["error"].startswith("RuntimeError: scores are all NaN (at ")
         assert "test_sweep.py, line " in results[0]["error"]
         assert sweep_status(specs, store)["failed"] == 1
@@ -315,14 +361,18 @@ def test_a_failing_run_in_a_worker_does_not_stop_the_sweep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A mistake only the run itself finds (too few examples per class for the scoring batch).
-    toml = write(tmp_path / "s.toml", f"[base]\n{TINY}[axes]\nmethod = [\"snip\", \"random\"]\n"
-                 "sparsity = [0.5]\nscoring_per_class = [10, 100000]\n")  # fmt: skip
+    toml = write(
+        tmp_path / "s.toml",
+        f'[base]\n{TINY}[axes]\nmethod = ["snip", "random"]\n'
+        "sparsity = [0.5]\nscoring_per_class = [10, 100000]\n",
+    )
     store = tmp_path / "store"
     assert cli.main(["sweep", "run", str(toml), "--store", str(store), "--workers", "2"]) == 1
     out = capsys.readouterr().out
     assert out.count("failed: ") == 2 and "scoring needs 100000 training examples" in out
-    assert out.strip().endswith("5 runs in " + str(store) + ": 3 done (3 ok, 0 diverged), "
-                                "2 failed, 0 running, 0 pending")  # fmt: skip
+    assert out.strip().endswith(
+        "5 runs in " + str(store) + ": 3 done (3 ok, 0 diverged), 2 failed, 0 running, 0 pending"
+    )
 
 
 def test_a_worker_that_dies_is_retried_alone_then_recorded(
@@ -341,14 +391,20 @@ def test_a_worker_that_dies_is_retried_alone_then_recorded(
 
     monkeypatch.setattr(local, "START_METHOD", "fork")
     monkeypatch.setattr(earlyprune.run.pipeline, "run", run)
-    specs = expand({"dataset": "fashion-mnist-mini", "epochs": 0.25},
-                   {"method": ["random", "snip"], "sparsity": [0.5], "seed": [0, 1]},
-                   dense=False)  # fmt: skip
+    specs = expand(
+        {"dataset": "fashion-mnist-mini", "epochs": 0.25},
+        {"method": ["random", "snip"], "sparsity": [0.5], "seed": [0, 1]},
+        dense=False,
+    )
     store = RunStore(tmp_path / "store")
     results = run_specs(specs, store, workers=2)
     status = {(r["spec"]["method"], r["spec"]["seed"]): r["status"] for r in results}
-    assert status == {("random", 0): "ok", ("random", 1): "ok", ("snip", 0): "failed",
-                      ("snip", 1): "failed"}  # fmt: skip
+    assert status == {
+        ("random", 0): "ok",
+        ("random", 1): "ok",
+        ("snip", 0): "failed",
+        ("snip", 1): "failed",
+    }
     assert "died twice" in results[-1]["error"]
     assert not list(store.root.glob("*/claim"))
 
@@ -360,8 +416,16 @@ def test_status_shows_running_claims(tmp_path: Path, capsys: pytest.CaptureFixtu
     sweep = load_sweep(toml)
     store = RunStore(tmp_path / "store")
     with store.claim(sweep.specs[1].run_id):
-        assert sweep_status(sweep.specs, store) == {"done": 0, "ok": 0, "disconnected": 0, "diverged": 0,
-                                                    "failed": 0, "damaged": 0, "running": 1, "pending": 1}  # fmt: skip
+        assert sweep_status(sweep.specs, store) == {
+            "done": 0,
+            "ok": 0,
+            "disconnected": 0,
+            "diverged": 0,
+            "failed": 0,
+            "damaged": 0,
+            "running": 1,
+            "pending": 1,
+        }
         assert cli.main(["sweep", "status", str(toml), "--store", str(store.root)]) == 0
     assert capsys.readouterr().out.strip().endswith("0 failed, 1 running, 1 pending")
 

@@ -22,8 +22,23 @@ from earlyprune.run.spec import PresetWarning, RunSpec
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TINY = 'dataset = "fashion-mnist-mini"\nepochs = 0.25\n'
-FIELDS = ["method", "dataset", "preset", "model", "ablation", "scope", "optimizer", "allocation",
-          "placement", "init", "sparsity", "seed", "epochs", "lr", "milestones"]  # fmt: skip
+FIELDS = [
+    "method",
+    "dataset",
+    "preset",
+    "model",
+    "ablation",
+    "scope",
+    "optimizer",
+    "allocation",
+    "placement",
+    "init",
+    "sparsity",
+    "seed",
+    "epochs",
+    "lr",
+    "milestones",
+]
 
 BAD = {
     "empty file": "",
@@ -52,8 +67,14 @@ BAD = {
 def cli_stderr(*argv: str) -> str:
     """The command's stderr from its own process (pytest records warnings in-process)."""
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "earlyprune.cli", *argv], env=env, text=True,
-                          capture_output=True, timeout=300, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "earlyprune.cli", *argv],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stderr
 
@@ -81,8 +102,11 @@ def test_empty_and_run_less_files_say_there_are_no_runs(tmp_path, capsys):
 
 
 def _wrong(value_kind: str, draw_value: object) -> str:
-    return {"table": f"{{ x = {draw_value} }}", "tables": f"[{{ x = {draw_value} }}]",
-            "nested": f"[[{draw_value}]]"}[value_kind]  # fmt: skip
+    return {
+        "table": f"{{ x = {draw_value} }}",
+        "tables": f"[{{ x = {draw_value} }}]",
+        "nested": f"[[{draw_value}]]",
+    }[value_kind]
 
 
 @settings(
@@ -128,9 +152,22 @@ def test_a_sweep_with_such_a_preset_says_so_once(tmp_path):
 
 def test_a_run_that_warns_names_its_run_and_method_in_one_line(tmp_path):
     """Inverted SynFlow on the demo net: half the weights tie at score -0.0 (shown as 0)."""
-    err = cli_stderr("run", "--dataset", "fashion-mnist-mini", "--method", "synflow", "--sparsity", "0.5",
-            "--ablation", "invert", "--allow-disconnected", "--epochs", "0.01",
-            "--store", str(tmp_path))  # fmt: skip
+    err = cli_stderr(
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--method",
+        "synflow",
+        "--sparsity",
+        "0.5",
+        "--ablation",
+        "invert",
+        "--allow-disconnected",
+        "--epochs",
+        "0.01",
+        "--store",
+        str(tmp_path),
+    )
     run_id = next(p.name for p in tmp_path.iterdir() if (p / "result.json").exists())
     lines = [line for line in err.splitlines() if "warning" in line]
     assert lines == [

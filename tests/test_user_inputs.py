@@ -64,10 +64,12 @@ def files(tmp_path):
         (lambda a: a.update(x_train=a["x_train"].astype(np.int32)), "uint8 (0–255) or floating"),
         (lambda a: a.update(x_test=a["x_test"][:, :, :4]), "x_test images are (3, 6, 4)"),
         (lambda a: a.update(y_train=a["y_train"][:, None]), "y_train must be one label per image"),
-        (lambda a: a.update(y_train=np.zeros(60, np.int64), y_test=np.zeros(30, np.int64)),
-         "at least 2"),
+        (
+            lambda a: a.update(y_train=np.zeros(60, np.int64), y_test=np.zeros(30, np.int64)),
+            "at least 2",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_arrays_name_the_array_and_what_was_expected(change, message):
     a = arrays()
     change(a)
@@ -80,8 +82,19 @@ def test_a_bad_npz_file_is_one_line_exit_2_and_nothing_written(files, capsys):
     bad["y_train"] = bad["y_train"].astype(np.float64)
     np.savez(files / "bad.npz", **bad)
     store = files / "runs"
-    argv = ["run", "--dataset", f"npz:{files / 'bad.npz'}", "--method", "snip", "--sparsity",
-            "0.5", "--store", str(store), "--device", "cpu"]  # fmt: skip
+    argv = [
+        "run",
+        "--dataset",
+        f"npz:{files / 'bad.npz'}",
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(store),
+        "--device",
+        "cpu",
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "y_train must hold integer class labels, got float64" in err
@@ -95,22 +108,33 @@ def test_a_bad_npz_file_is_one_line_exit_2_and_nothing_written(files, capsys):
 def test_nhwc_nchw_and_hw_layouts_give_the_same_images_and_train_set_normalization():
     a = arrays()
     nhwc = bundle_from_arrays(a, "a", "a")
-    nchw = bundle_from_arrays({**a, "x_train": a["x_train"].transpose(0, 3, 1, 2),
-                               "x_test": a["x_test"].transpose(0, 3, 1, 2)}, "b", "b")  # fmt: skip
+    nchw = bundle_from_arrays(
+        {
+            **a,
+            "x_train": a["x_train"].transpose(0, 3, 1, 2),
+            "x_test": a["x_test"].transpose(0, 3, 1, 2),
+        },
+        "b",
+        "b",
+    )
     assert nhwc.input_shape == nchw.input_shape == (3, 6, 6) and nhwc.num_classes == 3
     assert torch.equal(nhwc.train.images, nchw.train.images)
     pixels = a["x_train"].astype(np.float64) / 255  # the training split only, per channel
     assert np.allclose(nhwc.mean, pixels.mean(axis=(0, 1, 2)))
     assert np.allclose(nhwc.std, pixels.std(axis=(0, 1, 2)))
-    gray = bundle_from_arrays({**a, "x_train": a["x_train"][..., 0], "x_test": a["x_test"][..., 0]},
-                              "c", "c")  # fmt: skip
+    gray = bundle_from_arrays(
+        {**a, "x_train": a["x_train"][..., 0], "x_test": a["x_test"][..., 0]}, "c", "c"
+    )
     assert gray.input_shape == (1, 6, 6)
 
 
 def test_float_images_are_normalized_to_zero_mean_unit_std_on_the_training_set():
     a = arrays()
-    floats = {**a, "x_train": a["x_train"].astype(np.float32) * 3 - 7,
-              "x_test": a["x_test"].astype(np.float32)}  # fmt: skip
+    floats = {
+        **a,
+        "x_train": a["x_train"].astype(np.float32) * 3 - 7,
+        "x_test": a["x_test"].astype(np.float32),
+    }
     bundle = bundle_from_arrays(floats, "f", "f")
     x, _ = bundle.train_examples(torch.arange(len(bundle.train)))
     assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
@@ -122,8 +146,13 @@ def test_float_images_are_normalized_to_zero_mean_unit_std_on_the_training_set()
 
 # ---- run ids follow the content -----------------------------------------------------------------
 def test_run_ids_follow_file_content_not_location(files):
-    spec = RunSpec(model=f"{files}/net.py:build", dataset=f"npz:{files}/data.npz",
-                   method="snip", sparsity=0.5, preset="custom")  # fmt: skip
+    spec = RunSpec(
+        model=f"{files}/net.py:build",
+        dataset=f"npz:{files}/data.npz",
+        method="snip",
+        sparsity=0.5,
+        preset="custom",
+    )
     assert spec.model.startswith("net:build@") and spec.dataset.startswith("npz:data@")
     assert spec.model_file == f"{files}/net.py:build" and spec.model_file in repr(spec)
     assert "model_file" not in spec.run_id and files.name not in ep.spec.canonical_json(spec)
@@ -131,13 +160,23 @@ def test_run_ids_follow_file_content_not_location(files):
     moved.mkdir()
     (moved / "net.py").write_text(NET)
     np.savez(moved / "data.npz", **arrays())
-    again = RunSpec(model=f"{moved}/net.py:build", dataset=f"npz:{moved}/data.npz",
-                    method="snip", sparsity=0.5, preset="custom")  # fmt: skip
+    again = RunSpec(
+        model=f"{moved}/net.py:build",
+        dataset=f"npz:{moved}/data.npz",
+        method="snip",
+        sparsity=0.5,
+        preset="custom",
+    )
     assert again.run_id == spec.run_id  # same bytes elsewhere: the same experiment
     (moved / "net.py").write_text(NET + "\n# an edit\n")
     np.savez(moved / "data.npz", **arrays(seed=1))
-    edited = RunSpec(model=f"{moved}/net.py:build", dataset=f"npz:{moved}/data.npz",
-                     method="snip", sparsity=0.5, preset="custom")  # fmt: skip
+    edited = RunSpec(
+        model=f"{moved}/net.py:build",
+        dataset=f"npz:{moved}/data.npz",
+        method="snip",
+        sparsity=0.5,
+        preset="custom",
+    )
     assert edited.model != spec.model and edited.dataset != spec.dataset
     assert edited.run_id != spec.run_id
     # A process that has not seen the file (a worker) registers it from the spec's location;
@@ -152,8 +191,12 @@ def test_run_ids_follow_file_content_not_location(files):
 
 
 def test_user_networks_get_earlyprunes_initializer(files):
-    spec = RunSpec(model=f"{files}/net.py:build", dataset=f"npz:{files}/data.npz",
-                   preset="custom", device="cpu")  # fmt: skip
+    spec = RunSpec(
+        model=f"{files}/net.py:build",
+        dataset=f"npz:{files}/data.npz",
+        preset="custom",
+        device="cpu",
+    )
     setup = stages.prepare(spec)
     he = stages.fresh_model(setup)
     normal = stages.fresh_model(stages.prepare(spec.replace(init="normal")))
@@ -164,9 +207,21 @@ def test_user_networks_get_earlyprunes_initializer(files):
 
 
 def test_a_network_with_the_wrong_output_is_one_line_exit_2(files, capsys):
-    argv = ["run", "--model", f"{files}/net.py:wrong_output", "--dataset",
-            f"npz:{files}/data.npz", "--method", "snip", "--sparsity", "0.5",
-            "--store", str(files / "runs"), "--device", "cpu"]  # fmt: skip
+    argv = [
+        "run",
+        "--model",
+        f"{files}/net.py:wrong_output",
+        "--dataset",
+        f"npz:{files}/data.npz",
+        "--method",
+        "snip",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(files / "runs"),
+        "--device",
+        "cpu",
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "must return (batch, 3) logits for 3 classes, got (2, 4)" in err
@@ -186,7 +241,7 @@ def test_a_loader_may_return_arrays_or_a_bundle(files):
         "    return ep.load_dataset('fashion-mnist-mini')\n"
         "def broken():\n"
         "    return [1, 2]\n"
-    )  # fmt: skip
+    )
     spec = RunSpec(dataset=f"{files}/loader.py:arrays", preset="custom")
     assert spec.dataset.startswith("loader:arrays@")
     got = ep.load_dataset(spec.dataset)

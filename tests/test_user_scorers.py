@@ -69,8 +69,18 @@ def own(tmp_path: Path) -> Path:
 
 
 def tiny_run(store: Path, *flags: str) -> list[str]:
-    return ["run", "--dataset", "fashion-mnist-mini", "--sparsity", "0.9", "--epochs", "0.1",
-            "--store", str(store), *flags]  # fmt: skip
+    return [
+        "run",
+        "--dataset",
+        "fashion-mnist-mini",
+        "--sparsity",
+        "0.9",
+        "--epochs",
+        "0.1",
+        "--store",
+        str(store),
+        *flags,
+    ]
 
 
 # ---- identity --------------------------------------------------------------------------------
@@ -128,8 +138,14 @@ def test_run_takes_a_scorer_file_and_names_it_in_the_result(own, tmp_path, capsy
 
 def test_allocation_and_placement_take_scorer_files(own, tmp_path):
     store = tmp_path / "runs"
-    flags = ["--method", "snip", "--allocation", f"{own}/plain.py:full",
-             "--placement", f"{own}/my_scores.py:score"]  # fmt: skip
+    flags = [
+        "--method",
+        "snip",
+        "--allocation",
+        f"{own}/plain.py:full",
+        "--placement",
+        f"{own}/my_scores.py:score",
+    ]
     assert cli.main(tiny_run(store, *flags)) == 0
     (result,) = [json.loads(p.read_text()) for p in store.glob("*/result.json")]
     spec = result["spec"]
@@ -141,18 +157,27 @@ def test_allocation_and_placement_take_scorer_files(own, tmp_path):
 
 def test_a_sweep_axis_mixes_scorer_files_and_names(own, tmp_path, monkeypatch):
     monkeypatch.chdir(own.parent)
-    toml = write(tmp_path, "sweep.toml", """
+    toml = write(
+        tmp_path,
+        "sweep.toml",
+        """
 [base]
 dataset = "fashion-mnist-mini"
 epochs = 0.1
 [axes]
 method = ["own/my_scores.py:score", "snip"]
 sparsity = [0.9]
-""")  # fmt: skip
+""",
+    )
     specs = load_sweep(toml).specs
     methods = sorted(s.method for s in specs)
-    alone = RunSpec(dataset="fashion-mnist-mini", epochs=0.1, preset="demo",
-                    method=f"{own}/my_scores.py:score", sparsity=0.9)  # fmt: skip
+    alone = RunSpec(
+        dataset="fashion-mnist-mini",
+        epochs=0.1,
+        preset="demo",
+        method=f"{own}/my_scores.py:score",
+        sparsity=0.9,
+    )
     assert methods[1].startswith("my_scores:score@") and alone.run_id in {s.run_id for s in specs}
     assert [s.method for s in specs if s.method_file] == [alone.method]
 
@@ -176,8 +201,13 @@ def test_a_bad_target_is_one_line_and_writes_nothing(own, tmp_path, capsys, targ
 
 
 def test_a_worker_refuses_a_file_that_changed_and_stores_nothing(own, tmp_path, capsys):
-    spec = RunSpec(dataset="fashion-mnist-mini", preset="demo", epochs=0.1,
-                   method=f"{own}/my_scores.py:score", sparsity=0.9)  # fmt: skip
+    spec = RunSpec(
+        dataset="fashion-mnist-mini",
+        preset="demo",
+        epochs=0.1,
+        method=f"{own}/my_scores.py:score",
+        sparsity=0.9,
+    )
     write(own, "blocks.py", "FACTOR = -1.0  # edited after planning\n")
     METHODS.remove(spec.method)  # as a fresh worker process: it imports the file again
     store = RunStore(tmp_path / "runs")

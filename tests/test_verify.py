@@ -26,8 +26,10 @@ SWEEP = (
 
 
 def snapshot(folder: Path) -> dict[str, bytes | None]:
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
-            for p in sorted(folder.rglob("*"))}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None)
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def flip_a_byte(path: Path) -> None:
@@ -123,11 +125,18 @@ def test_verify_imports_no_torch(tmp_path):
     folder.mkdir(parents=True)
     (folder / "final.pt").write_bytes(b"weights")
     entry = {"size": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}
-    (folder / "result.json").write_text(json.dumps(
-        {"run_id": SPEC.run_id, "status": "ok", "artifacts": {"final.pt": entry}}))  # fmt: skip
-    code = ("import sys; from earlyprune.cli import main; c = main(['verify', sys.argv[1]]); "
-            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(c)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+    (folder / "result.json").write_text(
+        json.dumps({"run_id": SPEC.run_id, "status": "ok", "artifacts": {"final.pt": entry}})
+    )
+    code = (
+        "import sys; from earlyprune.cli import main; c = main(['verify', sys.argv[1]]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(c)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "1 finished runs" in out.stdout and "0 damaged" in out.stdout

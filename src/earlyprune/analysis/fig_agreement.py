@@ -29,13 +29,17 @@ def agreement(ctx: Setting) -> Drawn:
         for j in range(len(names)):
             if not math.isnan(values[i, j]):
                 color = "white" if values[i, j] < 0.6 else "black"
-                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color=color)  # fmt: skip
+                ax.text(
+                    j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
+                )
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     fig.colorbar(image, ax=ax, label="Jaccard overlap of kept weights")
-    titled(ax, f"{ctx.title}: mask agreement", f"at sparsity {100 * found.sparsity:.1f}% "
-           f"({found.why}); random masks: {found.chance:.2f}")  # fmt: skip
+    titled(
+        ax,
+        f"{ctx.title}: mask agreement",
+        f"at sparsity {100 * found.sparsity:.1f}% ({found.why}); random masks: {found.chance:.2f}",
+    )
     return fig, (
         "Jaccard overlap of the kept weights: off the diagonal two methods on the same seeds, on "
         f"the diagonal one method across its seeds; two independent random masks of this density "

@@ -102,8 +102,9 @@ def write_report(
         atomic_write_text(out / LAYER_CSV, layer_frame.to_csv(index=False))
     edges = matching_edges(summary, matching, reference)
     agreements = _agreements(data, out)
-    figures = make_figures(data, summary, matching, out, edges=edges, free_y=free_y,
-                           agreements=agreements)  # fmt: skip
+    figures = make_figures(
+        data, summary, matching, out, edges=edges, free_y=free_y, agreements=agreements
+    )
     written = {n for files in figures.values() for f in files for n in (f.name, f.pdf)}
     for old in [*out.glob("fig_*.png"), *out.glob("fig_*.pdf")]:
         if old.name not in written:

@@ -133,35 +133,64 @@ class Check:
 
 
 CHECKS = (
-    Check("beats random", "none", "random",
-          "its choices are better than uniform random pruning",
-          "no better than pruning at random",
-          question="Beats random?"),
-    Check("beats magnitude", "none", "magnitude",
-          "better than pruning the smallest initial weights",
-          "no better than pruning the smallest initial weights",
-          question="Beats magnitude?"),
+    Check(
+        "beats random",
+        "none",
+        "random",
+        "its choices are better than uniform random pruning",
+        "no better than pruning at random",
+        question="Beats random?",
+    ),
+    Check(
+        "beats magnitude",
+        "none",
+        "magnitude",
+        "better than pruning the smallest initial weights",
+        "no better than pruning the smallest initial weights",
+        question="Beats magnitude?",
+    ),
     # Beyond the paper: the strongest data-free layer-wise baseline (Evci et al. 2020; Liu et
     # al. 2022), and the paper's shuffle ablation said as what it is: the method's own
     # allocation (layer counts) with random placement.
-    Check("beats ERK with random placement", "none", "erk",
-          "better than ERK's layer-wise densities with randomly placed weights",
-          "no better than ERK's layer-wise densities with randomly placed weights",
-          "beats erk", question="Beats ERK (random placement)?", versus="ERK"),
-    Check("beats its own allocation with random placement (shuffle)", "shuffle", None,
-          "per-weight choices matter beyond layer-wise proportions",
-          "per-weight choices carry no information beyond layer-wise proportions",
-          "beats shuffle", question="Beats its own allocation? (shuffled)",
-          versus="when shuffled"),
-    Check("sensitive to reinitialization", "reinit", None,
-          "the kept weights' initial values matter",
-          "the mask works as well with freshly drawn weights",
-          question="Needs its initial weights? (reinitialized)", versus="when reinitialized"),
-    Check("sensitive to inversion", "invert", None,
-          "its ranking matters: keeping the lowest scores is worse",
-          "keeping the lowest-scoring weights works as well: the ranking carries no information",
-          question="Does its ranking matter? (inverted)", versus="when inverted"),
-)  # fmt: skip
+    Check(
+        "beats ERK with random placement",
+        "none",
+        "erk",
+        "better than ERK's layer-wise densities with randomly placed weights",
+        "no better than ERK's layer-wise densities with randomly placed weights",
+        "beats erk",
+        question="Beats ERK (random placement)?",
+        versus="ERK",
+    ),
+    Check(
+        "beats its own allocation with random placement (shuffle)",
+        "shuffle",
+        None,
+        "per-weight choices matter beyond layer-wise proportions",
+        "per-weight choices carry no information beyond layer-wise proportions",
+        "beats shuffle",
+        question="Beats its own allocation? (shuffled)",
+        versus="when shuffled",
+    ),
+    Check(
+        "sensitive to reinitialization",
+        "reinit",
+        None,
+        "the kept weights' initial values matter",
+        "the mask works as well with freshly drawn weights",
+        question="Needs its initial weights? (reinitialized)",
+        versus="when reinitialized",
+    ),
+    Check(
+        "sensitive to inversion",
+        "invert",
+        None,
+        "its ranking matters: keeping the lowest scores is worse",
+        "keeping the lowest-scoring weights works as well: the ranking carries no information",
+        question="Does its ranking matter? (inverted)",
+        versus="when inverted",
+    ),
+)
 
 
 def check_named(name: str) -> Check:
@@ -378,8 +407,12 @@ def layer_table(
     by_method: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         spec = r.get("spec") or {}
-        if (spec.get("ablation") == "none" and round(float(spec.get("sparsity", 0)), 6) == s
-                and r.get("status") == "ok" and r.get("layer_density")):  # fmt: skip
+        if (
+            spec.get("ablation") == "none"
+            and round(float(spec.get("sparsity", 0)), 6) == s
+            and r.get("status") == "ok"
+            and r.get("layer_density")
+        ):
             by_method.setdefault(method_label(spec, as_written=False), []).append(r)
     shown = [m for m in methods if m in by_method]
     if not shown:

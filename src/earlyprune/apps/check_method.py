@@ -88,13 +88,16 @@ def probe(target: Target, grid: Grid) -> None:
         except (UserCodeError, RunInterrupted) as exc:  # sys.exit, Ctrl-C or a hang in user code
             raise SpecError(f"{exc} when called on the demo network") from exc
         except Exception as exc:
-            raise SpecError(f"{label} raised {_one_line(exc)}{_at(exc, target)} when called on the "
-                            "demo network (smallcnn, a batch of 100 Fashion-MNIST images)"
-                            ) from exc  # fmt: skip
+            raise SpecError(
+                f"{label} raised {_one_line(exc)}{_at(exc, target)} when called on the "
+                "demo network (smallcnn, a batch of 100 Fashion-MNIST images)"
+            ) from exc
         check_scores(raw, {n: tuple(p.shape) for n, p in prunable(model).items()}, label)
         if any(not torch.equal(before[n], p) for n, p in model.named_parameters()):
-            raise SpecError(f"{label} changed the model's weights; scoring must leave them as "
-                            "they are (work on a copy or under torch.no_grad())")  # fmt: skip
+            raise SpecError(
+                f"{label} changed the model's weights; scoring must leave them as "
+                "they are (work on a copy or under torch.no_grad())"
+            )
     for s in grid.sparsities:
         try:
             prune(model, target.method, s, batch=batch, seed=0)
@@ -115,8 +118,9 @@ def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> No
     import torch
 
     if not isinstance(raw, dict):
-        raise SpecError(f"{label} must return a dict of parameter name → Tensor, "
-                        f"got {type(raw).__name__}")  # fmt: skip
+        raise SpecError(
+            f"{label} must return a dict of parameter name → Tensor, got {type(raw).__name__}"
+        )
     missing = [n for n in shapes if n not in raw]
     extra = [str(k) for k in raw if k not in shapes]
     if missing or extra:
@@ -124,16 +128,21 @@ def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> No
         what += ("; " if missing and extra else "") + (
             f"scores for {', '.join(extra)}, which are not prunable" if extra else ""
         )
-        raise SpecError(f"{label} returned {what}; the keys must be the prunable weights "
-                        f"(ep.prunable(model)): {', '.join(shapes)}")  # fmt: skip
+        raise SpecError(
+            f"{label} returned {what}; the keys must be the prunable weights "
+            f"(ep.prunable(model)): {', '.join(shapes)}"
+        )
     for name, shape in shapes.items():
         value = raw[name]
         if not isinstance(value, torch.Tensor):
-            raise SpecError(f"{label}: scores[{name!r}] is a {type(value).__name__}, "
-                            "expected a torch.Tensor")  # fmt: skip
+            raise SpecError(
+                f"{label}: scores[{name!r}] is a {type(value).__name__}, expected a torch.Tensor"
+            )
         if tuple(value.shape) != shape:
-            raise SpecError(f"{label}: scores[{name!r}] has shape {tuple(value.shape)}, expected "
-                            f"{shape} (one score per weight)")  # fmt: skip
+            raise SpecError(
+                f"{label}: scores[{name!r}] has shape {tuple(value.shape)}, expected "
+                f"{shape} (one score per weight)"
+            )
         if value.dtype == torch.bool or value.is_complex():
             raise SpecError(f"{label}: scores[{name!r}] must hold real numbers, got {value.dtype}")
         if value.is_floating_point() and torch.isnan(value).any():
@@ -169,8 +178,10 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
             value = math.nan
         if not (0 < value < 1) or canonical_sparsity(value) in values:
             what = "a repeated" if 0 < value < 1 else "not a"
-            raise SpecError(f"--sparsities {text!r}: {part!r} is {what} fraction in (0, 1); "
-                            "write distinct fractions removed, e.g. --sparsities 0.9,0.97")  # fmt: skip
+            raise SpecError(
+                f"--sparsities {text!r}: {part!r} is {what} fraction in (0, 1); "
+                "write distinct fractions removed, e.g. --sparsities 0.9,0.97"
+            )
         values.append(canonical_sparsity(value))
     return tuple(values)
 
@@ -184,8 +195,10 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         value = int(part) if part.isdigit() else -1
         if not 0 <= value < SEED_LIMIT or value in values:
             what = "a repeated" if 0 <= value < SEED_LIMIT else "not a"
-            raise SpecError(f"--seeds {text!r}: {part!r} is {what} seed (an integer ≥ 0); write "
-                            "distinct seeds, e.g. --seeds 0,1,2,3,4")  # fmt: skip
+            raise SpecError(
+                f"--seeds {text!r}: {part!r} is {what} seed (an integer ≥ 0); write "
+                "distinct seeds, e.g. --seeds 0,1,2,3,4"
+            )
         values.append(value)
     return tuple(values)
 
@@ -193,16 +206,19 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def _parts(text: str, flag: str) -> list[str]:
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
-        raise SpecError(f"{flag} {text!r}: give comma-separated values without gaps, e.g. "
-                        f"{flag} {'0.9,0.97' if flag == '--sparsities' else '0,1,2'}")  # fmt: skip
+        raise SpecError(
+            f"{flag} {text!r}: give comma-separated values without gaps, e.g. "
+            f"{flag} {'0.9,0.97' if flag == '--sparsities' else '0,1,2'}"
+        )
     return parts
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
     """The grid of `check-method`: ``--quick`` or the full one, with ``--sparsities``,
     ``--seeds``, ``--model`` and ``--dataset`` in place of its own."""
-    grid = dataclasses.replace(QUICK if args.quick else FULL, model=args.model,
-                               dataset=args.dataset)  # fmt: skip
+    grid = dataclasses.replace(
+        QUICK if args.quick else FULL, model=args.model, dataset=args.dataset
+    )
     if getattr(args, "sparsities", None) is not None:
         grid = dataclasses.replace(grid, sparsities=parse_sparsities(args.sparsities))
     if getattr(args, "seeds", None) is not None:
@@ -267,8 +283,13 @@ def check_method(
         file = _absolute(target) if resolved.function is not None else ""
         own, references = battery_specs(resolved.name, grid, file)
         runs = RunStore(store)
-        run_specs([*references, *own], runs, workers=workers, progress=progress,
-                  recompute_stale=recompute_stale)  # fmt: skip
+        run_specs(
+            [*references, *own],
+            runs,
+            workers=workers,
+            progress=progress,
+            recompute_stale=recompute_stale,
+        )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
@@ -307,10 +328,15 @@ def cli_check_method(args: argparse.Namespace) -> int:
     """
     grid = grid_from_args(args)  # a bad --sparsities/--seeds: one line, before anything runs
     try:
-        report = check_method(args.target, args.store or DEFAULT_STORE, args.out or DEFAULT_OUT,
-                              grid=grid, workers=args.workers,
-                              recompute_stale=args.recompute_stale,
-                              timeout=args.timeout)  # fmt: skip
+        report = check_method(
+            args.target,
+            args.store or DEFAULT_STORE,
+            args.out or DEFAULT_OUT,
+            grid=grid,
+            workers=args.workers,
+            recompute_stale=args.recompute_stale,
+            timeout=args.timeout,
+        )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line
             import sys

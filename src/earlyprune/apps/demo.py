@@ -106,8 +106,10 @@ def demo_methods(choice: str | None) -> tuple[str, ...]:
     valid = (*registered, *(m for m in DEMO_METHODS if m not in registered))
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
-        raise SpecError(f"unknown demo method(s) {', '.join(unknown) or repr(choice)}; choose "
-                        f"'all' or a comma-separated list of: {', '.join(valid)}")  # fmt: skip
+        raise SpecError(
+            f"unknown demo method(s) {', '.join(unknown) or repr(choice)}; choose "
+            f"'all' or a comma-separated list of: {', '.join(valid)}"
+        )
     return names
 
 
@@ -146,8 +148,9 @@ def run_grid(
     from earlyprune.run.store import RunStore
     from earlyprune.sweeps.grid import run_specs
 
-    return run_specs(specs, RunStore(store), workers=workers, progress=progress,
-                     recompute_stale=recompute_stale)  # fmt: skip
+    return run_specs(
+        specs, RunStore(store), workers=workers, progress=progress, recompute_stale=recompute_stale
+    )
 
 
 def results_table(store: str | Path, specs: list[RunSpec]) -> str:
@@ -205,8 +208,9 @@ def run_demo(
     from earlyprune.analysis.verdicts import verdict_matrix
 
     specs = demo_specs(grid, methods)
-    results = run_grid(specs, store, workers=workers, progress=progress,
-                       recompute_stale=recompute_stale)  # fmt: skip
+    results = run_grid(
+        specs, store, workers=workers, progress=progress, recompute_stale=recompute_stale
+    )
     problems = not_ok(results)
     checked = [m for m in methods if m != "random"]
     text = (
@@ -221,11 +225,20 @@ def cli_demo(args: argparse.Namespace) -> int:
     store = args.store or DEFAULT_STORE
     methods = demo_methods(getattr(args, "methods", None))
     n = len(demo_specs(grid, methods))
-    print(f"earlyprune demo{' --quick' if args.quick else ''}: {n} runs of smallcnn on "
-          f"fashion-mnist-mini ({grid.label()}) in {store}; finished runs are reused", flush=True)  # fmt: skip
+    print(
+        f"earlyprune demo{' --quick' if args.quick else ''}: {n} runs of smallcnn on "
+        f"fashion-mnist-mini ({grid.label()}) in {store}; finished runs are reused",
+        flush=True,
+    )
     started = time.perf_counter()
-    result = run_demo(store, args.out or DEFAULT_OUT, grid=grid, workers=args.workers,
-                      methods=methods, recompute_stale=args.recompute_stale)  # fmt: skip
+    result = run_demo(
+        store,
+        args.out or DEFAULT_OUT,
+        grid=grid,
+        workers=args.workers,
+        methods=methods,
+        recompute_stale=args.recompute_stale,
+    )
     print(result.text, end="")
     for line in result.problems:
         print(f"not ok: {line}")

@@ -26,8 +26,12 @@ class _ShowDefaults(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if (action.option_strings and action.nargs != 0 and "default" not in text
-                and action.default not in (None, argparse.SUPPRESS)):  # fmt: skip
+        if (
+            action.option_strings
+            and action.nargs != 0
+            and "default" not in text
+            and action.default not in (None, argparse.SUPPRESS)
+        ):
             text += " (default: %(default)s)"
         return text
 
@@ -66,15 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("run", help="train, prune and retrain one network (stored by run id)")
-    p.add_argument("--model", help="network name, FILE.py:FACTORY or pkg.module:FACTORY "
-                   "(default: the preset's network)")  # fmt: skip
+    p.add_argument(
+        "--model",
+        help="network name, FILE.py:FACTORY or pkg.module:FACTORY (default: the preset's network)",
+    )
     p.add_argument(
         "--dataset",
         required=True,
         help="dataset name (see `earlyprune list`), npz:FILE.npz or FILE.py:LOADER",
     )
-    p.add_argument("--method", required=True, help="pruning method, 'dense', FILE.py:FUNC or "
-                   "pkg.module:FUNC (your scorer)")  # fmt: skip
+    p.add_argument(
+        "--method",
+        required=True,
+        help="pruning method, 'dense', FILE.py:FUNC or pkg.module:FUNC (your scorer)",
+    )
     p.add_argument(
         "--sparsity",
         type=_sparsity,
@@ -87,8 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="imp: pruning levels, each removing 20%% of the survivors",
     )
-    p.add_argument("--prune-step", type=int, default=None, help="prune after T training steps "
-                   "(default: 0; ltr/imp: the rewind step)")  # fmt: skip
+    p.add_argument(
+        "--prune-step",
+        type=int,
+        default=None,
+        help="prune after T training steps (default: 0; ltr/imp: the rewind step)",
+    )
     p.add_argument("--ablation", default="none", help="none|shuffle|reinit|invert|init_normal")
     p.add_argument("--seed", type=int, default=0, help="replicate seed (init, data order, ...)")
     p.add_argument("--rounds", type=int, default=None, help="pruning rounds (default: method's)")
@@ -101,14 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--store", default="runs", help="store folder (default: runs/)")
     p.add_argument("--preset", default=None, help="training preset (default: the dataset's)")
-    p.add_argument("--epochs", type=float, default=None, help="shorten/lengthen the preset; its "
-                   "LR drops move proportionally (default: preset)")  # fmt: skip
+    p.add_argument(
+        "--epochs",
+        type=float,
+        default=None,
+        help="shorten/lengthen the preset; its LR drops move proportionally (default: preset)",
+    )
     p.add_argument("--precision", default="fp32", help="fp32|bf16")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads the run pins (part of the run id when not 1)")  # fmt: skip
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the dataset files (default: the dataset's own)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads the run pins (part of the run id when not 1)",
+    )
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder holding the dataset files (default: the dataset's own)",
+    )
     p.add_argument("--retry-failed", action="store_true", help="run a failed run again")
     p.add_argument(
         "--bias-init", default="default", help="default (PyTorch's, as the authors)|zero"
@@ -121,9 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
     log_flags(p)
-    p.add_argument("--tensorboard", metavar="DIR", default=None,
-                   help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; "
-                   "default: none)")  # fmt: skip
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=None,
+        help="also write TensorBoard event files, DIR/<run id> (needs tensorboard; default: none)",
+    )
     add_flags(p)
     sparse_training_flags(p)
 
@@ -151,34 +178,59 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name == "check-method":
             p.add_argument("target", help="path/to/file.py:FUNC or package.module:FUNC")
-            p.add_argument("--model", default=None, help="your network (FILE.py:FACTORY) "
-                           "instead of the demo's smallcnn")  # fmt: skip
-            p.add_argument("--dataset", default=None, help="your data (npz:FILE.npz, "
-                           "FILE.py:LOADER) instead of fashion-mnist-mini")  # fmt: skip
+            p.add_argument(
+                "--model",
+                default=None,
+                help="your network (FILE.py:FACTORY) instead of the demo's smallcnn",
+            )
+            p.add_argument(
+                "--dataset",
+                default=None,
+                help="your data (npz:FILE.npz, FILE.py:LOADER) instead of fashion-mnist-mini",
+            )
             p.add_argument(
                 "--timeout",
                 type=float,
                 default=120.0,
                 help="seconds one call of your function may take (default 120)",
             )
-            p.add_argument("--debug", action="store_true",
-                           help="show the full traceback of an error in your code")  # fmt: skip
-            p.add_argument("--sparsities", default=None, metavar="S,S,...",
-                           help="fractions removed, e.g. 0.9,0.97 (default: the demo's)")  # fmt: skip
-            p.add_argument("--seeds", default=None, metavar="N,N,...",
-                           help="replicate seeds, e.g. 0,1,2,3,4 (default: the demo's)")  # fmt: skip
+            p.add_argument(
+                "--debug",
+                action="store_true",
+                help="show the full traceback of an error in your code",
+            )
+            p.add_argument(
+                "--sparsities",
+                default=None,
+                metavar="S,S,...",
+                help="fractions removed, e.g. 0.9,0.97 (default: the demo's)",
+            )
+            p.add_argument(
+                "--seeds",
+                default=None,
+                metavar="N,N,...",
+                help="replicate seeds, e.g. 0,1,2,3,4 (default: the demo's)",
+            )
         p.add_argument("--quick", action="store_true", help="a smaller grid (about a minute)")
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
         if name == "demo":
-            p.add_argument("--methods", default=None, help="'all' (every registered method) "
-                           "or NAME,NAME,... (default: the paper's methods)")  # fmt: skip
+            p.add_argument(
+                "--methods",
+                default=None,
+                help="'all' (every registered method) "
+                "or NAME,NAME,... (default: the paper's methods)",
+            )
         p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
 
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
-    p.add_argument("what", nargs="?", choices=LISTS, help="one list only; `presets` shows "
-                   "every hyperparameter of each preset")  # fmt: skip
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=LISTS,
+        help="one list only; `presets` shows every hyperparameter of each preset",
+    )
 
     p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
     p.add_argument("store")
@@ -241,33 +293,53 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from earlyprune.data import list_datasets
 
         if args.dataset not in list_datasets():  # a typo: say so, rather than "pass --preset"
-            raise ValueError(f"unknown dataset {args.dataset!r}; choose one of: "
-                             f"{', '.join(list_datasets())}")  # fmt: skip
-        raise ValueError(f"no preset for dataset {args.dataset!r}: pass --preset "
-                         f"(one of: {', '.join(PRESETS.names())})")  # fmt: skip
+            raise ValueError(
+                f"unknown dataset {args.dataset!r}; choose one of: {', '.join(list_datasets())}"
+            )
+        raise ValueError(
+            f"no preset for dataset {args.dataset!r}: pass --preset "
+            f"(one of: {', '.join(PRESETS.names())})"
+        )
     preset = PRESETS.get(preset_name)
     job = Distributed.from_env()  # launched by torchrun --nproc_per_node K
     warnings.simplefilter("ignore", PresetWarning)  # said below, by the main process only
     spec = RunSpec(
-        dataset=args.dataset, model=args.model or preset.model, preset=preset.name,
-        method=args.method, sparsity=_run_sparsity(args, IMP), prune_step=args.prune_step,
+        dataset=args.dataset,
+        model=args.model or preset.model,
+        preset=preset.name,
+        method=args.method,
+        sparsity=_run_sparsity(args, IMP),
+        prune_step=args.prune_step,
         levels=args.levels,
-        rounds=args.rounds, scope=args.scope, ablation=args.ablation, seed=args.seed,
-        epochs=args.epochs, precision=args.precision, device=args.device,
-        allocation=args.allocation, placement=args.placement,
-        bias_init=args.bias_init, allow_disconnected=args.allow_disconnected,
-        drop_fraction=args.drop_fraction, update_interval=args.update_interval,
-        update_start=args.update_start, update_end=args.update_end,
-        initial_sparsity=args.initial_sparsity, **from_args(args),
+        rounds=args.rounds,
+        scope=args.scope,
+        ablation=args.ablation,
+        seed=args.seed,
+        epochs=args.epochs,
+        precision=args.precision,
+        device=args.device,
+        allocation=args.allocation,
+        placement=args.placement,
+        bias_init=args.bias_init,
+        allow_disconnected=args.allow_disconnected,
+        drop_fraction=args.drop_fraction,
+        update_interval=args.update_interval,
+        update_start=args.update_start,
+        update_end=args.update_end,
+        initial_sparsity=args.initial_sparsity,
+        **from_args(args),
         threads=args.threads,
         # Per-rank BatchNorm statistics make K processes compute other numbers than one.
         world_size=job.world_size if job is not None else 1,
-    )  # fmt: skip
+    )
     store = RunStore(args.store) if job is None else DistStore(args.store, job)
     say = print if job is None or job.is_main else (lambda *a, **k: None)
     if args.preset and preset.dataset != args.dataset:
-        say(f"earlyprune: warning: preset {preset.name!r} was made for {preset.dataset}, "
-            f"not {args.dataset}", file=sys.stderr)  # fmt: skip
+        say(
+            f"earlyprune: warning: preset {preset.name!r} was made for {preset.dataset}, "
+            f"not {args.dataset}",
+            file=sys.stderr,
+        )
     if args.recompute_stale and (job is None or job.is_main):
         from earlyprune.run.numerics import forget_stale
         from earlyprune.sweeps.executors.base import with_prerequisites
@@ -281,8 +353,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     log = Log(args.log_format, quiet=args.quiet, tensorboard=args.tensorboard) if main else None
     say = log.say if log is not None else (lambda *a, **k: None)
     if servable(stored, store, args.retry_failed):  # no data needed to serve a finished run
-        say(summary_line(stored, stored=True), "result", stored=True,
-            **{k: stored.get(k) for k in _RESULT_KEYS}, spec=stored.get("spec"))  # fmt: skip
+        say(
+            summary_line(stored, stored=True),
+            "result",
+            stored=True,
+            **{k: stored.get(k) for k in _RESULT_KEYS},
+            spec=stored.get("spec"),
+        )
         return 0 if stored["status"] in _OUTCOMES else 1
     prepare(spec, args.data_root, job)  # data and step checks first: one line on a mistake
     folder = store.run_dir(spec.run_id)
@@ -290,9 +367,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if job is not None:
         job.init()
     try:
-        result = run(spec, store, data_root=args.data_root, job=job, log=log,
-                     progress=log.bars if log is not None else False,
-                     retry_failed=args.retry_failed)  # fmt: skip
+        result = run(
+            spec,
+            store,
+            data_root=args.data_root,
+            job=job,
+            log=log,
+            progress=log.bars if log is not None else False,
+            retry_failed=args.retry_failed,
+        )
     finally:
         if job is not None:
             job.close()

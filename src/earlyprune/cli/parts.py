@@ -11,11 +11,16 @@ LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablation
 
 
 def log_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true",
-                   help="no progress lines or bars; only the result line(s)")  # fmt: skip
-    p.add_argument("--log-format", default="text", choices=("text", "json"),
-                   help="text: a line per epoch (run) or per finished run (sweep) when stdout "
-                   "is not a terminal; json: one JSON object per line, always")  # fmt: skip
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress lines or bars; only the result line(s)"
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="text: a line per epoch (run) or per finished run (sweep) when stdout "
+        "is not a terminal; json: one JSON object per line, always",
+    )
 
 
 def version_text(version: str) -> str:
@@ -55,8 +60,12 @@ def sparse_training_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="last update step T_end (default 75%% of training)",
     )
-    g.add_argument("--initial-sparsity", type=float, default=None,
-                   help="GMP's starting sparsity s_i (default 0)")  # fmt: skip
+    g.add_argument(
+        "--initial-sparsity",
+        type=float,
+        default=None,
+        help="GMP's starting sparsity s_i (default 0)",
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -81,8 +90,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"  {name:<24} baseline: magnitude mask of the trained network"
                 + (", weights rewound to step t" if name == "ltr" else ", retrained from the end")
             )
-        print("  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
-              " level (--levels), rewound to step t")  # fmt: skip
+        print(
+            "  imp                      baseline: iterative magnitude pruning, 20% of the survivors a"
+            " level (--levels), rewound to step t"
+        )
         from earlyprune.methods.sparse_training import SPARSE_TRAINERS
 
         for name in SPARSE_TRAINERS.names():
@@ -112,9 +123,11 @@ def cmd_list(args: argparse.Namespace) -> int:
                 values = "  ".join(f"{k}={v}" for k, v in preset_values(p).items())
                 print(f"  {name}\n    {values}")
             else:
-                print(f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch "
-                      f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
-                      f"{p.rewind_step}")  # fmt: skip
+                print(
+                    f"  {name:<24} {p.model} on {p.dataset or 'your own data'}: {p.epochs} epochs, batch "
+                    f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
+                    f"{p.rewind_step}"
+                )
     return 0
 
 

@@ -20,22 +20,40 @@ def cli_sweep(args: argparse.Namespace) -> int:
     if args.action == "plan":
         for spec in sweep.specs:
             state = run_state(spec, store)
-            log.say(plan_line(spec, state), "plan", run_id=spec.run_id, state=state,
-                    spec=spec.to_dict())  # fmt: skip
+            log.say(
+                plan_line(spec, state), "plan", run_id=spec.run_id, state=state, spec=spec.to_dict()
+            )
     elif args.action == "run":
-        run_specs(sweep.specs, store, workers=args.workers, backend=args.backend,
-                  data_root=args.data_root, retry_failed=args.retry_failed,
-                  recompute_stale=args.recompute_stale, log=log,
-                  progress=log.bars)  # fmt: skip
+        run_specs(
+            sweep.specs,
+            store,
+            workers=args.workers,
+            backend=args.backend,
+            data_root=args.data_root,
+            retry_failed=args.retry_failed,
+            recompute_stale=args.recompute_stale,
+            log=log,
+            progress=log.bars,
+        )
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":
         for spec in sweep.specs:
             result = store.read_result(spec.run_id)
             if result is not None and result["status"] == "failed":
-                log.say(f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}",
-                        "failed", run_id=spec.run_id, error=result.get("error"))  # fmt: skip
-    log.say(status_line(counts, len(sweep.specs), sweep.skipped, store), "status",
-            runs=len(sweep.specs), skipped=sweep.skipped, store=str(store.root), **counts)  # fmt: skip
+                log.say(
+                    f"failed: {spec.run_id}  {describe_spec(spec)}  {result.get('error')}",
+                    "failed",
+                    run_id=spec.run_id,
+                    error=result.get("error"),
+                )
+    log.say(
+        status_line(counts, len(sweep.specs), sweep.skipped, store),
+        "status",
+        runs=len(sweep.specs),
+        skipped=sweep.skipped,
+        store=str(store.root),
+        **counts,
+    )
     unfinished = counts["failed"] or counts["damaged"] or counts["pending"]
     return 1 if unfinished and args.action == "run" else 0
 

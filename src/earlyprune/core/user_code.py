@@ -111,8 +111,11 @@ def beside(folder: Path) -> Iterator[dict[str, Path]]:
     modules (name → file) loaded from it meanwhile. Local modules loaded before are re-read."""
     # Also a module of the same name loaded beside another user file: this folder's own
     # ``blocks.py`` must not be served from another folder's ``blocks`` cached in sys.modules.
-    earlier = {n: m for n, m in list(sys.modules.items())
-               if local_file(n, m, folder) or (n in _SEEN and _provides(folder, n))}  # fmt: skip
+    earlier = {
+        n: m
+        for n, m in list(sys.modules.items())
+        if local_file(n, m, folder) or (n in _SEEN and _provides(folder, n))
+    }
     for name in earlier:
         del sys.modules[name]
     found: dict[str, Path] = {}

@@ -56,10 +56,12 @@ def load_function(target: str, usage: str) -> tuple[Callable[..., Any], str]:
     module, digest = import_target(where)
     fn = getattr(module, func, None)
     if fn is None:
-        found = sorted(n for n, v in vars(module).items() if inspect.isfunction(v)
-                       and not n.startswith("_"))  # fmt: skip
-        raise SpecError(f"{where} has no function {func!r} (functions found: "
-                        f"{', '.join(found) or 'none'})")  # fmt: skip
+        found = sorted(
+            n for n, v in vars(module).items() if inspect.isfunction(v) and not n.startswith("_")
+        )
+        raise SpecError(
+            f"{where} has no function {func!r} (functions found: {', '.join(found) or 'none'})"
+        )
     if not callable(fn):
         raise SpecError(f"{target}: {func!r} is a {type(fn).__name__}, not a function")
     stem = Path(where).stem if where.endswith(".py") else where
@@ -73,6 +75,7 @@ def guarded(fn: Callable[..., Any], label: str, timeout: float | None) -> Callab
     than the end of the worker or of the whole sweep; the time-out, which may come from a loaded
     machine, leaves the run resumable (``RunInterrupted``).
     """
+
     def call(*args: Any) -> Any:
         try:
             with time_limit(timeout):
@@ -95,8 +98,12 @@ def guarded(fn: Callable[..., Any], label: str, timeout: float | None) -> Callab
 @contextlib.contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
     """Raises ``UserTimeout`` in the block after ``seconds`` (main thread, Unix; else no limit)."""
-    usable = (seconds is not None and seconds > 0 and hasattr(signal, "setitimer")
-              and threading.current_thread() is threading.main_thread())  # fmt: skip
+    usable = (
+        seconds is not None
+        and seconds > 0
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield
         return
@@ -155,12 +162,16 @@ def resolve_user_input(
         return value, file if user_name(value) else ""
     if user_name(value):
         if not file:
-            raise SpecError(f"{kind} {value!r} is the user's own but the spec has no {kind}_file "
-                            "saying where it lies")  # fmt: skip
+            raise SpecError(
+                f"{kind} {value!r} is the user's own but the spec has no {kind}_file "
+                "saying where it lies"
+            )
         name = register(file)
         if name != value:
-            raise UserFileChanged(f"{file} changed since this run was specified (it is now "
-                            f"{name!r}, the run needs {value!r}): plan the runs again")  # fmt: skip
+            raise UserFileChanged(
+                f"{file} changed since this run was specified (it is now "
+                f"{name!r}, the run needs {value!r}): plan the runs again"
+            )
         return name, file
     if ":" in value:
         target = make_absolute(value)
@@ -191,5 +202,3 @@ def arity(fn: Callable[..., Any]) -> int | None:
             continue
         return n
     return None
-
-

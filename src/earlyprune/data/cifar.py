@@ -141,9 +141,11 @@ def read_batch(
     # The real files hold Python ints: float (or bool, str) labels mean a corrupt or foreign
     # file, and casting would silently truncate 3.7 to class 3.
     if raw.size and raw.dtype.kind not in "iu":
-        raise DatasetError(f"{path}: {label_key!r} must hold integer class labels, found "
-                           f"{raw.dtype} values; the file is corrupt or not a CIFAR batch. "
-                           f"{hint}")  # fmt: skip
+        raise DatasetError(
+            f"{path}: {label_key!r} must hold integer class labels, found "
+            f"{raw.dtype} values; the file is corrupt or not a CIFAR batch. "
+            f"{hint}"
+        )
     if len(labels) != len(data):
         raise DatasetError(f"{path}: {len(data)} images but {len(labels)} labels")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))

@@ -173,7 +173,9 @@ def load_idx(fmt: IdxFormat, root: Path | None, download: bool) -> DataBundle:
         folder = search_roots(root)[0] / fmt.folders[0]
         _download(fmt, folder)
     if folder is None:
-        raise missing_error(f"{fmt.name} IDX files", searched, fetch_hint(fmt, search_roots(root)[0]))
+        raise missing_error(
+            f"{fmt.name} IDX files", searched, fetch_hint(fmt, search_roots(root)[0])
+        )
     return TensorBundle(
         name=fmt.name,
         num_classes=10,

@@ -54,9 +54,15 @@ def resolve_dataset(dataset: str, dataset_file: str) -> tuple[str, str]:
     """
     from earlyprune.core.user_functions import resolve_user_input
 
-    return resolve_user_input("dataset", dataset, dataset_file, registered=DATASETS.__contains__,
-                              user_name=lambda n: bool(USER_NAME.match(n)),
-                              register=register_dataset_target, make_absolute=_absolute)  # fmt: skip
+    return resolve_user_input(
+        "dataset",
+        dataset,
+        dataset_file,
+        registered=DATASETS.__contains__,
+        user_name=lambda n: bool(USER_NAME.match(n)),
+        register=register_dataset_target,
+        make_absolute=_absolute,
+    )
 
 
 def _absolute(target: str) -> str:
@@ -101,8 +107,10 @@ def load_npz(path: Path, name: str) -> DataBundle:
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read it ({exc})") from None
     if not name.endswith(f"@{digest}"):  # edited after this name was registered in the process
-        raise DatasetError(f"{path} changed since it was registered as {name!r}: its runs need "
-                           "the old content; plan them again")  # fmt: skip
+        raise DatasetError(
+            f"{path} changed since it was registered as {name!r}: its runs need "
+            "the old content; plan them again"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -124,8 +132,10 @@ def from_loader(loader: Any, target: str, name: str) -> DataBundle:
     if isinstance(out, tuple | list) and len(out) == 4:
         out = dict(zip(KEYS, out, strict=True))
     if not isinstance(out, Mapping):
-        raise DatasetError(f"{target}() must return a DataBundle, a dict with {', '.join(KEYS)} "
-                           f"or a tuple of those four arrays, got {type(out).__name__}")  # fmt: skip
+        raise DatasetError(
+            f"{target}() must return a DataBundle, a dict with {', '.join(KEYS)} "
+            f"or a tuple of those four arrays, got {type(out).__name__}"
+        )
     return bundle_from_arrays(out, name, target)
 
 
@@ -140,18 +150,26 @@ def bundle_from_arrays(arrays: Mapping[str, Any], name: str, where: str) -> Data
     """
     missing = [k for k in KEYS if k not in arrays]
     if missing:
-        raise DatasetError(f"{where}: array {missing[0]!r} is missing (found: "
-                           f"{', '.join(sorted(arrays)) or 'none'}; expected {', '.join(KEYS)})")  # fmt: skip
+        raise DatasetError(
+            f"{where}: array {missing[0]!r} is missing (found: "
+            f"{', '.join(sorted(arrays)) or 'none'}; expected {', '.join(KEYS)})"
+        )
     a = {k: _numpy(arrays[k], k, where) for k in KEYS}
     images = {part: _images(a[f"x_{part}"], f"x_{part}", where) for part in ("train", "test")}
     if images["train"].shape[1:] != images["test"].shape[1:]:
-        raise DatasetError(f"{where}: x_test images are {images['test'].shape[1:]} (C, H, W) but "
-                           f"x_train images are {images['train'].shape[1:]}")  # fmt: skip
+        raise DatasetError(
+            f"{where}: x_test images are {images['test'].shape[1:]} (C, H, W) but "
+            f"x_train images are {images['train'].shape[1:]}"
+        )
     if images["train"].dtype != images["test"].dtype:
-        raise DatasetError(f"{where}: x_train is {images['train'].dtype} but x_test is "
-                           f"{images['test'].dtype}; use one dtype for both")  # fmt: skip
-    labels = {part: _labels(a[f"y_{part}"], f"y_{part}", len(images[part]), where)
-              for part in ("train", "test")}  # fmt: skip
+        raise DatasetError(
+            f"{where}: x_train is {images['train'].dtype} but x_test is "
+            f"{images['test'].dtype}; use one dtype for both"
+        )
+    labels = {
+        part: _labels(a[f"y_{part}"], f"y_{part}", len(images[part]), where)
+        for part in ("train", "test")
+    }
     num_classes = _num_classes(arrays.get("num_classes"), labels, where)
     x_train = images["train"]
     floats = x_train.dtype != np.uint8
@@ -182,16 +200,19 @@ def _numpy(value: Any, key: str, where: str) -> np.ndarray:
 def _images(x: np.ndarray, key: str, where: str) -> np.ndarray:
     """(N, C, H, W) uint8 or float32, from (N, H, W), NCHW or NHWC uint8/float."""
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
-        raise DatasetError(f"{where}: {key} must hold uint8 (0–255) or floating-point pixels, "
-                           f"got {x.dtype}")  # fmt: skip
+        raise DatasetError(
+            f"{where}: {key} must hold uint8 (0–255) or floating-point pixels, got {x.dtype}"
+        )
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4:
         if x.shape[-1] <= 4 < x.shape[1]:  # channels last (N, H, W, C)
             x = x.transpose(0, 3, 1, 2)
     else:
-        raise DatasetError(f"{where}: {key} must be images (N, H, W), (N, C, H, W) or "
-                           f"(N, H, W, C), got an array of shape {x.shape}")  # fmt: skip
+        raise DatasetError(
+            f"{where}: {key} must be images (N, H, W), (N, C, H, W) or "
+            f"(N, H, W, C), got an array of shape {x.shape}"
+        )
     if len(x) == 0:
         raise DatasetError(f"{where}: {key} holds no images")
     if x.dtype != np.uint8:
@@ -220,8 +241,10 @@ def _num_classes(given: Any, labels: dict[str, np.ndarray], where: str) -> int:
     if given is None:
         n = top + 1
         if int(labels["test"].max()) >= n:
-            raise DatasetError(f"{where}: y_test holds label {int(labels['test'].max())} but "
-                               f"y_train's labels only reach {top}; give num_classes")  # fmt: skip
+            raise DatasetError(
+                f"{where}: y_test holds label {int(labels['test'].max())} but "
+                f"y_train's labels only reach {top}; give num_classes"
+            )
     else:
         value = np.asarray(given)
         if value.shape != () or not np.issubdtype(value.dtype, np.integer):
@@ -229,8 +252,10 @@ def _num_classes(given: Any, labels: dict[str, np.ndarray], where: str) -> int:
         n = int(value)
         for part, y in labels.items():
             if int(y.max()) >= n:
-                raise DatasetError(f"{where}: y_{part} holds label {int(y.max())}, out of range "
-                                   f"for num_classes = {n} (labels 0..{n - 1})")  # fmt: skip
+                raise DatasetError(
+                    f"{where}: y_{part} holds label {int(y.max())}, out of range "
+                    f"for num_classes = {n} (labels 0..{n - 1})"
+                )
     if n < 2:
         raise DatasetError(f"{where}: the labels name {n} class; at least 2 are needed")
     return n
@@ -241,8 +266,10 @@ class FloatSplit(TensorSplit):
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.float32 or self.images.dim() != 4:
-            raise DatasetError(f"images must be a float32 tensor (N, C, H, W), got "
-                               f"{self.images.dtype} {tuple(self.images.shape)}")  # fmt: skip
+            raise DatasetError(
+                f"images must be a float32 tensor (N, C, H, W), got "
+                f"{self.images.dtype} {tuple(self.images.shape)}"
+            )
         if self.labels.dim() != 1 or len(self.labels) != len(self.images):
             raise DatasetError(f"{len(self.images)} images need {len(self.images)} labels")
         object.__setattr__(self, "labels", self.labels.long())

@@ -77,8 +77,9 @@ def _average_pools(net: nn.Module) -> None:
             kind = type(child)
             if kind in _MAX_TO_AVG:
                 stride = child.stride if child.stride is not None else child.kernel_size
-                swap: nn.Module = _MAX_TO_AVG[kind](child.kernel_size, stride, child.padding,
-                                                    ceil_mode=child.ceil_mode)  # fmt: skip
+                swap: nn.Module = _MAX_TO_AVG[kind](
+                    child.kernel_size, stride, child.padding, ceil_mode=child.ceil_mode
+                )
                 if child.dilation not in (1, (1,), (1, 1), (1, 1, 1)):
                     raise ValueError(f"cannot trace paths through dilated max-pooling {name!r}")
                 setattr(parent, name, swap)
@@ -225,8 +226,10 @@ def preflight(
     removals = _layer_removals(shapes, list(sizes.values()), keep, None)
     if any(r == sizes[n] for n, r in zip(sizes, removals, strict=True)):
         model = build()
-        mask = {n: torch.full_like(p, r < p.numel(), dtype=torch.bool)
-                for (n, p), r in zip(prunable(model).items(), removals, strict=True)}  # fmt: skip
+        mask = {
+            n: torch.full_like(p, r < p.numel(), dtype=torch.bool)
+            for (n, p), r in zip(prunable(model).items(), removals, strict=True)
+        }
         check_connected(model, mask, input_shape)
 
 

@@ -122,8 +122,10 @@ def keep_pruned(
         p = params.get(name)
         if p is None:
             known = ", ".join(list(params)[:8])
-            raise ValueError(f"mask entry {name!r} is not a parameter of the model "
-                             f"(parameters: {known}{', ...' if len(params) > 8 else ''})")  # fmt: skip
+            raise ValueError(
+                f"mask entry {name!r} is not a parameter of the model "
+                f"(parameters: {known}{', ...' if len(params) > 8 else ''})"
+            )
         if not isinstance(m, Tensor):
             raise ValueError(f"mask[{name!r}] is {type(m).__name__}, not a tensor: {NOT_BOOL}")
         if m.dtype != torch.bool:

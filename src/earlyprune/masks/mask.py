@@ -176,8 +176,10 @@ def _survivors(
     threshold = torch.kthvalue(vals, rank if low else len(vals) - rank + 1).values
     below = int((vals < threshold).sum()) if low else total - int((vals >= threshold).sum())
     need, ties = n_remove - below, int((vals == threshold).sum())  # ties to remove, ties in all
-    out = [(torch.ge if need == 0 else torch.gt)(s, threshold).logical_and_(a)
-           for s, a in zip(scores, alive, strict=True)]  # fmt: skip
+    out = [
+        (torch.ge if need == 0 else torch.gt)(s, threshold).logical_and_(a)
+        for s, a in zip(scores, alive, strict=True)
+    ]
     if 0 < need < ties:  # the first ``need`` ties go, the later ones stay
         for s, a, new in zip(scores, alive, out, strict=True):
             tied = torch.nonzero(torch.eq(s, threshold).logical_and_(a)).flatten()

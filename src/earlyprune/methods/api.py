@@ -139,8 +139,10 @@ def prune(
         scope = "global"
     placement = m.placement if placement is None else placement
     if allocation is not None and scope != "global":
-        raise ValueError(f"scope {scope!r} and allocation {allocation!r} both set the layer "
-                         "counts: use allocation='uniform' for the same sparsity per layer")  # fmt: skip
+        raise ValueError(
+            f"scope {scope!r} and allocation {allocation!r} both set the layer "
+            "counts: use allocation='uniform' for the same sparsity per layer"
+        )
     mask = full_mask(model)
     if not mask:
         raise ValueError("the model has no Conv or Linear weights to prune")
@@ -381,8 +383,7 @@ def _allocation_counts(
     if name not in METHODS:
         valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
         raise ValueError(f"unknown allocation {name!r}; choose one of: {', '.join(valid)}")
-    own = prune(model, METHODS.get(name), sparsity, batch=batch, seed=seed,
-                allow_disconnected=True)  # fmt: skip
+    own = prune(model, METHODS.get(name), sparsity, batch=batch, seed=seed, allow_disconnected=True)
     return {n: int(torch.count_nonzero(k)) for n, k in own.items()}
 
 
@@ -436,8 +437,9 @@ def load_mask(path: str | os.PathLike[str]) -> Mask:
     except FileNotFoundError:
         raise ValueError(f"mask file not found: {path}") from None
     except Exception as exc:  # pickle errors, truncation, refused globals: torch's text is long
-        raise ValueError(f"{not_a_mask}: it is not a file written by ep.save_mask "
-                         f"({exc.__class__.__name__})") from None  # fmt: skip
+        raise ValueError(
+            f"{not_a_mask}: it is not a file written by ep.save_mask ({exc.__class__.__name__})"
+        ) from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in data.items()
     ):

@@ -148,8 +148,10 @@ def check_batch(batch: Batch | None, method: str) -> Batch:
         raise ValueError("batch must hold two tensors (inputs, labels)")
     if y.dim() != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
         hint = " (one-hot? pass labels.argmax(1))" if y.dim() == 2 else ""
-        raise ValueError(f"batch labels must be class indices, an integer tensor of shape (N,); "
-                         f"got {y.dtype} of shape {tuple(y.shape)}{hint}")  # fmt: skip
+        raise ValueError(
+            f"batch labels must be class indices, an integer tensor of shape (N,); "
+            f"got {y.dtype} of shape {tuple(y.shape)}{hint}"
+        )
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"batch has {x.shape[0]} inputs but {y.shape[0]} labels")
     if not x.is_floating_point():
@@ -162,16 +164,20 @@ def loss_of(model: nn.Module, weights: Scores, batch: Batch, temperature: float 
     x, y = batch
     w = next(iter(weights.values()), None)
     if w is not None and w.is_floating_point() and x.dtype != w.dtype:
-        raise ValueError(f"batch inputs are {x.dtype} but the model's weights are {w.dtype}: "
-                         f"convert one, e.g. inputs.to({w.dtype})")  # fmt: skip
+        raise ValueError(
+            f"batch inputs are {x.dtype} but the model's weights are {w.dtype}: "
+            f"convert one, e.g. inputs.to({w.dtype})"
+        )
     try:
         logits = functional_call(model, weights, (x,))
     except RuntimeError as exc:  # torch's shape errors name matrices, not the user's mistake
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if not any(word in text for word in ("shape", "size", "channels", "dimension")):
             raise
-        raise ValueError(f"the model cannot take inputs of shape {tuple(x.shape[1:])} (one "
-                         f"example); expected the input shape it was built for ({text})") from None  # fmt: skip
+        raise ValueError(
+            f"the model cannot take inputs of shape {tuple(x.shape[1:])} (one "
+            f"example); expected the input shape it was built for ({text})"
+        ) from None
     if logits.dim() != 2:
         raise ValueError(f"model output must be (batch, classes) logits, got {tuple(logits.shape)}")
     if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:

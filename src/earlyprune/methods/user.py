@@ -46,8 +46,9 @@ def resolve(target: str, timeout: float | None = DEFAULT_TIMEOUT_S) -> Target:
     fn, name = load_function(target, USAGE)
     check_signature(fn, target)
     safe = guarded(fn, target, timeout)  # its signature is fn's (``__wrapped__``)
-    return Target(name, method_from_function(name, safe, f"user scoring function {target}"), safe,
-                  target)  # fmt: skip
+    return Target(
+        name, method_from_function(name, safe, f"user scoring function {target}"), safe, target
+    )
 
 
 def register_target(target: str) -> str:
@@ -84,8 +85,14 @@ def resolve_method(kind: str, value: str | None, file: str) -> tuple[str | None,
         # Registered by other means (``run_specs(methods=...)`` in workers), or unknown, which
         # the spec's validation reports: a spec made through the Python API, without a file.
         return value, file
-    return resolve_user_input(kind, value, file, registered=METHODS.__contains__,
-                              user_name=is_user_method, register=register_target)  # fmt: skip
+    return resolve_user_input(
+        kind,
+        value,
+        file,
+        registered=METHODS.__contains__,
+        user_name=is_user_method,
+        register=register_target,
+    )
 
 
 @contextlib.contextmanager

@@ -40,8 +40,14 @@ def resolve_model(model: str, model_file: str) -> tuple[str, str]:
     """
     from earlyprune.core.user_functions import resolve_user_input
 
-    return resolve_user_input("model", model, model_file, registered=MODELS.__contains__,
-                              user_name=is_user_model, register=register_model_target)  # fmt: skip
+    return resolve_user_input(
+        "model",
+        model,
+        model_file,
+        registered=MODELS.__contains__,
+        user_name=is_user_model,
+        register=register_model_target,
+    )
 
 
 def register_model_target(target: str) -> str:
@@ -50,8 +56,9 @@ def register_model_target(target: str) -> str:
 
     factory, name = load_function(target, USAGE)
     if name not in MODELS:
-        MODELS.add(name, ModelEntry(name=name, build=_builder(factory, target),
-                                    input_shape=USER_SHAPE))  # fmt: skip
+        MODELS.add(
+            name, ModelEntry(name=name, build=_builder(factory, target), input_shape=USER_SHAPE)
+        )
     return name
 
 
@@ -66,8 +73,10 @@ def _builder(factory: Any, target: str) -> Any:
         except Exception as exc:
             from earlyprune.core.user_functions import one_line
 
-            raise SpecError(f"{target}(num_classes={num_classes}, input_shape="
-                            f"{tuple(input_shape)}) raised {one_line(exc)}") from None  # fmt: skip
+            raise SpecError(
+                f"{target}(num_classes={num_classes}, input_shape="
+                f"{tuple(input_shape)}) raised {one_line(exc)}"
+            ) from None
         if not isinstance(model, nn.Module):
             raise SpecError(f"{target} must return an nn.Module, got {type(model).__name__}")
         return model
@@ -101,9 +110,12 @@ def check_user_model(name: str, bundle: Any) -> None:
         with torch.no_grad():
             out = model.eval()(x)
     except Exception as exc:
-        raise SpecError(f"network {name} fails on the data's inputs {tuple(x.shape)}: "
-                        f"{one_line(exc)}") from None  # fmt: skip
+        raise SpecError(
+            f"network {name} fails on the data's inputs {tuple(x.shape)}: {one_line(exc)}"
+        ) from None
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(x), bundle.num_classes):
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise SpecError(f"network {name} must return (batch, {bundle.num_classes}) logits for "
-                        f"{bundle.num_classes} classes, got {shape}")  # fmt: skip
+        raise SpecError(
+            f"network {name} must return (batch, {bundle.num_classes}) logits for "
+            f"{bundle.num_classes} classes, got {shape}"
+        )

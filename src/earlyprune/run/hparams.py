@@ -23,9 +23,18 @@ if TYPE_CHECKING:
 
 #: The hyperparameter fields of ``RunSpec``, in the order ``--help`` and ``list presets`` show.
 HPARAMS = (
-    "lr", "batch_size", "momentum", "weight_decay", "milestones", "gamma", "optimizer",
-    "nesterov", "warmup_epochs", "label_smoothing", "rewind_step",
-)  # fmt: skip
+    "lr",
+    "batch_size",
+    "momentum",
+    "weight_decay",
+    "milestones",
+    "gamma",
+    "optimizer",
+    "nesterov",
+    "warmup_epochs",
+    "label_smoothing",
+    "rewind_step",
+)
 #: Those that change dense training, so the dense run a pruned run shares carries them.
 #: ``rewind_step`` only picks which dense checkpoint LTR rewinds to.
 DENSE_HPARAMS = tuple(h for h in HPARAMS if h != "rewind_step")
@@ -80,22 +89,29 @@ def validate_hparams(spec: RunSpec) -> None:
     if spec.nesterov is not None and not isinstance(spec.nesterov, bool):
         raise SpecError(f"nesterov must be true or false, got {spec.nesterov!r}")
     if spec.optimizer not in (None, "sgd") and (spec.momentum, spec.nesterov) != (None, None):
-        raise SpecError(f"momentum and nesterov are SGD settings; optimizer {spec.optimizer!r} "
-                        "uses torch's default betas (0.9, 0.999)")  # fmt: skip
+        raise SpecError(
+            f"momentum and nesterov are SGD settings; optimizer {spec.optimizer!r} "
+            "uses torch's default betas (0.9, 0.999)"
+        )
     if spec.rewind_step is not None:
         _integer("rewind_step", spec.rewind_step, 0)
         if spec.method not in REWINDING:
-            raise SpecError(f"rewind_step applies to {', '.join(REWINDING)}, not to method "
-                            f"{spec.method!r} (use prune_step for pruning at step t)")  # fmt: skip
+            raise SpecError(
+                f"rewind_step applies to {', '.join(REWINDING)}, not to method "
+                f"{spec.method!r} (use prune_step for pruning at step t)"
+            )
         if spec.prune_step is not None and spec.prune_step != spec.rewind_step:
-            raise SpecError(f"for {spec.method} the prune step is the rewind step: give "
-                            "rewind_step or prune_step, not two different values")  # fmt: skip
+            raise SpecError(
+                f"for {spec.method} the prune step is the rewind step: give "
+                "rewind_step or prune_step, not two different values"
+            )
 
 
 def normalized(spec: RunSpec) -> dict[str, Any]:
     """The same values in one canonical type (so ``lr = 1`` and ``--lr 1`` are one run id)."""
-    out: dict[str, Any] = {h: float(getattr(spec, h)) for h in _FLOATS
-                           if getattr(spec, h) is not None}  # fmt: skip
+    out: dict[str, Any] = {
+        h: float(getattr(spec, h)) for h in _FLOATS if getattr(spec, h) is not None
+    }
     if spec.milestones is not None:
         out["milestones"] = tuple(float(m) for m in spec.milestones)
     return out
@@ -128,12 +144,15 @@ def make_schedule(spec: RunSpec, preset: Preset, bundle: Any) -> Schedule:
     else:
         beyond = [m for m in spec.milestones if m > epochs]
         if beyond:
-            raise SpecError(f"milestone(s) {', '.join(f'{m:g}' for m in beyond)} beyond "
-                            f"training ({epochs:g} epochs)")  # fmt: skip
+            raise SpecError(
+                f"milestone(s) {', '.join(f'{m:g}' for m in beyond)} beyond "
+                f"training ({epochs:g} epochs)"
+            )
         milestones = tuple(round(m * spe) for m in spec.milestones)
     if h["warmup_epochs"] > epochs:
-        raise SpecError(f"warmup_epochs {h['warmup_epochs']:g} is longer than training "
-                        f"({epochs:g} epochs)")  # fmt: skip
+        raise SpecError(
+            f"warmup_epochs {h['warmup_epochs']:g} is longer than training ({epochs:g} epochs)"
+        )
     if h["optimizer"] == "sgd" and h["nesterov"] and h["momentum"] == 0:
         raise SpecError("nesterov needs momentum > 0")
     return Schedule(
@@ -177,22 +196,32 @@ def _milestones(text: str) -> tuple[float, ...]:
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """The ``--lr``, ``--batch-size``, ... flags of ``earlyprune run``."""
-    g = parser.add_argument_group("training hyperparameters (default: the preset's; see "
-                                  "`earlyprune list presets`)")  # fmt: skip
+    g = parser.add_argument_group(
+        "training hyperparameters (default: the preset's; see `earlyprune list presets`)"
+    )
     g.add_argument("--lr", type=float, help="learning rate (default: preset)")
     g.add_argument("--batch-size", type=int, help="training batch size (default: preset)")
     g.add_argument("--momentum", type=float, help="SGD momentum (default: preset)")
     g.add_argument("--weight-decay", type=float, help="weight decay (default: preset)")
-    g.add_argument("--milestones", type=_milestones,
-                   help="epochs after which the LR is multiplied by gamma, e.g. 80,120, or "
-                   "'none' (default: preset, moved proportionally with --epochs)")  # fmt: skip
+    g.add_argument(
+        "--milestones",
+        type=_milestones,
+        help="epochs after which the LR is multiplied by gamma, e.g. 80,120, or "
+        "'none' (default: preset, moved proportionally with --epochs)",
+    )
     g.add_argument("--gamma", type=float, help="LR drop factor (default: preset)")
     g.add_argument("--optimizer", help="sgd|adam|adamw (default: preset = sgd)")
-    g.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                   help="Nesterov momentum, SGD only (default: preset = off)")  # fmt: skip
-    g.add_argument("--warmup-epochs", type=float,
-                   help="linear LR warmup from lr/steps over this many epochs (default: preset "
-                   "= 0)")  # fmt: skip
+    g.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Nesterov momentum, SGD only (default: preset = off)",
+    )
+    g.add_argument(
+        "--warmup-epochs",
+        type=float,
+        help="linear LR warmup from lr/steps over this many epochs (default: preset = 0)",
+    )
     g.add_argument(
         "--label-smoothing",
         type=float,
@@ -210,8 +239,11 @@ def from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def preset_values(preset: Preset) -> dict[str, Any]:
     """Everything a preset trains with, for ``earlyprune list presets``."""
-    values: dict[str, Any] = {"model": preset.model, "dataset": preset.dataset,
-                              "epochs": preset.epochs}  # fmt: skip
+    values: dict[str, Any] = {
+        "model": preset.model,
+        "dataset": preset.dataset,
+        "epochs": preset.epochs,
+    }
     values.update({h: getattr(preset, h, FIXED.get(h)) for h in HPARAMS})
     values["milestones"] = list(preset.milestones)
     values.update(train_subset=preset.train_subset, test_subset=preset.test_subset)

@@ -58,13 +58,17 @@ def previous_level(
     prev = previous_spec(spec)
     result = run(prev, store, data_root=setup.data_root, job=setup.job)
     if result["status"] not in ("ok", "disconnected"):  # a cut level's survivors stay cut
-        raise RuntimeError(f"IMP level {prev.levels} ({prev.run_id}), which level "
-                           f"{spec.levels} builds on, is {result['status']}")  # fmt: skip
+        raise RuntimeError(
+            f"IMP level {prev.levels} ({prev.run_id}), which level "
+            f"{spec.levels} builds on, is {result['status']}"
+        )
     final = store.load_tensors(prev.run_id, "final.pt")
     mask = store.load_tensors(prev.run_id, "mask.pt")
     if final is None or mask is None:
-        raise RuntimeError(f"IMP level {prev.levels} ({prev.run_id}) has no stored final "
-                           "weights or mask (final.pt, mask.pt)")  # fmt: skip
+        raise RuntimeError(
+            f"IMP level {prev.levels} ({prev.run_id}) has no stored final "
+            "weights or mask (final.pt, mask.pt)"
+        )
     return final["model"], mask
 
 

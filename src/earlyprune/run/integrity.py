@@ -41,8 +41,12 @@ def digest(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def _is_artifact(p: Path) -> bool:
     name = p.name
-    return (p.is_file() and name not in NOT_ARTIFACTS and not name.startswith(".")
-            and not name.endswith(".corrupt"))  # fmt: skip
+    return (
+        p.is_file()
+        and name not in NOT_ARTIFACTS
+        and not name.startswith(".")
+        and not name.endswith(".corrupt")
+    )
 
 
 def artifacts(folder: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -110,12 +110,23 @@ class Log:
                 f"  loss {row['train_loss']:.4f}  test {100 * row['test_accuracy']:.2f} %"
                 f"  {elapsed:.1f} s"
             )
-            self.progress(text, "epoch", run_id=run_id, method=spec.method,
-                          sparsity=spec.sparsity, seed=spec.seed, epoch=row["epoch"],
-                          epochs=epochs, step=step, total_steps=sched.total_steps,
-                          lr=row["lr"], train_loss=row["train_loss"],
-                          test_loss=row["test_loss"], test_accuracy=row["test_accuracy"],
-                          elapsed_s=round(elapsed, 3))  # fmt: skip
+            self.progress(
+                text,
+                "epoch",
+                run_id=run_id,
+                method=spec.method,
+                sparsity=spec.sparsity,
+                seed=spec.seed,
+                epoch=row["epoch"],
+                epochs=epochs,
+                step=step,
+                total_steps=sched.total_steps,
+                lr=row["lr"],
+                train_loss=row["train_loss"],
+                test_loss=row["test_loss"],
+                test_accuracy=row["test_accuracy"],
+                elapsed_s=round(elapsed, 3),
+            )
             if self.tensorboard is not None:
                 self._scalars(run_id, step, row)
 
@@ -143,10 +154,21 @@ class Log:
             tail += " (disconnected: no input→output path)" if status == "disconnected" else ""
         else:
             tail = f"{status}" + (f" ({result['error']})" if result.get("error") else "")
-        self.progress(f"{head}: {tail}", "run", index=index, total=total, run_id=spec.run_id,
-                      method=spec.method, sparsity=spec.sparsity, ablation=spec.ablation,
-                      seed=spec.seed, status=status, test_accuracy=acc, seconds=seconds,
-                      error=result.get("error"))  # fmt: skip
+        self.progress(
+            f"{head}: {tail}",
+            "run",
+            index=index,
+            total=total,
+            run_id=spec.run_id,
+            method=spec.method,
+            sparsity=spec.sparsity,
+            ablation=spec.ablation,
+            seed=spec.seed,
+            status=status,
+            test_accuracy=acc,
+            seconds=seconds,
+            error=result.get("error"),
+        )
 
 
 class SweepProgress:
@@ -157,8 +179,7 @@ class SweepProgress:
 
     def __init__(self, total: int, store: RunStore, *, bar: bool, log: Log | None = None):
         self.total, self.store, self.log, self.count = total, store, log, 0
-        self._bar = tqdm(total=total, desc="sweep", unit="run", disable=not bar,
-                         dynamic_ncols=True)  # fmt: skip
+        self._bar = tqdm(total=total, desc="sweep", unit="run", disable=not bar, dynamic_ncols=True)
 
     def done(self, spec: RunSpec) -> None:
         self.count += 1

@@ -258,8 +258,9 @@ def retrain(
     """Trains with the full schedule; the dense run also keeps its rewind-step checkpoint."""
     rid = setup.spec.run_id
     keep = [setup.preset.rewind_step] if is_dense(setup.spec) else []
-    state = train_run(setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep,
-                      progress=progress)  # fmt: skip
+    state = train_run(
+        setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep, progress=progress
+    )
     if not state.diverged:
         final = {"model": model.state_dict(), "step": state.step}
         if mask is not None and sparse_training.is_sparse_training(setup.spec.method):
@@ -307,8 +308,11 @@ def record(
 
 def failure(setup: Setup, exc: BaseException, seconds: float) -> dict[str, Any]:
     message = f"{type(exc).__name__}: {exc}{raised_at(exc)}"
-    return {**_header(setup, "failed", message, seconds), "test_accuracy": None,
-            "best_test_accuracy": None}  # fmt: skip
+    return {
+        **_header(setup, "failed", message, seconds),
+        "test_accuracy": None,
+        "best_test_accuracy": None,
+    }
 
 
 def raised_at(exc: BaseException) -> str:
@@ -338,7 +342,11 @@ def _header(setup: Setup, status: str, error: str | None, seconds: float) -> dic
         "schedule": json.loads(json.dumps(dataclasses.asdict(setup.sched))),  # as stored
         "timings": {"total_s": round(seconds, 3)},
         "environment": environment_record(setup),
-        "versions": {"earlyprune": __version__, "torch": torch.__version__,
-                     "python": platform.python_version(), "device": str(setup.device)},
+        "versions": {
+            "earlyprune": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "device": str(setup.device),
+        },
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }  # fmt: skip
+    }

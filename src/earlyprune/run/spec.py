@@ -40,8 +40,16 @@ from earlyprune.run.spec_checks import check_int as _check_int
 from earlyprune.run.spec_checks import validate
 
 #: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
-_NUMERIC = ("sparsity", "prune_step", "rounds", "seed", "epochs", "scoring_per_class", "threads",
-            "world_size")  # fmt: skip
+_NUMERIC = (
+    "sparsity",
+    "prune_step",
+    "rounds",
+    "seed",
+    "epochs",
+    "scoring_per_class",
+    "threads",
+    "world_size",
+)
 
 
 def _no_hash() -> dict[str, Any]:
@@ -192,13 +200,23 @@ class RunSpec:
 
     def _dense_spec(self) -> RunSpec:
         return RunSpec(
-            dataset=self.dataset, model=self.model, preset=self.preset, seed=self.seed,
-            epochs=self.epochs, init=self.effective_init, bn_gamma=self.bn_gamma,
-            precision=self.precision, channels_last=self.channels_last, device=self.device,
-            model_file=self.model_file, dataset_file=self.dataset_file,
-            bias_init=self.bias_init, threads=self.threads, world_size=self.world_size,
+            dataset=self.dataset,
+            model=self.model,
+            preset=self.preset,
+            seed=self.seed,
+            epochs=self.epochs,
+            init=self.effective_init,
+            bn_gamma=self.bn_gamma,
+            precision=self.precision,
+            channels_last=self.channels_last,
+            device=self.device,
+            model_file=self.model_file,
+            dataset_file=self.dataset_file,
+            bias_init=self.bias_init,
+            threads=self.threads,
+            world_size=self.world_size,
             **{h: getattr(self, h) for h in DENSE_HPARAMS},
-        )  # fmt: skip
+        )
 
 
 def register_user_inputs(spec: RunSpec) -> None:
@@ -252,14 +270,18 @@ def _resolve_levels(spec: RunSpec) -> None:
         s = spec.sparsity
         found = [k for k in range(1, 200) if abs(imp_sparsity(k, f) - s) < 1e-6]
         if not found:
-            raise SpecError(f"IMP with level_fraction {f:g} reaches only sparsities "
-                            f"1 − {1 - f:g}^k; {s!r} is not one: give levels")  # fmt: skip
+            raise SpecError(
+                f"IMP with level_fraction {f:g} reaches only sparsities "
+                f"1 − {1 - f:g}^k; {s!r} is not one: give levels"
+            )
         object.__setattr__(spec, "levels", found[0])
     _check_int("levels", spec.levels, 1)
     expected = imp_sparsity(spec.levels, f)
     if spec.sparsity not in (0, 0.0) and abs(spec.sparsity - expected) > 1e-6:
-        raise SpecError(f"IMP level {spec.levels} has sparsity {expected}, not {spec.sparsity}: "
-                        "give levels or sparsity, not both")  # fmt: skip
+        raise SpecError(
+            f"IMP level {spec.levels} has sparsity {expected}, not {spec.sparsity}: "
+            "give levels or sparsity, not both"
+        )
     object.__setattr__(spec, "sparsity", expected)
 
 
@@ -267,8 +289,10 @@ def canonical_sparsity(value: float) -> float:
     """The sparsity a run id hashes and the run computes with (``SPARSITY_DECIMALS``)."""
     s = round(float(value), SPARSITY_DECIMALS)
     if s >= 1.0:
-        raise SpecError(f"sparsity must be a number in [0, 1), got {value!r} (1 at "
-                        f"{SPARSITY_DECIMALS} decimals)")  # fmt: skip
+        raise SpecError(
+            f"sparsity must be a number in [0, 1), got {value!r} (1 at "
+            f"{SPARSITY_DECIMALS} decimals)"
+        )
     return s
 
 

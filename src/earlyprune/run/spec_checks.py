@@ -75,14 +75,19 @@ def validate(spec: RunSpec) -> None:
         check_int("rounds", spec.rounds, 1)
     check_int("seed", spec.seed, 0)
     if spec.seed >= SEED_LIMIT:
-        raise SpecError(f"seed must be below 2**63 (torch's generators take 64-bit seeds), "
-                        f"got {spec.seed}")  # fmt: skip
+        raise SpecError(
+            f"seed must be below 2**63 (torch's generators take 64-bit seeds), got {spec.seed}"
+        )
     if spec.rounds is not None and spec.rounds > MAX_ROUNDS:
-        raise SpecError(f"rounds {spec.rounds} is more than {MAX_ROUNDS}: each round is a full "
-                        "scoring pass (SynFlow uses 100)")  # fmt: skip
+        raise SpecError(
+            f"rounds {spec.rounds} is more than {MAX_ROUNDS}: each round is a full "
+            "scoring pass (SynFlow uses 100)"
+        )
     if spec.rounds is not None and spec.method in (DENSE, *BASELINES):
-        raise SpecError(f"rounds does nothing for method {spec.method!r} (it prunes once, or not "
-                        "at all): leave --rounds out")  # fmt: skip
+        raise SpecError(
+            f"rounds does nothing for method {spec.method!r} (it prunes once, or not "
+            "at all): leave --rounds out"
+        )
     check_int("threads", spec.threads, 1)
     check_int("world_size", spec.world_size, 1)
     check_int("scoring_per_class", spec.scoring_per_class, 1)
@@ -101,8 +106,9 @@ def validate(spec: RunSpec) -> None:
             f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
         )
     if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
-        raise SpecError(f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', "
-                        "'cuda' or 'cuda:N'")  # fmt: skip
+        raise SpecError(
+            f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
     validate_hparams(spec)
 
 
@@ -121,5 +127,7 @@ def check_composition(spec: RunSpec) -> None:
         valid = [*ALLOCATIONS.names(), *(n for n in METHODS.names() if n not in ALLOCATIONS)]
         check_choice(kind, value, valid if kind == "allocation" else placement_names())
     if spec.allocation is not None and spec.scope != "global":
-        raise SpecError(f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
-                        "layer counts: use allocation 'uniform' for the same sparsity per layer")  # fmt: skip
+        raise SpecError(
+            f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
+            "layer counts: use allocation 'uniform' for the same sparsity per layer"
+        )

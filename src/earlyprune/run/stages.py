@@ -139,8 +139,12 @@ def _preflight_mask(spec: RunSpec, bundle: Any) -> None:
 
     shape = tuple(bundle.input_shape)
     try:
-        preflight(lambda: MODELS.get(spec.model).build(bundle.num_classes, shape),
-                  spec.sparsity, spec.scope, shape)  # fmt: skip
+        preflight(
+            lambda: MODELS.get(spec.model).build(bundle.num_classes, shape),
+            spec.sparsity,
+            spec.scope,
+            shape,
+        )
     except DisconnectedMask as exc:
         raise SpecError(f"{exc}") from None
 
@@ -197,9 +201,13 @@ def train_run(
             updater.load_state_dict(resume["mask"])
 
     def snapshot(st: TrainState) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "step": st.step, "curve": st.curve,
-                **({"mask": updater.state_dict()} if updater else {})}  # fmt: skip
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "step": st.step,
+            "curve": st.curve,
+            **({"mask": updater.state_dict()} if updater else {}),
+        }
 
     def at_step(step: int, _m: nn.Module, _o: torch.optim.Optimizer, st: TrainState) -> None:
         if step in save_steps:
@@ -258,9 +266,17 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
                 model = fresh_model(dense_setup)
                 end = dense_setup.sched.total_steps if step is None else step
                 start = _nearest_kept(store, did, end)
-                state = train_run(dense_setup, store, did, model, None,
-                                  save_steps=[] if step is None else [step], stop_step=step,
-                                  resume=start or {}, replay=True)  # fmt: skip
+                state = train_run(
+                    dense_setup,
+                    store,
+                    did,
+                    model,
+                    None,
+                    save_steps=[] if step is None else [step],
+                    stop_step=step,
+                    resume=start or {},
+                    replay=True,
+                )
                 if step is None and not state.diverged:
                     store.save_tensors(did, name, {"model": model.state_dict(), "step": state.step})
                 found = store.load_tensors(did, name)
@@ -314,10 +330,19 @@ def choose_mask(setup: Setup, model: nn.Module) -> Mask:
         setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
     )
     try:
-        return prune(model, method, spec.sparsity, batch=batch, rounds=spec.rounds,
-                     scope=spec.scope, invert=spec.ablation == "invert", seed=spec.seed,
-                     allocation=spec.allocation, placement=spec.placement,
-                     allow_disconnected=spec.allow_disconnected)  # fmt: skip
+        return prune(
+            model,
+            method,
+            spec.sparsity,
+            batch=batch,
+            rounds=spec.rounds,
+            scope=spec.scope,
+            invert=spec.ablation == "invert",
+            seed=spec.seed,
+            allocation=spec.allocation,
+            placement=spec.placement,
+            allow_disconnected=spec.allow_disconnected,
+        )
     except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
         raise SpecError(f"{exc}") from None
 
@@ -339,9 +364,13 @@ def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Modu
         else:
             model.load_state_dict(dense_weights(setup, store, setup.prune_step))
     if spec.ablation == "reinit":
-        ablations.reinitialize(model, seed=spec.seed,
-                               init=spec.effective_init, bn_gamma=spec.bn_gamma,
-                               bias=spec.bias_init)  # fmt: skip
+        ablations.reinitialize(
+            model,
+            seed=spec.seed,
+            init=spec.effective_init,
+            bn_gamma=spec.bn_gamma,
+            bias=spec.bias_init,
+        )
     return model
 
 

@@ -224,8 +224,13 @@ class RunStore:
                 continue
             except OSError as exc:
                 raise StoreError(f"cannot write {p}: {_reason(exc)}") from None
-            info = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-                    "start": process_start(os.getpid()), "pidns": pid_namespace()}  # fmt: skip
+            info = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "time": time.time(),
+                "start": process_start(os.getpid()),
+                "pidns": pid_namespace(),
+            }
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(info, f)
@@ -314,17 +319,24 @@ def check_store_path(root: str | os.PathLike[str]) -> None:
         if exc.errno == errno.ELOOP:
             raise StoreError(f"store path {text} is a symbolic link loop") from None
         if exc.errno == errno.ENAMETOOLONG:
-            raise StoreError(f"store path is too long for the file system ({len(str(text))} "
-                             "characters, or a name over 255): choose a shorter one") from None  # fmt: skip
+            raise StoreError(
+                f"store path is too long for the file system ({len(str(text))} "
+                "characters, or a name over 255): choose a shorter one"
+            ) from None
         if exc.errno != errno.ENOTDIR:
             raise StoreError(f"store path {text}: {_reason(exc)}") from None
     # A path that does not exist yet may still be too long to create.
     parts = Path(text).parts
     if any(len(part.encode()) > 255 for part in parts) or len(os.fsencode(text)) >= 4096:
-        raise StoreError(f"store path is too long for the file system ({len(str(text))} "
-                         "characters, or a name over 255): choose a shorter one")  # fmt: skip
+        raise StoreError(
+            f"store path is too long for the file system ({len(str(text))} "
+            "characters, or a name over 255): choose a shorter one"
+        )
 
 
 def _reason(exc: OSError) -> str:
-    return {errno.ENOSPC: "disk full", errno.EACCES: "permission denied",
-            errno.EROFS: "read-only file system"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
+    return {
+        errno.ENOSPC: "disk full",
+        errno.EACCES: "permission denied",
+        errno.EROFS: "read-only file system",
+    }.get(exc.errno, exc.strerror or str(exc))

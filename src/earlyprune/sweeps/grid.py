@@ -158,8 +158,9 @@ def run_specs(
     """
     executor = EXECUTORS.get(backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):  # fmt: skip
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
         raise SpecError(f"workers must be a positive integer, got {workers!r}")
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
@@ -172,16 +173,27 @@ def run_specs(
         if result is not None:
             check_preset(result, store)
     # A damaged finished run (a stored file that no longer matches its hash) is done again.
-    todo = [s for s in every if _to_run(stored[s.run_id], retry_failed)
-            or not servable(stored[s.run_id], store, retry_failed)]  # fmt: skip
+    todo = [
+        s
+        for s in every
+        if _to_run(stored[s.run_id], retry_failed)
+        or not servable(stored[s.run_id], store, retry_failed)
+    ]
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
         check_specs(todo, data_root, need_data=backend == "local")
         if progress is None:
             progress = sys.stderr.isatty()
         with SweepProgress(len(todo), store, bar=progress, log=log) as bar:
-            executor(todo, store, workers=workers, data_root=data_root,
-                     retry_failed=retry_failed, progress=bar, methods=methods)  # fmt: skip
+            executor(
+                todo,
+                store,
+                workers=workers,
+                data_root=data_root,
+                retry_failed=retry_failed,
+                progress=bar,
+                methods=methods,
+            )
     tidy(store, [s.run_id for s in every])
     results = [store.read_result(s.run_id) for s in specs]
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
@@ -357,5 +369,10 @@ def _to_run(result: dict[str, Any] | None, retry_failed: bool) -> bool:
 
 def _missing(spec: RunSpec) -> dict[str, Any]:
     # Only reachable if a worker vanished without a trace (e.g. a lost Ray node): say so.
-    return {"run_id": spec.run_id, "spec": spec.to_dict(), "status": "missing",
-            "error": "no result was stored", "test_accuracy": None}  # fmt: skip
+    return {
+        "run_id": spec.run_id,
+        "spec": spec.to_dict(),
+        "status": "missing",
+        "error": "no result was stored",
+        "test_accuracy": None,
+    }

@@ -140,8 +140,14 @@ def train(
     net = job.wrap(model) if job is not None else model
     if progress is None:  # a bar on a terminal, silence in logs and CI
         progress = sys.stderr.isatty()
-    bar = tqdm(total=end, initial=state.step, desc=desc, disable=not progress, leave=False,
-               dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        total=end,
+        initial=state.step,
+        desc=desc,
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
     spe = sched.steps_per_epoch
     smoothing = sched.label_smoothing  # of the training loss only; test loss is plain
     try:
@@ -162,8 +168,9 @@ def train(
                         loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
                     else:  # summed over the shard, scaled: DDP's average is the full-batch mean
                         xs, ys = job.shard(x, y)
-                        loss = F.cross_entropy(net(xs), ys, reduction="sum",
-                                               label_smoothing=smoothing)  # fmt: skip
+                        loss = F.cross_entropy(
+                            net(xs), ys, reduction="sum", label_smoothing=smoothing
+                        )
                         loss = loss * job.loss_scale(len(y))
                 loss_value = float(loss.detach()) if job is None else job.mean_loss(loss)
                 if not math.isfinite(loss_value):
@@ -192,11 +199,16 @@ def train(
                     precision=precision,
                     channels_last=channels_last,
                 )
-                state.curve.append({
-                    "epoch": math.ceil(state.step / spe), "step": state.step,
-                    "lr": sched.lr_at(state.step - 1), "train_loss": loss_sum / max(n_loss, 1),
-                    "test_loss": test_loss, "test_accuracy": acc,
-                })  # fmt: skip
+                state.curve.append(
+                    {
+                        "epoch": math.ceil(state.step / spe),
+                        "step": state.step,
+                        "lr": sched.lr_at(state.step - 1),
+                        "train_loss": loss_sum / max(n_loss, 1),
+                        "test_loss": test_loss,
+                        "test_accuracy": acc,
+                    }
+                )
                 bar.set_postfix(acc=f"{acc:.3f}")
                 for cb in on_epoch:
                     cb(state.step, model, optimizer, state)

@@ -54,8 +54,13 @@ OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 @OPTIMIZERS.register("sgd")
 def _sgd(params: Iterable[nn.Parameter], sched: Schedule) -> torch.optim.Optimizer:
     # The paper's optimizer (Appendix A): SGD, momentum 0.9, coupled (L2) weight decay.
-    return torch.optim.SGD(params, lr=sched.lr, momentum=sched.momentum,
-                           weight_decay=sched.weight_decay, nesterov=sched.nesterov)  # fmt: skip
+    return torch.optim.SGD(
+        params,
+        lr=sched.lr,
+        momentum=sched.momentum,
+        weight_decay=sched.weight_decay,
+        nesterov=sched.nesterov,
+    )
 
 
 @OPTIMIZERS.register("adam")

@@ -45,9 +45,17 @@ def register_allocation(
     def decorate(rule: Rule) -> Rule:
         ALLOCATIONS.add(name, Allocation(name, rule, summary))
         if baseline:
-            METHODS.add(name, Method(name, _random_placement, needs_batch=False,
-                                     summary=f"{summary}; random placement (baseline)",
-                                     allocation=name, placement="random"))  # fmt: skip
+            METHODS.add(
+                name,
+                Method(
+                    name,
+                    _random_placement,
+                    needs_batch=False,
+                    summary=f"{summary}; random placement (baseline)",
+                    allocation=name,
+                    placement="random",
+                ),
+            )
         return rule
 
     return decorate

@@ -115,8 +115,10 @@ def ntk_sap_method(
         def score(mask: Mask) -> Scores:
             t = calls[0]
             calls[0] += 1
-            total = {n: torch.zeros_like(m, dtype=w.dtype) for (n, m), w in
-                     zip(mask.items(), prunable(net).values(), strict=True)}  # fmt: skip
+            total = {
+                n: torch.zeros_like(m, dtype=w.dtype)
+                for (n, m), w in zip(mask.items(), prunable(net).values(), strict=True)
+            }
             for r in range(resamples):
                 x, deltas = resample(net, shape, generator(seed, "ntk_sap", t, r))
                 for n, g in proxy_gradient(net, mask, x, deltas, epsilon).items():
@@ -125,8 +127,10 @@ def ntk_sap_method(
 
         return score
 
-    summary = (f"|dP/dc|, P = NTK-trace finite difference (eps {epsilon}), {resamples} fresh "
-               f"inits x Gaussian inputs; {rounds} rounds; data-free")  # fmt: skip
+    summary = (
+        f"|dP/dc|, P = NTK-trace finite difference (eps {epsilon}), {resamples} fresh "
+        f"inits x Gaussian inputs; {rounds} rounds; data-free"
+    )
     return Method(name, prepare, rounds=rounds, needs_batch=False, summary=summary)
 
 

@@ -135,8 +135,10 @@ class Walks:
         # Walks start, round robin, at the units the network input feeds directly (the first
         # layer's input units, as the reference's ``mask[0].shape[1]``: 784 features of an MNIST
         # MLP, 3 channels of a CIFAR conv net) and at the network outputs (``mask[-1].shape[0]``).
-        self.entry = {True: self._entries(self.succ, self.input),
-                      False: self._entries(self.pred, self.output)}  # fmt: skip
+        self.entry = {
+            True: self._entries(self.succ, self.input),
+            False: self._entries(self.pred, self.output),
+        }
         self.next = {True: 0, False: 0}
 
     @staticmethod

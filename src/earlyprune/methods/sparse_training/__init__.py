@@ -87,14 +87,17 @@ def validate_spec(spec: RunSpec) -> None:
     for name, methods in FIELDS.items():
         value = getattr(spec, name)
         if value is not None and spec.method not in methods:
-            raise SpecError(f"{name} applies only to methods {', '.join(methods)}, "
-                            f"not {spec.method!r}")  # fmt: skip
+            raise SpecError(
+                f"{name} applies only to methods {', '.join(methods)}, not {spec.method!r}"
+            )
     if not is_sparse_training(spec.method):
         return
     m = spec.method
     if spec.ablation not in ABLATIONS:
-        raise SpecError(f"ablation {spec.ablation!r} does not apply to method {m!r} (its mask "
-                        f"is not scored at initialization); use one of: {', '.join(ABLATIONS)}")  # fmt: skip
+        raise SpecError(
+            f"ablation {spec.ablation!r} does not apply to method {m!r} (its mask "
+            f"is not scored at initialization); use one of: {', '.join(ABLATIONS)}"
+        )
     if spec.prune_step is not None:
         raise SpecError(f"method {m!r} trains from step 0: prune_step does not apply")
     if spec.rounds is not None:
@@ -113,8 +116,9 @@ def validate_spec(spec: RunSpec) -> None:
     if s is not None and (
         isinstance(s, bool) or not isinstance(s, int | float) or not 0 <= s <= spec.sparsity
     ):
-        raise SpecError(f"initial_sparsity must be a number in [0, sparsity={spec.sparsity}], "
-                        f"got {s!r}")  # fmt: skip
+        raise SpecError(
+            f"initial_sparsity must be a number in [0, sparsity={spec.sparsity}], got {s!r}"
+        )
 
 
 def _check_allocation(spec: RunSpec) -> None:
@@ -128,11 +132,15 @@ def _check_allocation(spec: RunSpec) -> None:
                 raise SpecError(f"method {m!r} starts dense: {name} does not apply")
         return
     if spec.placement not in (None, "random"):
-        raise SpecError(f"method {m!r} places its starting mask at random: placement "
-                        f"{spec.placement!r} does not apply")  # fmt: skip
+        raise SpecError(
+            f"method {m!r} places its starting mask at random: placement "
+            f"{spec.placement!r} does not apply"
+        )
     if spec.allocation is not None and spec.allocation not in ALLOCATIONS:
-        raise SpecError(f"method {m!r} needs a data-free allocation, one of: "
-                        f"{', '.join(ALLOCATIONS.names())}; got {spec.allocation!r}")  # fmt: skip
+        raise SpecError(
+            f"method {m!r} needs a data-free allocation, one of: "
+            f"{', '.join(ALLOCATIONS.names())}; got {spec.allocation!r}"
+        )
 
 
 def resolve_schedule(spec: RunSpec, total_steps: int) -> UpdateSchedule:

@@ -81,8 +81,9 @@ def register_sparse_trainer(
     """Registers ``fn(ctx) -> Mask`` as the mask update of method ``name``."""
 
     def decorate(fn: UpdateFn) -> UpdateFn:
-        SPARSE_TRAINERS.add(name, SparseTrainer(name, fn, dense_start, replaces_step, summary,
-                                                family))  # fmt: skip
+        SPARSE_TRAINERS.add(
+            name, SparseTrainer(name, fn, dense_start, replaces_step, summary, family)
+        )
         return fn
 
     return decorate
@@ -116,8 +117,9 @@ def layer_counts(
 
     params = prunable(model)
     total = sum(p.numel() for p in params.values())
-    counts = allocate(allocation, [tuple(p.shape) for p in params.values()],
-                      total - round(sparsity * total))  # fmt: skip
+    counts = allocate(
+        allocation, [tuple(p.shape) for p in params.values()], total - round(sparsity * total)
+    )
     return dict(zip(params, counts, strict=True))
 
 

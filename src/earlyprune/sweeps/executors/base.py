@@ -103,11 +103,15 @@ def record_failure(
                 record = failure(prepare(spec, data_root), exc, 0.0)
             except Exception:  # the failure was in preparing the run itself
                 record = {
-                    "run_id": rid, "spec": spec.to_dict(), "status": "failed",
-                    "error": f"{type(exc).__name__}: {exc}", "test_accuracy": None,
-                    "best_test_accuracy": None, "numerics_version": NUMERICS_VERSION,
+                    "run_id": rid,
+                    "spec": spec.to_dict(),
+                    "status": "failed",
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "test_accuracy": None,
+                    "best_test_accuracy": None,
+                    "numerics_version": NUMERICS_VERSION,
                     "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }  # fmt: skip
+                }
             store.write_json(rid, "result.json", record)
     except ClaimBusy:
         return BUSY

@@ -83,8 +83,9 @@ def run_local(
             return
         todo, errors = specs, {}
         for _ in range(MAX_POOLS):
-            errors, finished = _pool_pass(todo, n, threads, gpus, root, data, retry_failed, bar,
-                                          methods)  # fmt: skip
+            errors, finished = _pool_pass(
+                todo, n, threads, gpus, root, data, retry_failed, bar, methods
+            )
             todo, suspects = _triage(todo, errors, store)
             broken = [e for e in errors.values() if isinstance(e, BrokenProcessPool)]
             if broken and not finished and not suspects:
@@ -94,8 +95,10 @@ def run_local(
                 )
             for spec in suspects:  # alone, so that a run that kills its worker is found out
                 if _pool_pass([spec], 1, threads, gpus, root, data, retry_failed, bar, methods)[0]:
-                    died = WorkerDied("the worker process running it died twice (out of memory? "
-                                      "a crash in native code?)")  # fmt: skip
+                    died = WorkerDied(
+                        "the worker process running it died twice (out of memory? "
+                        "a crash in native code?)"
+                    )
                     record_failure(spec, store, died, data)
                     bar.done(spec)
             if not todo:
