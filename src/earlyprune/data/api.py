@@ -23,6 +23,8 @@ from earlyprune.core.registry import Registry
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.sampling import derive_seed, per_class_pick
 
+__registers__ = ()  # helper: the dataset registry, load_dataset and scoring_batch
+
 DatasetLoader = Callable[[Path | None, bool], DataBundle]
 
 DATASETS: Registry[DatasetLoader] = Registry("dataset")

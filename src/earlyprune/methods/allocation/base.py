@@ -21,6 +21,8 @@ from earlyprune.methods.base import (  # noqa: F401  (re-exported: the registry 
     register_allocation,
 )
 
+__registers__ = ()  # helper: integer counts and proportional quotas for the rules
+
 
 def numel(shape: Shape) -> int:
     return math.prod(shape)

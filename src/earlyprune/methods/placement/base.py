@@ -15,6 +15,8 @@ from earlyprune.methods.base import (  # noqa: F401  (re-exported: the registry 
     register_placement,
 )
 
+__registers__ = ()  # helper: looks placement names up (placements, then methods)
+
 
 def placement_names() -> list[str]:
     """Every valid placement: the registered placements, then the scoring methods."""

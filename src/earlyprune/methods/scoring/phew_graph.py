@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from earlyprune.masks.mask import prunable
 from earlyprune.models.init import NORM_LAYERS
 
+__registers__ = ()  # helper: PHEW's unit graph, used by phew.py
+
 #: Source units injected per probing pass (bounds the probe's memory on wide layers).
 _CHUNK = 64
 
