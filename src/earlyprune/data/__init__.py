@@ -6,7 +6,14 @@ imports them all.
 """
 
 from earlyprune.data import cifar, embedded, idx, imagenet, tinyimagenet  # noqa: F401 (register)
-from earlyprune.data.api import DATASETS, default_root, list_datasets, load_dataset, scoring_batch
+from earlyprune.data.api import (
+    DATASETS,
+    default_root,
+    list_datasets,
+    load_dataset,
+    register_dataset,
+    scoring_batch,
+)
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.folder import FileSplit, FolderBundle
 
@@ -20,5 +27,6 @@ __all__ = [
     "default_root",
     "list_datasets",
     "load_dataset",
+    "register_dataset",
     "scoring_batch",
 ]

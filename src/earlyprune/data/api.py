@@ -2,7 +2,7 @@
 
 A dataset is one function registered under its name with a fixed signature::
 
-    @DATASETS.register("my-data")
+    @register_dataset("my-data")
     def load_my_data(root: Path | None, download: bool) -> DataBundle: ...
 
 ``root`` is None when the user gave none; the loader then searches :func:`default_root` (and any
@@ -23,9 +23,21 @@ from earlyprune.core.registry import Registry
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.sampling import derive_seed, per_class_pick
 
+__registers__ = ()  # helper: the dataset registry, load_dataset and scoring_batch
+
 DatasetLoader = Callable[[Path | None, bool], DataBundle]
 
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Registers ``load(root, download) -> DataBundle`` as dataset ``name``; returns it unchanged.
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+    return DATASETS.register(name)
+
 
 ROOT_ENV = "EARLYPRUNE_DATA"  # overrides the default data folder, e.g. on a cluster
 

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
+__registers__ = ()  # helper: the paper's augmentation, shared by the image datasets
+
 SCALE = (0.1, 1.0)  # paper, App. A: crop area as a share of the image
 RATIO = (0.8, 1.25)  # paper, App. A: crop aspect ratio (width / height)
 

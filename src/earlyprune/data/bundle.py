@@ -27,6 +27,8 @@ from earlyprune.core.errors import DatasetError
 from earlyprune.data.augment import shift_flip
 from earlyprune.data.sampling import derive_seed, seeded_generator, stratified_indices
 
+__registers__ = ()  # helper: the DataBundle types every dataset returns
+
 Batch = tuple[Tensor, Tensor]
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from earlyprune.core.errors import DatasetError
-from earlyprune.data.api import DATASETS, missing_error, search_roots
+from earlyprune.data.api import missing_error, register_dataset, search_roots
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.download import extract_tar, fetch
 
@@ -208,13 +208,13 @@ def load_cifar(fmt: CifarFormat, root: Path | None, download: bool) -> DataBundl
     )
 
 
-@DATASETS.register("cifar10")
+@register_dataset("cifar10")
 def load_cifar10(root: Path | None, download: bool) -> DataBundle:
     """CIFAR-10: 50,000 train / 10,000 test, 3×32×32, 10 classes."""
     return load_cifar(CIFAR10, root, download)
 
 
-@DATASETS.register("cifar100")
+@register_dataset("cifar100")
 def load_cifar100(root: Path | None, download: bool) -> DataBundle:
     """CIFAR-100 (fine labels): 50,000 train / 10,000 test, 3×32×32, 100 classes."""
     return load_cifar(CIFAR100, root, download)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from earlyprune.core.errors import DatasetError
 
+__registers__ = ()  # helper: fetches and checks the official archives
+
 TIMEOUT_S = 30.0  # per socket operation: with no network we fail in seconds, never hang
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from earlyprune.core.errors import DatasetError
-from earlyprune.data.api import DATASETS
+from earlyprune.data.api import register_dataset
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.idx import FASHION_MNIST
 
@@ -35,7 +35,7 @@ def _split(arrays: dict[str, np.ndarray], part: str, where: str) -> TensorSplit:
     )
 
 
-@DATASETS.register("fashion-mnist-mini")
+@register_dataset("fashion-mnist-mini")
 def load_fashion_mnist_mini(root: Path | None, download: bool) -> DataBundle:
     """Fashion-MNIST mini: 10,000 train / 2,000 test, 1×28×28, 10 classes, always available.
 

@@ -23,6 +23,8 @@ from earlyprune.data.augment import random_resized_crop, resize_center_crop, to_
 from earlyprune.data.bundle import Batch, DataBundle, check_batch_size, epoch_order
 from earlyprune.data.sampling import derive_seed
 
+__registers__ = ()  # helper: class-per-folder image reading (ImageNet, Tiny ImageNet)
+
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

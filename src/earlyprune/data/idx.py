@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from earlyprune.core.errors import DatasetError
-from earlyprune.data.api import DATASETS, missing_error, search_roots
+from earlyprune.data.api import missing_error, register_dataset, search_roots
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 from earlyprune.data.download import fetch
 
@@ -186,13 +186,13 @@ def load_idx(fmt: IdxFormat, root: Path | None, download: bool) -> DataBundle:
     )  # paper, App. A (LeNet on MNIST): normalization only, no shift or flip
 
 
-@DATASETS.register("mnist")
+@register_dataset("mnist")
 def load_mnist(root: Path | None, download: bool) -> DataBundle:
     """MNIST: 60,000 train / 10,000 test, 1×28×28, 10 classes."""
     return load_idx(MNIST, root, download)
 
 
-@DATASETS.register("fashion-mnist")
+@register_dataset("fashion-mnist")
 def load_fashion_mnist(root: Path | None, download: bool) -> DataBundle:
     """Fashion-MNIST: 60,000 train / 10,000 test, 1×28×28, 10 classes.
 

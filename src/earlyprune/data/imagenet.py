@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from earlyprune.core.errors import DatasetError
-from earlyprune.data.api import DATASETS, missing_error, search_roots
+from earlyprune.data.api import missing_error, register_dataset, search_roots
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.folder import (
     IMAGENET_MEAN,
@@ -80,7 +80,7 @@ def _find_folder(roots: list[Path]) -> Path | None:
     return None
 
 
-@DATASETS.register("imagenet")
+@register_dataset("imagenet")
 def load_imagenet(root: Path | None, download: bool) -> DataBundle:
     """ImageNet (ILSVRC2012): 1.28 M train / 50,000 val images, 1,000 classes, fed at 224×224.
 

@@ -14,6 +14,8 @@ from torch import Tensor
 from earlyprune.core.errors import DatasetError
 from earlyprune.core.rng import derive_seed
 
+__registers__ = ()  # helper: class-balanced index sampling
+
 __all__ = ["derive_seed", "per_class_pick", "seeded_generator", "stratified_indices"]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from earlyprune.core.errors import DatasetError
-from earlyprune.data.api import DATASETS, missing_error, search_roots
+from earlyprune.data.api import missing_error, register_dataset, search_roots
 from earlyprune.data.bundle import DataBundle
 from earlyprune.data.folder import (
     IMAGENET_MEAN,
@@ -121,7 +121,7 @@ def _find_folder(roots: list[Path]) -> Path | None:
     return None
 
 
-@DATASETS.register("tinyimagenet")
+@register_dataset("tinyimagenet")
 def load_tinyimagenet(root: Path | None, download: bool) -> DataBundle:
     """TinyImageNet: 100,000 train / 10,000 val images of 3×64×64, 200 classes.
 

@@ -35,6 +35,8 @@ from earlyprune.core.errors import DatasetError, SpecError
 from earlyprune.data.api import DATASETS
 from earlyprune.data.bundle import DataBundle, TensorBundle, TensorSplit
 
+__registers__ = ()  # helper: registers a user's npz or FILE.py:FUNC data when a run names it
+
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 USAGE = "expected a dataset name, npz:path/to/file.npz, path/to/file.py:LOADER or pkg.mod:LOADER"
 #: A registered user dataset's name: ``npz:stem@<8 hex>`` or ``stem:loader@<8 hex>``.

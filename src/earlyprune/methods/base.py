@@ -1,4 +1,4 @@
-"""The method registry and the pieces every scorer shares.
+"""The method, allocation and placement registries, and the pieces every scorer shares.
 
 A method turns (model, batch, current mask) into ``Scores`` (higher = keep) and knows nothing of
 sparsity, rounds or inversion: those live in :mod:`earlyprune.masks.mask` and :func:`earlyprune.prune`.
@@ -9,8 +9,9 @@ masked copies, and restore the training mode and buffers (BatchNorm running stat
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ Batch = tuple[Tensor, Tensor]
 ScoreFn = Callable[[nn.Module, Batch | None, Mask, int], Scores]
 #: (model, batch, seed) -> a scorer for successive masks (lets a method set up once per prune).
 PrepareFn = Callable[[nn.Module, Batch | None, int], Callable[[Mask], Scores]]
+Fn = TypeVar("Fn", bound=Callable[..., object])
 
 
 @dataclass(frozen=True)
@@ -68,14 +70,77 @@ def register_method(
     needs_batch: bool = True,
     summary: str = "",
     revive: bool = False,
-) -> Callable[[ScoreFn], ScoreFn]:
-    """Registers a one-round scorer ``fn(model, batch, mask, seed) -> Scores`` as a method."""
+    budgeted: bool = False,
+    allocation: str | None = None,
+    placement: str | None = None,
+    prepared: bool = False,
+) -> Callable[[Fn], Fn]:
+    """Registers a scorer as method ``name`` (the fields are those of :class:`Method`).
+
+    The decorated function is a one-round scorer ``fn(model, batch, mask, seed) -> Scores``, or,
+    with ``prepared=True``, a ``prepare(model, batch, seed) -> (mask -> Scores)`` that sets up
+    once per prune (SynFlow's float64 copy, PHEW's walk graph). It is returned unchanged.
+    """
+
+    def decorate(fn: Fn) -> Fn:
+        if prepared:
+            prepare = fn
+        else:
+
+            def prepare(
+                model: nn.Module, batch: Batch | None, seed: int
+            ) -> Callable[[Mask], Scores]:
+                return lambda mask: fn(model, batch, mask, seed)
+
+        method = Method(
+            name, prepare, rounds, needs_batch, summary, revive, budgeted, allocation, placement
+        )
+        METHODS.add(name, method)
+        return fn
+
+    return decorate
+
+
+Shape = tuple[int, ...]
+#: (shapes in network order, total kept) -> real-valued kept count per layer.
+Rule = Callable[[Sequence[Shape], int], list[float]]
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A registered allocation: its name, rule and a one-line summary with its source."""
+
+    name: str
+    rule: Rule
+    summary: str = ""
+
+
+ALLOCATIONS: Registry[Allocation] = Registry("allocation")
+PLACEMENTS: Registry[Method] = Registry("placement")
+
+
+def register_allocation(name: str, *, summary: str) -> Callable[[Rule], Rule]:
+    """Registers ``rule(shapes, n_keep) -> quotas`` as allocation ``name``; returns it unchanged.
+
+    Only the allocation: its random-placement baseline *method* is registered on its own, in
+    :mod:`earlyprune.methods.baselines`.
+    """
+
+    def decorate(rule: Rule) -> Rule:
+        ALLOCATIONS.add(name, Allocation(name, rule, summary))
+        return rule
+
+    return decorate
+
+
+def register_placement(name: str, *, summary: str) -> Callable[[ScoreFn], ScoreFn]:
+    """Registers a scorer ``fn(model, batch, mask, seed) -> Scores`` as placement ``name``."""
 
     def decorate(fn: ScoreFn) -> ScoreFn:
         def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
             return lambda mask: fn(model, batch, mask, seed)
 
-        METHODS.add(name, Method(name, prepare, rounds, needs_batch, summary, revive))
+        PLACEMENTS.add(name, Method(name, prepare, needs_batch=False, summary=summary))
         return fn
 
     return decorate

@@ -11,6 +11,8 @@ from earlyprune.core import rng
 from earlyprune.core.registry import Registry
 from earlyprune.models.init import check_init, initialize
 
+__registers__ = ()  # helper: the model registry, create_model and the input checks
+
 InputShape = tuple[int, int, int]
 Builder = Callable[[int, InputShape], nn.Module]
 

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+__registers__ = ()  # helper: weight initializations shared by every network
+
 INITS = ("kaiming_fan_in", "kaiming_fan_out", "normal")
 BN_GAMMAS = ("uniform", "one")
 #: ``"default"``: PyTorch's U(±1/√fan_in) (the authors' code); ``"zero"``: all biases 0.

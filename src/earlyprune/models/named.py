@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+__registers__ = ()  # helper: a Sequential with named layers, used by two networks
+
 _POSITIONAL = re.compile(r"(\d+)\.(.+)")
 
 

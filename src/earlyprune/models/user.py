@@ -22,6 +22,8 @@ from torch import nn
 from earlyprune.core.errors import SpecError
 from earlyprune.models.base import MODELS, InputShape, ModelEntry
 
+__registers__ = ()  # helper: registers a user's FILE.py:FUNC network when a run names it
+
 USAGE = "expected a registered model name, path/to/file.py:FACTORY or package.module:FACTORY"
 #: A registered user network's name: ``stem:factory@<8 hex>``.
 USER_NAME = re.compile(r"^.+:[A-Za-z_]\w*@([0-9a-f]{8}|nosource)$")

@@ -1,4 +1,4 @@
-"""Allocations, one file each; importing this package registers them (and their baselines)."""
+"""Allocations, one file each; importing this package registers them."""
 
 from earlyprune.methods.allocation import er, erk, smart_ratio, uniform, uniform_plus  # noqa: F401
 from earlyprune.methods.allocation.base import (

@@ -3,70 +3,25 @@
 An allocation rule maps the prunable layers' shapes (network order) and the total budget
 ``n_keep`` to real-valued per-layer quotas; :func:`integer_counts` turns them into integers
 (largest remainder, exact total, at least one weight per layer whenever the budget allows).
-Placement (which weights) is separate: see :mod:`earlyprune.methods.placement`. Registering an
-allocation also registers a baseline *method* of the same name: that allocation with random
-placement (the "random sparse" baselines of Liu et al., ICLR 2022).
+Placement (which weights) is separate: see :mod:`earlyprune.methods.placement`. The registry
+and ``@register_allocation`` live in :mod:`earlyprune.methods.base`; the baseline *methods* of
+the same names (allocation + random placement) in :mod:`earlyprune.methods.baselines`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from torch import nn
+from earlyprune.methods.base import (  # noqa: F401  (re-exported: the registry lives low)
+    ALLOCATIONS,
+    Allocation,
+    Rule,
+    Shape,
+    register_allocation,
+)
 
-from earlyprune.core.registry import Registry
-from earlyprune.masks.mask import Mask, Scores
-from earlyprune.methods.base import METHODS, Batch, Method
-
-Shape = tuple[int, ...]
-#: (shapes in network order, total kept) -> real-valued kept count per layer.
-Rule = Callable[[Sequence[Shape], int], list[float]]
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """A registered allocation: its name, rule and a one-line summary with its source."""
-
-    name: str
-    rule: Rule
-    summary: str = ""
-
-
-ALLOCATIONS: Registry[Allocation] = Registry("allocation")
-
-
-def register_allocation(
-    name: str, *, summary: str, baseline: bool = True
-) -> Callable[[Rule], Rule]:
-    """Registers ``rule`` as an allocation; ``baseline`` also adds method ``name`` (random placement)."""
-
-    def decorate(rule: Rule) -> Rule:
-        ALLOCATIONS.add(name, Allocation(name, rule, summary))
-        if baseline:
-            METHODS.add(
-                name,
-                Method(
-                    name,
-                    _random_placement,
-                    needs_batch=False,
-                    summary=f"{summary}; random placement (baseline)",
-                    allocation=name,
-                    placement="random",
-                ),
-            )
-        return rule
-
-    return decorate
-
-
-def _random_placement(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
-    """``Method.prepare`` of the baselines: the scores of the ``random`` placement."""
-    # Looked up when called: placement imports the scoring package, which imports this one.
-    from earlyprune.methods.placement import resolve_placement
-
-    return resolve_placement("random").prepare(model, batch, seed)
+__registers__ = ()  # helper: integer counts and proportional quotas for the rules
 
 
 def numel(shape: Shape) -> int:

@@ -8,28 +8,14 @@ looked up here first, then among the methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from earlyprune.methods.base import (  # noqa: F401  (re-exported: the registry lives low)
+    METHODS,
+    PLACEMENTS,
+    Method,
+    register_placement,
+)
 
-from torch import nn
-
-from earlyprune.core.registry import Registry
-from earlyprune.masks.mask import Mask, Scores
-from earlyprune.methods.base import METHODS, Batch, Method, ScoreFn
-
-PLACEMENTS: Registry[Method] = Registry("placement")
-
-
-def register_placement(name: str, *, summary: str) -> Callable[[ScoreFn], ScoreFn]:
-    """Registers a scorer ``fn(model, batch, mask, seed) -> Scores`` as placement ``name``."""
-
-    def decorate(fn: ScoreFn) -> ScoreFn:
-        def prepare(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
-            return lambda mask: fn(model, batch, mask, seed)
-
-        PLACEMENTS.add(name, Method(name, prepare, needs_batch=False, summary=summary))
-        return fn
-
-    return decorate
+__registers__ = ()  # helper: looks placement names up (placements, then methods)
 
 
 def placement_names() -> list[str]:

@@ -1,5 +1,8 @@
 """Scoring methods, one file each; importing this package registers them all."""
 
+# isort: off
+# The baselines (erk, uniform, ...) first: `ep.list_methods()` has always listed them first.
+import earlyprune.methods.baselines  # noqa: F401  (register)
 from earlyprune.methods.base import (
     METHODS,
     Batch,
@@ -23,9 +26,7 @@ from earlyprune.methods.scoring import (  # noqa: F401  (register)
     synflow_l2,
 )
 
-# isort: split
-# After the scorers: allocations register their baseline methods (erk, uniform, ...) too.
-import earlyprune.methods.allocation  # noqa: E402, F401
+# isort: on
 
 #: The methods shipped with the package, registered above. A test holds each of them to leaving
 #: the model bit for bit as it was; ``ep.prune`` and ``ep.score`` check every other scorer.

@@ -24,7 +24,7 @@ from torch.func import functional_call
 
 from earlyprune.core.rng import generator
 from earlyprune.masks.mask import Mask, Scores, prunable
-from earlyprune.methods.base import METHODS, Batch, Method
+from earlyprune.methods.base import Batch, Method, register_method
 from earlyprune.models.init import WEIGHT_LAYERS, initialize
 
 EPSILON = 0.01
@@ -127,11 +127,24 @@ def ntk_sap_method(
 
         return score
 
-    summary = (
-        f"|dP/dc|, P = NTK-trace finite difference (eps {epsilon}), {resamples} fresh "
-        f"inits x Gaussian inputs; {rounds} rounds; data-free"
-    )
+    summary = _summary(epsilon, resamples, rounds)
     return Method(name, prepare, rounds=rounds, needs_batch=False, summary=summary)
 
 
-METHODS.add("ntk_sap", ntk_sap_method())
+def _summary(epsilon: float, resamples: int, rounds: int) -> str:
+    return (
+        f"|dP/dc|, P = NTK-trace finite difference (eps {epsilon}), {resamples} fresh "
+        f"inits x Gaussian inputs; {rounds} rounds; data-free"
+    )
+
+
+@register_method(
+    "ntk_sap",
+    rounds=ROUNDS,
+    needs_batch=False,
+    summary=_summary(EPSILON, RESAMPLES, ROUNDS),
+    prepared=True,
+)
+def prepare_ntk_sap(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
+    """The published setting (ε, R, T above) of :func:`ntk_sap_method`."""
+    return ntk_sap_method().prepare(model, batch, seed)

@@ -29,7 +29,7 @@ from torch import nn
 
 from earlyprune.core.rng import stream_seed
 from earlyprune.masks.mask import Mask, Scores, prunable
-from earlyprune.methods.base import METHODS, Batch, Method
+from earlyprune.methods.base import Batch, register_method
 from earlyprune.methods.scoring.phew_graph import Wiring, probe_wiring
 from earlyprune.methods.scoring.phew_walks import Layer, Walks
 
@@ -135,6 +135,13 @@ class _Walker:
         ]
 
 
+@register_method(
+    "phew",
+    needs_batch=False,
+    budgeted=True,
+    summary="visits of |w|-biased random walks input<->output until the budget; data-free",
+    prepared=True,
+)
 def prepare_phew(model: nn.Module, batch: Batch | None, seed: int) -> Callable[..., Scores]:
     """Probes the unit graph once; each call walks a fresh mask for its budget."""
     if batch is None or not isinstance(batch[0], torch.Tensor):
@@ -156,15 +163,3 @@ def prepare_phew(model: nn.Module, batch: Batch | None, seed: int) -> Callable[.
         return out
 
     return score
-
-
-METHODS.add(
-    "phew",
-    Method(
-        "phew",
-        prepare_phew,
-        needs_batch=False,
-        budgeted=True,
-        summary="visits of |w|-biased random walks input<->output until the budget; data-free",
-    ),
-)

@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from earlyprune.masks.mask import prunable
 from earlyprune.models.init import NORM_LAYERS
 
+__registers__ = ()  # helper: PHEW's unit graph, used by phew.py
+
 #: Source units injected per probing pass (bounds the probe's memory on wide layers).
 _CHUNK = 64
 
@@ -120,25 +122,9 @@ def probe_wiring(model: nn.Module, input_shape: tuple[int, ...]) -> Wiring:
     are replaced by stubs (only BatchNorm, activations, pooling, additions... are computed).
     """
     holder = _Holder(_neutral_copy(model))
-    names = list(prunable(model))
-    modules = dict(holder.named_modules())
-    by_name = {n: modules["m." + n[: -len(".weight")] if n != "weight" else "m"] for n in names}
+    by_name = {n: holder.get_submodule(_path(n)) for n in prunable(model)}
     device = next(iter(prunable(holder).values())).device
-    out_shape: dict[str, tuple[int, ...]] = {}
-
-    def shape_hook(name: str):
-        def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
-            out_shape.setdefault(name, tuple(out.shape[1:]))
-
-        return hook
-
-    handles = [m.register_forward_hook(shape_hook(n)) for n, m in by_name.items()]
-    try:
-        with torch.no_grad():
-            out = holder(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
-    finally:
-        for h in handles:
-            h.remove()
+    out_shape, out = _output_shapes(holder, by_name, input_shape, device)
     if not isinstance(out, Tensor):
         raise ValueError("phew needs a model whose output is one tensor")
     n_output = int(out.reshape(1, -1).shape[1])
@@ -146,8 +132,7 @@ def probe_wiring(model: nn.Module, input_shape: tuple[int, ...]) -> Wiring:
     for name, layer in by_name.items():
         if name not in out_shape:
             continue  # never called in a forward pass: never walked
-        path = "m." + name[: -len(".weight")] if name != "weight" else "m"
-        parent_name, _, attr = path.rpartition(".")
+        parent_name, _, attr = _path(name).rpartition(".")
         setattr(holder.get_submodule(parent_name), attr, _Stub(name, layer, out_shape[name], probe))
     with torch.no_grad():
         holder(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
@@ -185,14 +170,7 @@ def probe_wiring(model: nn.Module, input_shape: tuple[int, ...]) -> Wiring:
         }
         # Sources feeding disjoint sets of layers share probing passes (a chain: all of them),
         # so a destination always knows which source its signal came from.
-        groups: list[list[str]] = []
-        for src in sorted(sources, key=lambda n: -units[n]):
-            for g in groups:
-                if all(not (feeds[src] & feeds[o]) for o in g):
-                    g.append(src)
-                    break
-            else:
-                groups.append([src])
+        groups = _disjoint_groups(sources, feeds, units)
         blocks: dict[str, dict[str, list[np.ndarray]]] = {src: {} for src in sources}
         for g in groups:
             for start in range(0, max(units[n] for n in g), _CHUNK):
@@ -222,3 +200,48 @@ def _spread(onehot: Tensor, shape: tuple[int, ...], d: int) -> Tensor:
     size[0] = onehot.shape[0]
     size[d % len(shape)] = onehot.shape[1]
     return onehot.reshape(size).expand(shape).clone()
+
+
+def _path(weight: str) -> str:
+    """The module holding prunable ``weight`` inside the holder (the model is its ``m``)."""
+    return "m." + weight[: -len(".weight")] if weight != "weight" else "m"
+
+
+def _output_shapes(
+    holder: nn.Module,
+    by_name: dict[str, nn.Module],
+    input_shape: tuple[int, ...],
+    device: torch.device,
+) -> tuple[dict[str, tuple[int, ...]], object]:
+    """Each prunable layer's output shape (no batch dimension) and the network's output, at batch 1."""
+    out_shape: dict[str, tuple[int, ...]] = {}
+
+    def shape_hook(name: str):
+        def hook(module: nn.Module, args: tuple, out: Tensor) -> None:
+            out_shape.setdefault(name, tuple(out.shape[1:]))
+
+        return hook
+
+    handles = [m.register_forward_hook(shape_hook(n)) for n, m in by_name.items()]
+    try:
+        with torch.no_grad():
+            out = holder(torch.zeros((1, *input_shape), dtype=torch.float64, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return out_shape, out
+
+
+def _disjoint_groups(
+    sources: list[str], feeds: dict[str, set[str]], units: dict[str, int]
+) -> list[list[str]]:
+    """Sources grouped so that no two in a group feed the same layer (largest first, greedy)."""
+    groups: list[list[str]] = []
+    for src in sorted(sources, key=lambda n: -units[n]):
+        for g in groups:
+            if all(not (feeds[src] & feeds[o]) for o in g):
+                g.append(src)
+                break
+        else:
+            groups.append([src])
+    return groups

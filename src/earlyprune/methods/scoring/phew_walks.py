@@ -12,6 +12,8 @@ import torch
 
 from earlyprune.methods.scoring.phew_graph import Wiring
 
+__registers__ = ()  # helper: PHEW's random walks, used by phew.py
+
 #: Walkers per batch (half forward, half backward).
 BATCH = 512
 

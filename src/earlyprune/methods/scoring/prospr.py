@@ -22,12 +22,12 @@ from torch import Tensor, nn
 
 from earlyprune.masks.mask import Mask, Scores, prunable
 from earlyprune.methods.base import (
-    METHODS,
     Batch,
     Method,
     check_batch,
     loss_of,
     preserved_state,
+    register_method,
 )
 
 STEPS = 3
@@ -96,9 +96,15 @@ def prospr_method(
             model, batch, mask, steps=steps, lr=lr, first_order=first_order
         )
 
+    return Method(name, prepare, summary=_summary(steps, lr, first_order))
+
+
+def _summary(steps: int, lr: float, first_order: bool) -> str:
     variant = "first-order" if first_order else "through the unrolled graph"
-    summary = f"|dL/dc| after {steps} SGD steps (lr {lr}) from c*theta, {variant}; one batch"
-    return Method(name, prepare, summary=summary)
+    return f"|dL/dc| after {steps} SGD steps (lr {lr}) from c*theta, {variant}; one batch"
 
 
-METHODS.add("prospr", prospr_method())
+@register_method("prospr", summary=_summary(STEPS, INNER_LR, False), prepared=True)
+def prepare_prospr(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
+    """The published setting (steps, lr above, through the unrolled graph) of :func:`prospr_method`."""
+    return prospr_method().prepare(model, batch, seed)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from earlyprune.masks.mask import Mask, Scores, prunable
-from earlyprune.methods.base import METHODS, Batch, Method
+from earlyprune.methods.base import Batch, register_method
 
 
 def linearized_copy(model: nn.Module) -> nn.Module:
@@ -99,20 +99,15 @@ class _Scorer:
         return grad.mul_(weight) if grad.is_contiguous() else grad * weight
 
 
+@register_method(
+    "synflow",
+    rounds=100,
+    needs_batch=False,
+    summary="|dR/dw * w|, R = sum of |network|(ones), float64; 100 rounds; data-free",
+    prepared=True,
+)
 def prepare_synflow(model: nn.Module, batch: Batch | None, seed: int) -> Callable[[Mask], Scores]:
     """Builds the float64 copy once; each round only reruns one forward/backward pass."""
     if batch is None or not isinstance(batch[0], torch.Tensor):
         raise ValueError("method 'synflow' needs the input shape: pass batch=(inputs, labels)")
     return _Scorer(model, tuple(batch[0].shape[1:]))
-
-
-METHODS.add(
-    "synflow",
-    Method(
-        "synflow",
-        prepare_synflow,
-        rounds=100,
-        needs_batch=False,
-        summary="|dR/dw * w|, R = sum of |network|(ones), float64; 100 rounds; data-free",
-    ),
-)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from earlyprune.masks.mask import Mask, Scores
-from earlyprune.methods.base import METHODS, Batch, Method
+from earlyprune.methods.base import Batch, register_method
 from earlyprune.methods.scoring.synflow import _Scorer
 
 ROUNDS = 100
@@ -61,6 +61,13 @@ class _SquaredScorer(_Scorer):
         return grad.mul_(weight.sqrt())
 
 
+@register_method(
+    "synflow_l2",
+    rounds=ROUNDS,
+    needs_batch=False,
+    summary="|theta| * dR/dv, v = theta^2 (PHEW's code), float64; 100 rounds; data-free",
+    prepared=True,
+)
 def prepare_synflow_l2(
     model: nn.Module, batch: Batch | None, seed: int
 ) -> Callable[[Mask], Scores]:
@@ -68,15 +75,3 @@ def prepare_synflow_l2(
     if batch is None or not isinstance(batch[0], torch.Tensor):
         raise ValueError("method 'synflow_l2' needs the input shape: pass batch=(inputs, labels)")
     return _SquaredScorer(model, tuple(batch[0].shape[1:]))
-
-
-METHODS.add(
-    "synflow_l2",
-    Method(
-        "synflow_l2",
-        prepare_synflow_l2,
-        rounds=ROUNDS,
-        needs_batch=False,
-        summary="|theta| * dR/dv, v = theta^2 (PHEW's code), float64; 100 rounds; data-free",
-    ),
-)
