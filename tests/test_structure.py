@@ -13,8 +13,8 @@ from torch import nn
 
 import earlyprune as ep
 from earlyprune.apps.speed import magnitude_mask, main, measure_speed
+from earlyprune.masks.channel_select import channel_scores, channels_to_mask
 from earlyprune.masks.channels import (
-    channel_scores,
     kept_channels,
     silence_channels,
     trace_channels,
@@ -250,7 +250,7 @@ def test_ablations_keep_the_structure(structure, net):
         graph = trace_channels(model)
         for ablated in (shuffled, worst):
             assert torch.equal(
-                ep.masks.channels.channels_to_mask(
+                channels_to_mask(
                     graph,
                     kept_channels(graph, ablated),
                     {n: tuple(m.shape) for n, m in mask.items()},

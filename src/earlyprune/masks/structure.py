@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from earlyprune.masks.channels import drop_lowest, select_channels
+from earlyprune.masks.channel_select import select_channels
+from earlyprune.masks.channels import drop_lowest
 from earlyprune.masks.mask import Mask, select_counts
 
 KINDS = ("unstructured", "nm", "fanin", "channel")

@@ -21,12 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from earlyprune.core import rng
-from earlyprune.masks.channels import (
-    channels_to_mask,
-    kept_channels,
-    select_channels,
-    trace_channels,
-)
+from earlyprune.masks.channel_select import channels_to_mask, select_channels
+from earlyprune.masks.channels import kept_channels, trace_channels
 from earlyprune.masks.mask import Mask
 from earlyprune.masks.structure import (
     Structure,
