@@ -86,9 +86,7 @@ class FusedPack:
         ValueError: If the members' networks differ in parameter or buffer names or shapes.
     """
 
-    def __init__(
-        self, members: Sequence[Member], sched: Schedule, precision: str = "fp32"
-    ) -> None:
+    def __init__(self, members: Sequence[Member], sched: Schedule, precision: str = "fp32") -> None:
         if not members:
             raise ValueError("a pack needs at least one member")
         _check_same_architecture([m.model for m in members])
@@ -191,7 +189,9 @@ class FusedPack:
                     total += y.numel()
         finally:
             self.base.train()
-        return [(c / max(total, 1), s / max(total, 1)) for c, s in zip(correct, loss_sum)]
+        return [
+            (c / max(total, 1), s / max(total, 1)) for c, s in zip(correct, loss_sum, strict=True)
+        ]
 
     def model_state(self, k: int) -> dict[str, Tensor]:
         """Member ``k``'s ``state_dict`` (the keys and order of its solo network's)."""

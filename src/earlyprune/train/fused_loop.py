@@ -123,4 +123,3 @@ def resume_from(pack: FusedPack, path: str | Path) -> PackState | None:
     """Loads ``path`` into ``pack`` and returns its state; None (pack untouched) if absent."""
     found = load_pack_file(Path(path))
     return None if found is None else pack.restore(found)
-

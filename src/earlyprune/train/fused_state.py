@@ -42,9 +42,7 @@ def slice_optimizer_state(
     """
     out: dict[int, dict[str, Any]] = {}
     for idx, entry in state_dict["state"].items():
-        out[idx] = {
-            key: _member_value(key, value, shapes[idx], k) for key, value in entry.items()
-        }
+        out[idx] = {key: _member_value(key, value, shapes[idx], k) for key, value in entry.items()}
     groups = [dict(g) for g in state_dict["param_groups"]]
     return {"state": out, "param_groups": groups}
 
