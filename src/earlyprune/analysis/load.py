@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from earlyprune.analysis.verdicts import method_label
+from earlyprune.analysis.checks import method_label
 from earlyprune.core.errors import StoreError
 
 RESULT_FILE = "result.json"
