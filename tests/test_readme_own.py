@@ -72,6 +72,7 @@ def scorer_commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_the_readme_own_scorer_path_runs_as_written(tmp_path):
     """`run`, a sweep axis and `check-method` with a grid, all on the user's scoring file."""
     commands = scorer_commands()

@@ -364,6 +364,7 @@ def test_a_run_that_raises_is_recorded_failed(
     assert [r["status"] for r in results] == ["ok", "ok"] and results[1] == finished
 
 
+@pytest.mark.slow
 def test_a_failing_run_in_a_worker_does_not_stop_the_sweep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
