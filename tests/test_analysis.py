@@ -426,6 +426,7 @@ def test_report_to_a_file_is_a_store_error(store, tmp_path):
             write_report(store, target)
 
 
+@pytest.mark.slow
 def test_analysis_never_imports_torch(store, tmp_path):
     """The analysis modules themselves import no torch and no training code.
 

@@ -34,6 +34,7 @@ def _json_line(capsys) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("module", "keys"),
     [
@@ -50,6 +51,7 @@ def test_benchmark_prints_one_json_object(bench, capsys, module, keys):
     assert printed["device"].startswith("cpu") and printed["size"] == "tiny"
 
 
+@pytest.mark.slow
 def test_scoring_benchmark_counts_the_passes_each_method_makes(bench, capsys):
     result = bench("bench_scoring").main(["--tiny", "--device", "cpu"])
     assert _json_line(capsys) == json.loads(json.dumps(result))
@@ -66,6 +68,7 @@ def test_scoring_benchmark_counts_the_passes_each_method_makes(bench, capsys):
     assert all(abs(m["density"] - 0.1) < 1e-4 for m in methods.values())
 
 
+@pytest.mark.slow
 def test_run_all_writes_markdown_and_headline_json(bench, tmp_path, capsys):
     md = tmp_path / "BENCHMARKS.md"
     md.write_text("# notes kept\n\n<!-- results:begin -->\nold\n<!-- results:end -->\n\ntail\n")

@@ -277,6 +277,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "report" / "index.html"
 
 
+@pytest.mark.slow
 def test_report_reads_well_in_chromium(report, tmp_path):
     facts, errors = inspect(report, tmp_path / "profile")
     assert facts["title"] == "earlyprune report"
@@ -297,6 +298,7 @@ def test_report_reads_well_in_chromium(report, tmp_path):
     assert problems(report, facts, errors) == []
 
 
+@pytest.mark.slow
 def test_the_browser_check_catches_a_broken_page(report, tmp_path):
     """The checks can fail: a missing figure, a dead link and a too-wide block are all caught."""
     broken = tmp_path / "broken"

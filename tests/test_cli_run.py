@@ -191,6 +191,7 @@ def test_missing_data_files_are_a_user_mistake(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_the_console_script_runs(tmp_path):
     script = Path(sys.executable).with_name("earlyprune")
     exe = str(script) if script.exists() else shutil.which("earlyprune")

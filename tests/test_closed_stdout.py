@@ -47,6 +47,7 @@ def closed_after(argv: list[str], lines: int) -> tuple[int, str, list[str]]:
     return proc.wait(timeout=300), err, read
 
 
+@pytest.mark.slow
 def test_run_piped_into_head_stops_quietly_and_resumes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -126,6 +126,7 @@ def user_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---- the demo -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_demo_table_shows_every_method_and_ablation_with_all_seeds(demo_store):
     store, result = demo_store
     assert not result.problems and result.index.is_file()
@@ -140,6 +141,7 @@ def test_demo_table_shows_every_method_and_ablation_with_all_seeds(demo_store):
     assert "the paper's checks at 89.3 % sparsity" in result.text
 
 
+@pytest.mark.slow
 def test_demo_cli_reuses_the_store(demo_store, monkeypatch, capsys):
     store, _ = demo_store
     before = mtimes(store)
@@ -153,6 +155,7 @@ def test_demo_cli_reuses_the_store(demo_store, monkeypatch, capsys):
 
 
 # ---- check-method -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_store, user_file):
     store, _ = demo_store
     n_before = len(results_in(store))
@@ -191,6 +194,7 @@ def test_check_method_on_a_user_file_gives_every_verdict_from_the_store(demo_sto
     assert (out / "index.html").is_file() and report.summary_file.read_text() == report.text
 
 
+@pytest.mark.slow
 def test_check_method_takes_the_register_method_signature_too(demo_store, user_file):
     store, _ = demo_store
     report = check.check_method(
@@ -212,6 +216,7 @@ def test_check_method_takes_the_register_method_signature_too(demo_store, user_f
     assert len([v for v in report.verdicts]) == len(CHECKS)
 
 
+@pytest.mark.slow
 def test_check_method_on_builtin_snip_matches_the_demo_without_retraining(demo_store):
     store, result = demo_store
     before = mtimes(store)
@@ -237,6 +242,7 @@ def test_check_method_on_builtin_snip_matches_the_demo_without_retraining(demo_s
     assert report.verdicts[0].subject == stat(snip) and stat(snip).n == len(TINY.seeds)
 
 
+@pytest.mark.slow
 def test_runs_that_fail_are_reported_and_their_verdicts_unclear(demo_store, user_file):
     store, _ = demo_store
     report = check.check_method(
@@ -356,6 +362,7 @@ def test_verdict_line_format():
     )
 
 
+@pytest.mark.slow
 def test_a_user_method_runs_in_pool_workers(tmp_path):
     """Worker processes start with the built-in registry; `methods=` teaches them the user's."""
     from earlyprune.run.spec import RunSpec

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -62,6 +63,8 @@ def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> 
     job.close()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
     store_root = tmp_path / "store"
     mp.start_processes(
@@ -92,6 +95,8 @@ def test_two_ranks_share_one_mask_and_only_rank0_writes(tmp_path):
     )
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_torchrun_cli_equals_single_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [
@@ -164,6 +169,8 @@ def _dying_worker(rank: int, world: int, port: int, store_root: str) -> None:
     run(spec, DistStore(store_root, job), job=job, callbacks=[die])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_a_lost_rank_leaves_the_run_resumable_not_failed(tmp_path):
     store_root = tmp_path / "store"
     try:

@@ -211,6 +211,8 @@ def results(store: Path) -> dict[str, tuple[int, bytes]]:
 
 
 # ---- SIGKILL -----------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -277,6 +279,7 @@ def test_sigkill_at_many_moments_then_resume_gives_the_uninterrupted_report(
     assert_same_report(store, files["reference"])
 
 
+@pytest.mark.slow
 def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -318,6 +321,7 @@ def test_truncated_checkpoints_and_half_written_results_are_set_aside_and_redone
     assert_same_report(store, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(CPUS) < 2, reason="needs two cores")
 def test_a_resumed_sweep_with_one_run_left_gives_the_uninterrupted_numbers(
     files: dict[str, Path], tmp_path: Path
@@ -381,6 +385,7 @@ OWNERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("owner", OWNERS)
 def test_a_claim_of_a_dead_worker_expires_and_the_run_is_finished(
     files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: str
@@ -396,6 +401,8 @@ def test_a_claim_of_a_dead_worker_expires_and_the_run_is_finished(
     assert_same_report(store, files["reference"])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_sweeps_on_one_store_one_killed_holding_a_claim(
     files: dict[str, Path], tmp_path: Path
 ) -> None:

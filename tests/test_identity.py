@@ -41,6 +41,7 @@ def _final(store: Path, spec: RunSpec) -> dict[str, torch.Tensor]:
     return torch.load(store / spec.run_id / "final.pt", weights_only=True)["model"]
 
 
+@pytest.mark.slow
 def test_run_sweep_in_process_and_two_workers_give_identical_numbers(tmp_path, capsys):
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # what an unpinned `earlyprune run` on a 2-core machine would use

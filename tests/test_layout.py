@@ -10,8 +10,10 @@ Every module of the package also imports on its own in a fresh interpreter.
 from __future__ import annotations
 
 import ast
+import io
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,11 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 #: Outside the layers: the package's front door and the aliases of the old module paths.
 ROOT = {"earlyprune", "earlyprune._compat"}
 MAX_TOP_LEVEL_MODULES = 10
+#: Size limits: a file or function past them has more than one job (split it along a seam).
+MAX_FILE_LINES = 300
+MAX_FUNCTION_LINES = 80
+#: Where ``# fmt: skip`` is looked for (the formatter owns the layout of all of them).
+FORMATTED = [SRC, SRC.parent / "tests", SRC.parent / "benchmarks", SRC.parent / "examples"]
 
 
 def all_modules() -> dict[str, Path]:
@@ -239,6 +246,7 @@ def test_modules_import_fresh():
     subprocess.run([sys.executable, "-c", code, *modules], check=True, env=env)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "old",
     [
@@ -266,3 +274,90 @@ def test_documented_old_paths_still_import_with_a_warning(old):
         [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True
     ).stdout
     assert out.strip() != old
+
+
+def function_lengths(source: str) -> list[tuple[str, int, int]]:
+    """(name, first line, length) of every def, nested ones included; decorators excluded."""
+    return [
+        (node.name, node.lineno, node.end_lineno - node.lineno + 1)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+
+
+def _is_table(node: ast.AST) -> bool:
+    """A literal display whose every row is a constant or again such a display."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp):  # -1.5 is a constant to the reader
+        return isinstance(node.operand, ast.Constant)
+    if isinstance(node, ast.Dict):
+        return all(k is not None and _is_table(k) for k in node.keys) and all(
+            _is_table(v) for v in node.values
+        )
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return all(_is_table(e) for e in node.elts)
+    return False
+
+
+def fmt_skips_outside_tables(source: str) -> list[int]:
+    """Lines with ``# fmt: skip`` that do not end a statement assigning a literal table.
+
+    Hand-aligned columns of numbers are the one layout the formatter cannot keep; everything
+    else is shortened instead (one settings object rather than eleven arguments).
+    """
+    lines = [
+        tok.start[0]
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT and tok.string.lstrip("# ").startswith("fmt: skip")
+    ]
+    tables = {
+        node.end_lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and node.value is not None
+        and isinstance(node.value, ast.List | ast.Tuple | ast.Dict | ast.Set)
+        and _is_table(node.value)
+    }
+    return [line for line in lines if line not in tables]
+
+
+def test_no_file_over_300_lines():
+    long = {
+        str(p.relative_to(SRC)): n
+        for p in sorted(SRC.rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_FILE_LINES
+    }
+    assert not long, f"files over {MAX_FILE_LINES} lines (split them along a seam): {long}"
+
+
+def test_no_function_over_80_lines():
+    long = [
+        f"{p.relative_to(SRC)}:{line} {name} ({n} lines)"
+        for p in sorted(SRC.rglob("*.py"))
+        for name, line, n in function_lengths(p.read_text(encoding="utf-8"))
+        if n > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n  " + "\n  ".join(long)
+
+
+def test_fmt_skip_only_on_literal_tables():
+    bad = [
+        f"{p}:{line}"
+        for root in FORMATTED
+        for p in sorted(root.rglob("*.py"))
+        for line in fmt_skips_outside_tables(p.read_text(encoding="utf-8"))
+    ]
+    assert not bad, "# fmt: skip outside a literal table (let the formatter lay it out): " + str(
+        bad
+    )
+
+
+def test_the_limit_checkers_measure_what_they_claim():
+    """Decorators do not count toward a function; a table may keep its columns, a call may not."""
+    src = "@decorator\n@other\ndef f():\n    def g():\n        pass\n    return 1\n"
+    assert function_lengths(src) == [("f", 3, 4), ("g", 4, 2)]
+    table = "T = [\n    (1,  -2.5),\n    (10, 3.0),\n]  # fmt: skip\n"
+    call = "x = f(1,  2)  # fmt: skip\nrows = [f(1),  2]  # fmt: skip\n"
+    assert fmt_skips_outside_tables(table) == []
+    assert fmt_skips_outside_tables(call) == [1, 2]

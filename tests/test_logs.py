@@ -45,6 +45,7 @@ def call(argv, capsys):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_console_script_writes_one_line_per_epoch_to_a_file(tmp_path):
     log = tmp_path / "job.out"
     env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1]), "OMP_NUM_THREADS": "1"}

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,8 @@ def readme_commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_the_readme_example_runs_as_written(tmp_path):
     commands = readme_commands()
     assert [c.split()[0] for c in commands] == ["python"] + ["earlyprune"] * 4
@@ -68,6 +72,7 @@ def scorer_commands() -> list[str]:
     return [line.split("  #")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_the_readme_own_scorer_path_runs_as_written(tmp_path):
     """`run`, a sweep axis and `check-method` with a grid, all on the user's scoring file."""
     commands = scorer_commands()

@@ -217,6 +217,7 @@ def test_missing_file_and_unknown_backend(
 
 
 # ---- running --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_local_sweep_runs_every_run_once(
     reference: RunStore,
     tmp_path: Path,
@@ -252,6 +253,8 @@ def test_local_sweep_runs_every_run_once(
     assert lines[-1].endswith("15 done (15 ok, 0 diverged), 0 failed, 0 running, 0 pending")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_ray_sweep_matches_local(reference: RunStore, tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")
     sweep = load_sweep(write(tmp_path / "grid.toml", GRID))
@@ -266,6 +269,8 @@ def test_ray_sweep_matches_local(reference: RunStore, tmp_path: Path) -> None:
     assert_clean(store, [s.run_id for s in sweep.specs])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_sigkill_at_random_moments_then_resume(reference: RunStore, tmp_path: Path) -> None:
     toml = write(tmp_path / "small.toml", SMALL)
     ids = [s.run_id for s in load_sweep(toml).specs]
@@ -299,6 +304,8 @@ def test_sigkill_at_random_moments_then_resume(reference: RunStore, tmp_path: Pa
     assert_same_runs(RunStore(store), reference, ids)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_two_concurrent_sweeps_share_one_store(reference: RunStore, tmp_path: Path) -> None:
     toml = write(tmp_path / "small.toml", SMALL)
     ids = [s.run_id for s in load_sweep(toml).specs]
@@ -357,6 +364,7 @@ def test_a_run_that_raises_is_recorded_failed(
     assert [r["status"] for r in results] == ["ok", "ok"] and results[1] == finished
 
 
+@pytest.mark.slow
 def test_a_failing_run_in_a_worker_does_not_stop_the_sweep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -31,14 +31,26 @@ methods keep their names, so ``check-method snip`` reuses the demo's SNIP runs i
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from earlyprune.analysis.verdicts import MIN_EFFECT, Verdict, verdicts
-from earlyprune.apps.demo import DEFAULT_OUT, DEFAULT_STORE, DEMO_ABLATIONS, FULL, QUICK, Grid
+from earlyprune.apps.check_args import (  # noqa: F401  (re-exported: defined here before)
+    grid_from_args,
+    parse_seeds,
+    parse_sparsities,
+)
+from earlyprune.apps.demo import (  # noqa: F401  (QUICK re-exported: check.QUICK)
+    DEFAULT_OUT,
+    DEFAULT_STORE,
+    DEMO_ABLATIONS,
+    FULL,
+    QUICK,
+    Grid,
+)
+from earlyprune.apps.probe import check_scores, probe  # noqa: F401  (re-exported)
 from earlyprune.core.errors import SpecError
 from earlyprune.core.user_functions import (  # noqa: F401  (re-exported: check.resolve etc.)
     DEFAULT_TIMEOUT_S,
@@ -49,104 +61,11 @@ from earlyprune.core.user_functions import (  # noqa: F401  (re-exported: check.
     where_in_user_code,
 )
 from earlyprune.core.user_functions import absolute as _absolute
-from earlyprune.core.user_functions import one_line as _one_line
 from earlyprune.methods.user import Target, register_target, registered, resolve  # noqa: F401
-from earlyprune.run.environment import RunInterrupted
 
 #: Built-in methods the user method is compared with (random, magnitude and ERK with random
 #: placement for the verdicts).
 REFERENCE_METHODS = ("random", "magnitude", "erk", "snip", "grasp", "synflow")
-
-
-def probe(target: Target, grid: Grid) -> None:
-    """Calls the method once on the demo network and checks what it returns, before any run.
-
-    The function gets a freshly initialized ``smallcnn`` and the scoring batch a run would pass
-    (10 training images per class). It must return one real-valued, NaN-free score tensor per
-    prunable weight (``ep.prunable(model)``: names and shapes), leave the weights unchanged, and
-    its scores must give a mask at every sparsity of ``grid``.
-    """
-    import torch
-
-    from earlyprune.data import scoring_batch
-    from earlyprune.masks.mask import full_mask, prunable
-    from earlyprune.methods.api import prune
-    from earlyprune.methods.scoring import preserved_state
-    from earlyprune.run.spec import RunSpec
-    from earlyprune.run.stages import fresh_model, prepare
-
-    setup = prepare(RunSpec(**grid.base()))
-    model = fresh_model(setup)
-    batch = scoring_batch(setup.bundle, per_class=10, seed=0, device=setup.device)
-    label = target.label
-    if target.function is not None:
-        before = {n: p.detach().clone() for n, p in model.named_parameters()}
-        try:
-            with preserved_state(model):
-                fn = target.function
-                raw = fn(model, batch, full_mask(model), 0) if arity(fn) == 4 else fn(model, batch)
-        except (UserCodeError, RunInterrupted) as exc:  # sys.exit, Ctrl-C or a hang in user code
-            raise SpecError(f"{exc} when called on the demo network") from exc
-        except Exception as exc:
-            raise SpecError(
-                f"{label} raised {_one_line(exc)}{_at(exc, target)} when called on the "
-                "demo network (smallcnn, a batch of 100 Fashion-MNIST images)"
-            ) from exc
-        check_scores(raw, {n: tuple(p.shape) for n, p in prunable(model).items()}, label)
-        if any(not torch.equal(before[n], p) for n, p in model.named_parameters()):
-            raise SpecError(
-                f"{label} changed the model's weights; scoring must leave them as "
-                "they are (work on a copy or under torch.no_grad())"
-            )
-    for s in grid.sparsities:
-        try:
-            prune(model, target.method, s, batch=batch, seed=0)
-        except Exception as exc:  # e.g. scores of a dtype torch cannot rank
-            raise SpecError(
-                f"{label}: pruning to {100 * s:.1f} % failed: {_one_line(exc)}{_at(exc, target)}"
-            ) from exc
-
-
-def _at(exc: BaseException, target: Target) -> str:
-    """`` at FILE, line N`` where the user's own code raised (empty if not in their file)."""
-    where = where_in_user_code(exc, target.function)
-    return f" at {where}" if where else ""
-
-
-def check_scores(raw: Any, shapes: dict[str, tuple[int, ...]], label: str) -> None:
-    """One clear ``SpecError`` for the first problem with a returned score dict."""
-    import torch
-
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"{label} must return a dict of parameter name → Tensor, got {type(raw).__name__}"
-        )
-    missing = [n for n in shapes if n not in raw]
-    extra = [str(k) for k in raw if k not in shapes]
-    if missing or extra:
-        what = f"no scores for {', '.join(missing)}" if missing else ""
-        what += ("; " if missing and extra else "") + (
-            f"scores for {', '.join(extra)}, which are not prunable" if extra else ""
-        )
-        raise SpecError(
-            f"{label} returned {what}; the keys must be the prunable weights "
-            f"(ep.prunable(model)): {', '.join(shapes)}"
-        )
-    for name, shape in shapes.items():
-        value = raw[name]
-        if not isinstance(value, torch.Tensor):
-            raise SpecError(
-                f"{label}: scores[{name!r}] is a {type(value).__name__}, expected a torch.Tensor"
-            )
-        if tuple(value.shape) != shape:
-            raise SpecError(
-                f"{label}: scores[{name!r}] has shape {tuple(value.shape)}, expected "
-                f"{shape} (one score per weight)"
-            )
-        if value.dtype == torch.bool or value.is_complex():
-            raise SpecError(f"{label}: scores[{name!r}] must hold real numbers, got {value.dtype}")
-        if value.is_floating_point() and torch.isnan(value).any():
-            raise SpecError(f"{label}: scores[{name!r}] contains NaN")
 
 
 def battery_specs(name: str, grid: Grid, file: str = "") -> tuple[list[Any], list[Any]]:
@@ -162,68 +81,6 @@ def battery_specs(name: str, grid: Grid, file: str = "") -> tuple[list[Any], lis
         own = [s.replace(method_file=file) if s.method == name else s for s in own]
     references = demo_specs(grid, methods=REFERENCE_METHODS, ablations=("none",), baselines=())
     return own, references
-
-
-def parse_sparsities(text: str) -> tuple[float, ...]:
-    """``"0.9,0.97"`` → (0.9, 0.97): distinct fractions in (0, 1); a ``SpecError`` otherwise."""
-    import math
-
-    from earlyprune.run.spec import canonical_sparsity
-
-    values = []
-    for part in _parts(text, "--sparsities"):
-        try:
-            value = float(part)
-        except ValueError:
-            value = math.nan
-        if not (0 < value < 1) or canonical_sparsity(value) in values:
-            what = "a repeated" if 0 < value < 1 else "not a"
-            raise SpecError(
-                f"--sparsities {text!r}: {part!r} is {what} fraction in (0, 1); "
-                "write distinct fractions removed, e.g. --sparsities 0.9,0.97"
-            )
-        values.append(canonical_sparsity(value))
-    return tuple(values)
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"0,1,2"`` → (0, 1, 2): distinct integers ≥ 0; a ``SpecError`` otherwise."""
-    from earlyprune.run.spec import SEED_LIMIT
-
-    values: list[int] = []
-    for part in _parts(text, "--seeds"):
-        value = int(part) if part.isdigit() else -1
-        if not 0 <= value < SEED_LIMIT or value in values:
-            what = "a repeated" if 0 <= value < SEED_LIMIT else "not a"
-            raise SpecError(
-                f"--seeds {text!r}: {part!r} is {what} seed (an integer ≥ 0); write "
-                "distinct seeds, e.g. --seeds 0,1,2,3,4"
-            )
-        values.append(value)
-    return tuple(values)
-
-
-def _parts(text: str, flag: str) -> list[str]:
-    parts = [p.strip() for p in text.split(",")]
-    if not text.strip() or any(not p for p in parts):
-        raise SpecError(
-            f"{flag} {text!r}: give comma-separated values without gaps, e.g. "
-            f"{flag} {'0.9,0.97' if flag == '--sparsities' else '0,1,2'}"
-        )
-    return parts
-
-
-def grid_from_args(args: argparse.Namespace) -> Grid:
-    """The grid of `check-method`: ``--quick`` or the full one, with ``--sparsities``,
-    ``--seeds``, ``--model`` and ``--dataset`` in place of its own."""
-    grid = dataclasses.replace(
-        QUICK if args.quick else FULL, model=args.model, dataset=args.dataset
-    )
-    if getattr(args, "sparsities", None) is not None:
-        grid = dataclasses.replace(grid, sparsities=parse_sparsities(args.sparsities))
-    if getattr(args, "seeds", None) is not None:
-        grid = dataclasses.replace(grid, seeds=parse_seeds(args.seeds))
-    return grid
 
 
 @dataclass(frozen=True)

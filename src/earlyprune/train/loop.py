@@ -127,7 +127,6 @@ def train(
     """
     state = state or TrainState()
     optimizer = optimizer or make_optimizer(model, sched)
-    device = next(model.parameters()).device
     end = sched.total_steps if stop_step is None else min(stop_step, sched.total_steps)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -135,81 +134,20 @@ def train(
     # training hooks edit its masks in place (``live``); for them the state of dropped weights
     # is kept, as those methods were written and measured (their numbers stay the same).
     keeper = keep_pruned(optimizer, mask, model, zero_state=not on_grad) if mask else None
-    live = keeper.masks if keeper is not None else {}  # what the hooks may edit
     model.train()
     net = job.wrap(model) if job is not None else model
-    if progress is None:  # a bar on a terminal, silence in logs and CI
-        progress = sys.stderr.isatty()
-    bar = tqdm(
-        total=end,
-        initial=state.step,
-        desc=desc,
-        disable=not progress,
-        leave=False,
-        dynamic_ncols=True,
-    )
-    spe = sched.steps_per_epoch
-    smoothing = sched.label_smoothing  # of the training loss only; test loss is plain
+    shown = sys.stderr.isatty() if progress is None else progress  # silent in logs and CI
+    bar = tqdm(total=end, initial=state.step, desc=desc, disable=not shown, leave=False)
+    run = _Run(model, net, optimizer, sched, keeper, job, precision, channels_last, bar)
+    run.on_step, run.on_grad = on_step, on_grad
     try:
         while state.step < end:
-            epoch, start = divmod(state.step, spe)
-            stop_in_epoch = min(spe, end - epoch * spe)
-            batches = bundle.train_batches(
-                sched.batch_size, seed=seed, epoch=epoch, device=device, start_step=start
-            )
-            loss_sum, n_loss = 0.0, 0
-            for _, (x, y) in zip(range(start, stop_in_epoch), batches, strict=False):
-                if channels_last and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                for group in optimizer.param_groups:
-                    group["lr"] = sched.lr_at(state.step)
-                with autocast(device, precision):
-                    if job is None:
-                        loss = F.cross_entropy(net(x), y, label_smoothing=smoothing)
-                    else:  # summed over the shard, scaled: DDP's average is the full-batch mean
-                        xs, ys = job.shard(x, y)
-                        loss = F.cross_entropy(
-                            net(xs), ys, reduction="sum", label_smoothing=smoothing
-                        )
-                        loss = loss * job.loss_scale(len(y))
-                loss_value = float(loss.detach()) if job is None else job.mean_loss(loss)
-                if not math.isfinite(loss_value):
-                    state.diverged = True
-                    return state
-                loss_sum, n_loss = loss_sum + loss_value, n_loss + 1
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                skip = False
-                for hook in on_grad:
-                    skip = hook(state.step, model, optimizer, live) or skip
-                if keeper is not None:
-                    keeper.mask_grads()
-                if not skip:
-                    optimizer.step()  # keep_pruned's post-hook re-applies the mask
-                elif keeper is not None:
-                    keeper.apply()
-                state.step += 1
-                bar.update(1)
-                for cb in on_step:
-                    cb(state.step, model, optimizer, state)
-            if state.step % spe == 0 or state.step == sched.total_steps:
-                acc, test_loss = evaluate(
-                    model,
-                    bundle.test_batches(max(sched.batch_size, 256), device=device),
-                    precision=precision,
-                    channels_last=channels_last,
-                )
-                state.curve.append(
-                    {
-                        "epoch": math.ceil(state.step / spe),
-                        "step": state.step,
-                        "lr": sched.lr_at(state.step - 1),
-                        "train_loss": loss_sum / max(n_loss, 1),
-                        "test_loss": test_loss,
-                        "test_accuracy": acc,
-                    }
-                )
-                bar.set_postfix(acc=f"{acc:.3f}")
+            train_loss = _train_epoch(run, state, bundle, seed, end)
+            if train_loss is None:
+                state.diverged = True
+                return state
+            if state.step % sched.steps_per_epoch == 0 or state.step == sched.total_steps:
+                _evaluate_epoch(run, state, bundle, train_loss)
                 for cb in on_epoch:
                     cb(state.step, model, optimizer, state)
     finally:
@@ -217,3 +155,104 @@ def train(
         if keeper is not None:
             keeper.remove()
     return state
+
+
+@dataclass
+class _Run:
+    """What every step of one ``train`` call shares; built once, at its start."""
+
+    model: nn.Module
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    sched: Schedule
+    keeper: Any  # keep_pruned's handle, or None when training dense
+    job: Distributed | None
+    precision: str
+    channels_last: bool
+    bar: Any
+    on_step: Sequence[StepCallback] = ()
+    on_grad: Sequence[GradHook] = ()
+    device: torch.device = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.device = next(self.model.parameters()).device
+
+
+def _train_epoch(run: _Run, state: TrainState, bundle: Any, seed: int, end: int) -> float | None:
+    """Steps through the rest of ``state.step``'s epoch (never past ``end``): the mean training
+    loss of the steps taken, or None as soon as a loss is not finite."""
+    spe = run.sched.steps_per_epoch
+    epoch, start = divmod(state.step, spe)
+    stop_in_epoch = min(spe, end - epoch * spe)
+    batches = bundle.train_batches(
+        run.sched.batch_size, seed=seed, epoch=epoch, device=run.device, start_step=start
+    )
+    loss_sum, n_loss = 0.0, 0
+    for _, (x, y) in zip(range(start, stop_in_epoch), batches, strict=False):
+        loss_value = _step(run, state, x, y)
+        if loss_value is None:
+            return None
+        loss_sum, n_loss = loss_sum + loss_value, n_loss + 1
+    return loss_sum / max(n_loss, 1)
+
+
+def _loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
+    smoothing = run.sched.label_smoothing  # of the training loss only; test loss is plain
+    with autocast(run.device, run.precision):
+        if run.job is None:
+            return F.cross_entropy(run.net(x), y, label_smoothing=smoothing)
+        # Summed over the shard, then scaled: DDP's average is the full-batch mean.
+        xs, ys = run.job.shard(x, y)
+        loss = F.cross_entropy(run.net(xs), ys, reduction="sum", label_smoothing=smoothing)
+        return loss * run.job.loss_scale(len(y))
+
+
+def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | None:
+    """One optimizer step on (x, y): its loss, or None (and no update) when it is not finite."""
+    if run.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    for group in run.optimizer.param_groups:
+        group["lr"] = run.sched.lr_at(state.step)
+    loss = _loss(run, x, y)
+    loss_value = float(loss.detach()) if run.job is None else run.job.mean_loss(loss)
+    if not math.isfinite(loss_value):
+        return None
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    keeper = run.keeper
+    live = keeper.masks if keeper is not None else {}  # what the hooks may edit
+    skip = False
+    for hook in run.on_grad:
+        skip = hook(state.step, run.model, run.optimizer, live) or skip
+    if keeper is not None:
+        keeper.mask_grads()
+    if not skip:
+        run.optimizer.step()  # keep_pruned's post-hook re-applies the mask
+    elif keeper is not None:
+        keeper.apply()
+    state.step += 1
+    run.bar.update(1)
+    for cb in run.on_step:
+        cb(state.step, run.model, run.optimizer, state)
+    return loss_value
+
+
+def _evaluate_epoch(run: _Run, state: TrainState, bundle: Any, train_loss: float) -> None:
+    """Appends the test accuracy and loss at ``state.step`` to ``state.curve``."""
+    acc, test_loss = evaluate(
+        run.model,
+        bundle.test_batches(max(run.sched.batch_size, 256), device=run.device),
+        precision=run.precision,
+        channels_last=run.channels_last,
+    )
+    state.curve.append(
+        {
+            "epoch": math.ceil(state.step / run.sched.steps_per_epoch),
+            "step": state.step,
+            "lr": run.sched.lr_at(state.step - 1),
+            "train_loss": train_loss,
+            "test_loss": test_loss,
+            "test_accuracy": acc,
+        }
+    )
+    run.bar.set_postfix(acc=f"{acc:.3f}")
