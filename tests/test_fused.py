@@ -214,9 +214,15 @@ def test_resnet20_batchnorm_statistics_stay_per_member():
     labels = torch.randint(0, 10, (96,), generator=gen)
     split = TensorSplit(images, labels)
     bundle = TensorBundle(
-        name="rand", num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3, train=split, test=split,
-        shift=4, flip=True,
-    )  # fmt: skip
+        name="rand",
+        num_classes=10,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        train=split,
+        test=split,
+        shift=4,
+        flip=True,
+    )
     sched = Schedule(total_steps=3, steps_per_epoch=3, batch_size=32, lr=0.05, milestones=())
     members = [member(bundle, s, "random", 0.8, arch="resnet20") for s in (0, 1)]
     pack, state = fused(members, bundle, sched)
