@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
 #: What `earlyprune list WHAT` can show.
 LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
 
@@ -32,40 +33,6 @@ def version_text(version: str) -> str:
     except PackageNotFoundError:
         torch_version = "not installed"
     return f"earlyprune {version} (torch {torch_version}, python {sys.version.split()[0]})"
-
-
-def sparse_training_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sparse training (set, rigl) and gradual pruning (gmp)")
-    g.add_argument(
-        "--drop-fraction",
-        type=float,
-        default=None,
-        help="SET/RigL drop fraction α, cosine-decayed (default 0.3)",
-    )
-    g.add_argument(
-        "--update-interval",
-        type=int,
-        default=None,
-        help="steps between mask updates ΔT (default 100; fewer on short runs)",
-    )
-    g.add_argument(
-        "--update-start",
-        type=int,
-        default=None,
-        help="first update step (default 0; GMP: 20%% of training)",
-    )
-    g.add_argument(
-        "--update-end",
-        type=int,
-        default=None,
-        help="last update step T_end (default 75%% of training)",
-    )
-    g.add_argument(
-        "--initial-sparsity",
-        type=float,
-        default=None,
-        help="GMP's starting sparsity s_i (default 0)",
-    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
