@@ -95,7 +95,23 @@ def cmd_list(args: argparse.Namespace) -> int:
                     f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
                     f"{p.rewind_step}"
                 )
+        if args.what:
+            _preset_legend()
     return 0
+
+
+def _preset_legend() -> None:
+    """What each value of `list presets` means: the run field's own help (one source)."""
+    from earlyprune.run.hparams import HPARAMS
+    from earlyprune.run.settings import field_help
+    from earlyprune.run.spec import RunSpec
+
+    helps = field_help(RunSpec)
+    print("values (each a run field: `--flag-name` of `earlyprune run`, a sweep TOML key):")
+    for name in ("model", "dataset", "epochs", *HPARAMS):
+        print(f"  {name:<16} {helps[name]}")
+    print(f"  {'train_subset':<16} training examples, a class-stratified subset (None: all)")
+    print(f"  {'test_subset':<16} test examples, a class-stratified subset (None: all)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
