@@ -10,6 +10,8 @@ from earlyprune.cli.parts import LISTS, STALE_HELP, log_flags, version_text
 from earlyprune.cli.run import add_run_flags
 
 EXIT_USER_ERROR = 2
+#: What `earlyprune --help` says first (the package's docstring, as before the split).
+DESCRIPTION = "The `earlyprune` command. User mistakes print one line and exit 2; no tracebacks."
 
 
 class _ShowDefaults(argparse.HelpFormatter):
@@ -42,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from earlyprune import __version__
 
-    parser = _Parser(prog="earlyprune", description=__doc__)
+    parser = _Parser(prog="earlyprune", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=version_text(__version__))
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -66,6 +68,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.005, help="matching tolerance (fraction)")
     p.add_argument("--free-y", action="store_true", help="own y-range per ablation panel")
 
+    _app_parsers(sub)
+
+    p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+    p.add_argument(
+        "what",
+        nargs="?",
+        choices=LISTS,
+        help="one list only; `presets` shows every hyperparameter of each preset",
+    )
+
+    p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
+    p.add_argument("store")
+    p.add_argument("--repair", action="store_true", help="re-queue the damaged runs")
+    return parser
+
+
+def _app_parsers(sub: argparse._SubParsersAction) -> None:
+    """`demo` and `check-method`: the paper's checks, on its methods or on the user's."""
     for name, text in (
         ("demo", "replicate the paper's findings offline in minutes"),
         ("check-method", "run the paper's sanity checks on your own scoring function"),
@@ -118,16 +138,3 @@ def build_parser() -> argparse.ArgumentParser:
                 "or NAME,NAME,... (default: the paper's methods)",
             )
         p.add_argument("--recompute-stale", action="store_true", help=STALE_HELP)
-
-    p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
-    p.add_argument(
-        "what",
-        nargs="?",
-        choices=LISTS,
-        help="one list only; `presets` shows every hyperparameter of each preset",
-    )
-
-    p = sub.add_parser("verify", help="find finished runs whose stored files are damaged")
-    p.add_argument("store")
-    p.add_argument("--repair", action="store_true", help="re-queue the damaged runs")
-    return parser
