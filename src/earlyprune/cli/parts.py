@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
 #: What `earlyprune list WHAT` can show.
 LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
 
@@ -32,40 +33,6 @@ def version_text(version: str) -> str:
     except PackageNotFoundError:
         torch_version = "not installed"
     return f"earlyprune {version} (torch {torch_version}, python {sys.version.split()[0]})"
-
-
-def sparse_training_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sparse training (set, rigl) and gradual pruning (gmp)")
-    g.add_argument(
-        "--drop-fraction",
-        type=float,
-        default=None,
-        help="SET/RigL drop fraction α, cosine-decayed (default 0.3)",
-    )
-    g.add_argument(
-        "--update-interval",
-        type=int,
-        default=None,
-        help="steps between mask updates ΔT (default 100; fewer on short runs)",
-    )
-    g.add_argument(
-        "--update-start",
-        type=int,
-        default=None,
-        help="first update step (default 0; GMP: 20%% of training)",
-    )
-    g.add_argument(
-        "--update-end",
-        type=int,
-        default=None,
-        help="last update step T_end (default 75%% of training)",
-    )
-    g.add_argument(
-        "--initial-sparsity",
-        type=float,
-        default=None,
-        help="GMP's starting sparsity s_i (default 0)",
-    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -128,7 +95,23 @@ def cmd_list(args: argparse.Namespace) -> int:
                     f"{p.batch_size}, lr {p.lr}, drops at {list(p.milestones)}, rewind step "
                     f"{p.rewind_step}"
                 )
+        if args.what:
+            _preset_legend()
     return 0
+
+
+def _preset_legend() -> None:
+    """What each value of `list presets` means: the run field's own help (one source)."""
+    from earlyprune.run.hparams import HPARAMS
+    from earlyprune.run.settings import field_help
+    from earlyprune.run.spec import RunSpec
+
+    helps = field_help(RunSpec)
+    print("values (each a run field: `--flag-name` of `earlyprune run`, a sweep TOML key):")
+    for name in ("model", "dataset", "epochs", *HPARAMS):
+        print(f"  {name:<16} {helps[name]}")
+    print(f"  {'train_subset':<16} training examples, a class-stratified subset (None: all)")
+    print(f"  {'test_subset':<16} test examples, a class-stratified subset (None: all)")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

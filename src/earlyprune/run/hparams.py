@@ -11,7 +11,6 @@ No torch import here: the CLI builds its parser (and ``--help``) without loading
 
 from __future__ import annotations
 
-import argparse
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -180,61 +179,6 @@ def describe(spec: RunSpec) -> str:
             shown = (",".join(f"{m:g}" for m in v) or "none") if h == "milestones" else v
             parts.append(f"{h}={shown if not isinstance(v, float) else f'{v:g}'}")
     return ("  " + " ".join(parts)) if parts else ""
-
-
-# ---- command line ----------------------------------------------------------------------------
-def _milestones(text: str) -> tuple[float, ...]:
-    if text.strip().lower() in ("", "none"):
-        return ()
-    try:
-        return tuple(float(t) for t in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"milestones must be epochs separated by commas (e.g. 80,120) or 'none', got {text!r}"
-        ) from None
-
-
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """The ``--lr``, ``--batch-size``, ... flags of ``earlyprune run``."""
-    g = parser.add_argument_group(
-        "training hyperparameters (default: the preset's; see `earlyprune list presets`)"
-    )
-    g.add_argument("--lr", type=float, help="learning rate (default: preset)")
-    g.add_argument("--batch-size", type=int, help="training batch size (default: preset)")
-    g.add_argument("--momentum", type=float, help="SGD momentum (default: preset)")
-    g.add_argument("--weight-decay", type=float, help="weight decay (default: preset)")
-    g.add_argument(
-        "--milestones",
-        type=_milestones,
-        help="epochs after which the LR is multiplied by gamma, e.g. 80,120, or "
-        "'none' (default: preset, moved proportionally with --epochs)",
-    )
-    g.add_argument("--gamma", type=float, help="LR drop factor (default: preset)")
-    g.add_argument("--optimizer", help="sgd|adam|adamw (default: preset = sgd)")
-    g.add_argument(
-        "--nesterov",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="Nesterov momentum, SGD only (default: preset = off)",
-    )
-    g.add_argument(
-        "--warmup-epochs",
-        type=float,
-        help="linear LR warmup from lr/steps over this many epochs (default: preset = 0)",
-    )
-    g.add_argument(
-        "--label-smoothing",
-        type=float,
-        help="label smoothing of the training loss (default: preset = 0)",
-    )
-    g.add_argument(
-        "--rewind-step", type=int, help="LTR: the step the weights are rewound to (default: preset)"
-    )
-
-
-def from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The hyperparameter fields of a ``RunSpec`` from parsed ``add_flags`` arguments."""
-    return {h: getattr(args, h) for h in HPARAMS}
 
 
 def preset_values(preset: Preset) -> dict[str, Any]:

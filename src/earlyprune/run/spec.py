@@ -10,12 +10,12 @@ import dataclasses
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from earlyprune.core.errors import SpecError
 from earlyprune.core.scalars import plain_number
-from earlyprune.run.hparams import DENSE_HPARAMS, normalized
+from earlyprune.run.hparams import normalized
 from earlyprune.run.limits import (  # noqa: F401  (re-exported: spec is where users look)
     _DEVICE,
     BASELINES,
@@ -36,8 +36,15 @@ from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where 
     imp_sparsity,
     paper_sparsities,
 )
-from earlyprune.run.spec_checks import check_int as _check_int
+from earlyprune.run.settings import _milestones, _sparsity, setting
 from earlyprune.run.spec_checks import validate
+from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: re-exported)
+    canonical_sparsity,
+    dense_fields,
+    register_user_inputs,
+    resolve_levels,
+    resolve_user_inputs,
+)
 
 #: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
 _NUMERIC = (
@@ -52,8 +59,8 @@ _NUMERIC = (
 )
 
 
-def _no_hash() -> dict[str, Any]:
-    return {"hash": False}
+#: Why the ``*_file`` fields have no flag.
+_DERIVED = "set from the name flag's FILE.py:FUNC"
 
 
 class PresetWarning(UserWarning):
@@ -75,73 +82,156 @@ class RunSpec:
     train it (BatchNorm statistics are per rank). Both are part of the identity when not 1.
     """
 
-    dataset: str = "fashion-mnist-mini"
-    model: str = "smallcnn"
-    preset: str = "demo"
-    method: str = DENSE
-    sparsity: float = 0.0
-    prune_step: int | None = None
-    rounds: int | None = None
-    scope: str = "global"
-    ablation: str = "none"
-    seed: int = 0
-    epochs: float | None = None
-    init: str = "kaiming_fan_in"
-    bn_gamma: str = "uniform"
-    scoring_per_class: int = 10
-    precision: str = "fp32"
-    channels_last: bool = True
-    bias_init: str = (
-        "default"  # "zero": all Conv/Linear biases 0 (default: PyTorch's, as the authors)
+    dataset: str = setting(
+        "dataset name (see `earlyprune list`), npz:FILE.npz or FILE.py:LOADER",
+        "fashion-mnist-mini",
+        flag_default=None,
+        required=True,
     )
-    # Train a mask that cuts every input→output path. Not in the run id (like ``device``): it
-    # never changes a run's numbers, only whether a degenerate mask is refused.
-    # A permission of the command that runs it (every sweep grants it), not a property of the
-    # run: neither hashed nor stored, so a run's record never depends on who ran it.
-    allow_disconnected: bool = field(default=False, metadata={"hash": False, "stored": False})
+    model: str = setting(
+        "network name, FILE.py:FACTORY or pkg.module:FACTORY (default: the preset's network)",
+        "smallcnn",
+        flag_default=None,
+    )
+    preset: str = setting("training preset (default: the dataset's)", "demo", flag_default=None)
+    method: str = setting(
+        "pruning method, 'dense', FILE.py:FUNC or pkg.module:FUNC (your scorer)",
+        DENSE,
+        flag_default=None,
+        required=True,
+    )
+    sparsity: float = setting(
+        "fraction removed, [0, 1) (imp: follows from --levels)",
+        0.0,
+        flag_default=None,
+        parse=_sparsity,
+    )
+    prune_step: int | None = setting(
+        "prune after T training steps (default: 0; ltr/imp: the rewind step)"
+    )
+    rounds: int | None = setting("pruning rounds (default: method's)")
+    scope: str = setting("global|layer", "global")
+    ablation: str = setting("none|shuffle|reinit|invert|init_normal", "none")
+    seed: int = setting("replicate seed (init, data order, ...)", 0)
+    epochs: float | None = setting(
+        "shorten/lengthen the preset; its LR drops move proportionally (default: preset)"
+    )
+    init: str = setting(
+        "weight initialization: kaiming_fan_in|kaiming_fan_out|normal",
+        "kaiming_fan_in",
+        not_a_flag="the paper's init; set in a sweep (ablation init_normal changes it)",
+    )
+    bn_gamma: str = setting(
+        "BatchNorm γ initialization: uniform (U(0, 1), as the paper)|one",
+        "uniform",
+        not_a_flag="an experiment of its own, set in a sweep",
+    )
+    scoring_per_class: int = setting(
+        "examples per class in the scoring batch",
+        10,
+        not_a_flag="the paper's batch; set in a sweep",
+    )
+    precision: str = setting("fp32|bf16", "fp32")
+    channels_last: bool = setting(
+        "channels-last memory format in training",
+        True,
+        not_a_flag="on by default; turned off in a sweep",
+    )
+    bias_init: str = setting("default (PyTorch's, as the authors)|zero", "default")
+    # Not in the run id (like ``device``): it never changes a run's numbers, only whether a
+    # degenerate mask is refused. A permission of the command that runs it (every sweep grants
+    # it), not a property of the run: neither hashed nor stored, so a run's record never depends
+    # on who ran it.
+    allow_disconnected: bool = setting(
+        "train a mask even if it leaves no input→output path (stored with status "
+        "'disconnected'; sweeps always do this)",
+        False,
+        hash=False,
+        stored=False,
+    )
     # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
-    allocation: str | None = None
-    placement: str | None = None
-    # Sparse training / gradual pruning (earlyprune.methods.sparse_training): None = the method's default.
-    drop_fraction: float | None = None
-    update_interval: int | None = None
-    update_start: int | None = None
-    update_end: int | None = None
-    initial_sparsity: float | None = None
-    device: str = field(default="auto", metadata=_no_hash())
-    # Where the user's network / data file lies (absolute); ``model``/``dataset`` then hold the
-    # content-hashed name that is part of the id (see earlyprune.models.user, data.user).
-    model_file: str = field(default="", metadata=_no_hash())
-    dataset_file: str = field(default="", metadata=_no_hash())
-    # The same for a user scorer (``--method/--allocation/--placement FILE.py:FUNC``): the field
-    # holds ``stem:func@digest``, these the absolute ``FILE.py:FUNC`` (earlyprune.core.user_functions).
-    method_file: str = field(default="", metadata=_no_hash())
-    allocation_file: str = field(default="", metadata=_no_hash())
-    placement_file: str = field(default="", metadata=_no_hash())
-    # IMP: this run's level k (sparsity 1 − (1 − level_fraction)^k) and the fraction of the
-    # survivors each level removes.
-    levels: int | None = None
-    level_fraction: float = 0.2
-    # Training hyperparameters (earlyprune.run.hparams): None = the preset's value, out of the hash.
-    lr: float | None = None
-    batch_size: int | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    milestones: tuple[float, ...] | None = None  # epochs; () = no LR drops
-    gamma: float | None = None
-    optimizer: str | None = None
-    nesterov: bool | None = None
-    warmup_epochs: float | None = None
-    label_smoothing: float | None = None
-    rewind_step: int | None = None
-    threads: int = 1
-    world_size: int = 1
+    allocation: str | None = setting("layer counts: erk|er|uniform|... or a scorer")
+    placement: str | None = setting("weights within a layer: random|magnitude|scorer")
+    # Sparse training / gradual pruning (methods.sparse_training): None = the method's default.
+    drop_fraction: float | None = setting(
+        "SET/RigL drop fraction α, cosine-decayed (default 0.3)", group="sparse"
+    )
+    update_interval: int | None = setting(
+        "steps between mask updates ΔT (default 100; fewer on short runs)", group="sparse"
+    )
+    update_start: int | None = setting(
+        "first update step (default 0; GMP: 20% of training)", group="sparse"
+    )
+    update_end: int | None = setting(
+        "last update step T_end (default 75% of training)", group="sparse"
+    )
+    initial_sparsity: float | None = setting(
+        "GMP's starting sparsity s_i (default 0)", group="sparse"
+    )
+    device: str = setting("auto|cpu|cuda|cuda:N", "auto", hash=False)
+    # The content-hashed name of a user's network / data is in ``model``/``dataset`` (part of
+    # the id); these hold where the file lies (see earlyprune.models.user, data.user), and for a
+    # user scorer the absolute ``FILE.py:FUNC`` (``method`` holds ``stem:func@digest``).
+    model_file: str = setting(
+        "absolute path of --model FILE.py", "", not_a_flag=_DERIVED, hash=False
+    )
+    dataset_file: str = setting(
+        "absolute path of --dataset's file", "", not_a_flag=_DERIVED, hash=False
+    )
+    method_file: str = setting(
+        "absolute FILE.py:FUNC of --method", "", not_a_flag=_DERIVED, hash=False
+    )
+    allocation_file: str = setting(
+        "absolute FILE.py:FUNC of --allocation", "", not_a_flag=_DERIVED, hash=False
+    )
+    placement_file: str = setting(
+        "absolute FILE.py:FUNC of --placement", "", not_a_flag=_DERIVED, hash=False
+    )
+    # IMP: this run's level k (sparsity 1 − (1 − level_fraction)^k).
+    levels: int | None = setting("imp: pruning levels, each removing 20% of the survivors")
+    level_fraction: float = setting(
+        "imp: the fraction of the survivors each level removes",
+        0.2,
+        not_a_flag="the paper's 20%; set in a sweep",
+    )
+    # Training hyperparameters (earlyprune.run.hparams): None = the preset's, out of the hash.
+    lr: float | None = setting("learning rate (default: preset)", group="hparams")
+    batch_size: int | None = setting("training batch size (default: preset)", group="hparams")
+    momentum: float | None = setting("SGD momentum (default: preset)", group="hparams")
+    weight_decay: float | None = setting("weight decay (default: preset)", group="hparams")
+    milestones: tuple[float, ...] | None = setting(
+        "epochs after which the LR is multiplied by gamma, e.g. 80,120, or 'none' (default: "
+        "preset, moved proportionally with --epochs)",
+        parse=_milestones,
+        group="hparams",
+    )
+    gamma: float | None = setting("LR drop factor (default: preset)", group="hparams")
+    optimizer: str | None = setting("sgd|adam|adamw (default: preset = sgd)", group="hparams")
+    nesterov: bool | None = setting(
+        "Nesterov momentum, SGD only (default: preset = off)", group="hparams"
+    )
+    warmup_epochs: float | None = setting(
+        "linear LR warmup from lr/steps over this many epochs (default: preset = 0)",
+        group="hparams",
+    )
+    label_smoothing: float | None = setting(
+        "label smoothing of the training loss (default: preset = 0)", group="hparams"
+    )
+    rewind_step: int | None = setting(
+        "LTR: the step the weights are rewound to (default: preset)", group="hparams"
+    )
+    threads: int = setting("CPU threads the run pins (part of the run id when not 1)", 1)
+    world_size: int = setting(
+        "torchrun processes that train the run",
+        1,
+        not_a_flag="set from torchrun's WORLD_SIZE",
+    )
 
     def __post_init__(self) -> None:
         for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
             object.__setattr__(self, name, plain_number(getattr(self, name)))
-        _resolve_user_inputs(self)
-        _resolve_levels(self)
+        resolve_user_inputs(self)
+        resolve_levels(self)
         validate(self)
         preset = PRESETS.get(self.preset)
         if preset.dataset and preset.dataset != self.dataset:  # allowed, never silently
@@ -196,104 +286,7 @@ class RunSpec:
         """The unpruned training run this spec's weights and baselines come from."""
         with warnings.catch_warnings():  # its preset was warned about with this spec
             warnings.simplefilter("ignore", PresetWarning)
-            return self._dense_spec()
-
-    def _dense_spec(self) -> RunSpec:
-        return RunSpec(
-            dataset=self.dataset,
-            model=self.model,
-            preset=self.preset,
-            seed=self.seed,
-            epochs=self.epochs,
-            init=self.effective_init,
-            bn_gamma=self.bn_gamma,
-            precision=self.precision,
-            channels_last=self.channels_last,
-            device=self.device,
-            model_file=self.model_file,
-            dataset_file=self.dataset_file,
-            bias_init=self.bias_init,
-            threads=self.threads,
-            world_size=self.world_size,
-            **{h: getattr(self, h) for h in DENSE_HPARAMS},
-        )
-
-
-def register_user_inputs(spec: RunSpec) -> None:
-    """Registers the spec's own network and data in this process (a worker gets specs by
-    pickling, which skips ``__post_init__``); a file changed since is a ``SpecError``."""
-    from earlyprune.data.user import resolve_dataset
-    from earlyprune.models.user import resolve_model
-
-    resolve_model(spec.model, spec.model_file)
-    resolve_dataset(spec.dataset, spec.dataset_file)
-    _resolve_scorers(spec)
-
-
-def _resolve_user_inputs(spec: RunSpec) -> None:
-    """``--model FILE.py:F`` / ``--dataset npz:FILE``: registered, stored as hashed names."""
-    from earlyprune.data.user import resolve_dataset
-    from earlyprune.models.user import resolve_model
-
-    if isinstance(spec.model, str) and isinstance(spec.model_file, str):
-        model, model_file = resolve_model(spec.model, spec.model_file)
-        object.__setattr__(spec, "model", model)
-        object.__setattr__(spec, "model_file", model_file)
-    if isinstance(spec.dataset, str) and isinstance(spec.dataset_file, str):
-        dataset, dataset_file = resolve_dataset(spec.dataset, spec.dataset_file)
-        object.__setattr__(spec, "dataset", dataset)
-        object.__setattr__(spec, "dataset_file", dataset_file)
-    _resolve_scorers(spec)
-
-
-def _resolve_scorers(spec: RunSpec) -> None:
-    """``method``/``allocation``/``placement`` ``FILE.py:FUNC``: registered, stored hashed."""
-    from earlyprune.methods.user import resolve_method
-
-    for kind in ("method", "allocation", "placement"):
-        name, file = resolve_method(kind, getattr(spec, kind), getattr(spec, f"{kind}_file"))
-        object.__setattr__(spec, kind, name)
-        object.__setattr__(spec, f"{kind}_file", file)
-
-
-def _resolve_levels(spec: RunSpec) -> None:
-    """IMP: sparsity follows from the level; a grid sparsity without a level gives the level."""
-    if spec.method != IMP:
-        if spec.levels is not None:
-            raise SpecError(f"levels is for method 'imp', not {spec.method!r}")
-        return
-    f = spec.level_fraction
-    if isinstance(f, bool) or not isinstance(f, int | float) or not 0 < f < 1:
-        raise SpecError(f"level_fraction must be a number in (0, 1), got {f!r}")
-    object.__setattr__(spec, "level_fraction", float(f))
-    if spec.levels is None:
-        s = spec.sparsity
-        found = [k for k in range(1, 200) if abs(imp_sparsity(k, f) - s) < 1e-6]
-        if not found:
-            raise SpecError(
-                f"IMP with level_fraction {f:g} reaches only sparsities "
-                f"1 − {1 - f:g}^k; {s!r} is not one: give levels"
-            )
-        object.__setattr__(spec, "levels", found[0])
-    _check_int("levels", spec.levels, 1)
-    expected = imp_sparsity(spec.levels, f)
-    if spec.sparsity not in (0, 0.0) and abs(spec.sparsity - expected) > 1e-6:
-        raise SpecError(
-            f"IMP level {spec.levels} has sparsity {expected}, not {spec.sparsity}: "
-            "give levels or sparsity, not both"
-        )
-    object.__setattr__(spec, "sparsity", expected)
-
-
-def canonical_sparsity(value: float) -> float:
-    """The sparsity a run id hashes and the run computes with (``SPARSITY_DECIMALS``)."""
-    s = round(float(value), SPARSITY_DECIMALS)
-    if s >= 1.0:
-        raise SpecError(
-            f"sparsity must be a number in [0, 1), got {value!r} (1 at "
-            f"{SPARSITY_DECIMALS} decimals)"
-        )
-    return s
+            return RunSpec(**dense_fields(self))
 
 
 def canonical_json(spec: RunSpec) -> str:

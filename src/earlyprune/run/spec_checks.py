@@ -32,15 +32,7 @@ def validate(spec: RunSpec) -> None:
     from earlyprune.methods.scoring import METHODS
     from earlyprune.methods.sparse_training import SPARSE_TRAINERS, validate_spec
     from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS
-    from earlyprune.run.limits import (
-        _DEVICE,
-        BASELINES,
-        DENSE,
-        IMP,
-        MAX_ROUNDS,
-        PRECISIONS,
-        SEED_LIMIT,
-    )
+    from earlyprune.run.limits import _DEVICE, BASELINES, DENSE, IMP, PRECISIONS
     from earlyprune.run.presets import PRESETS
 
     check_choice("dataset", spec.dataset, DATASETS.names())
@@ -69,6 +61,25 @@ def validate(spec: RunSpec) -> None:
     if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
         raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
     check_composition(spec)
+    _check_numbers(spec)
+    validate_spec(spec)
+    if not isinstance(spec.channels_last, bool):
+        raise SpecError(f"channels_last must be true or false, got {spec.channels_last!r}")
+    if not isinstance(spec.device, str) or not spec.device:
+        raise SpecError(
+            f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
+        )
+    if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
+        raise SpecError(
+            f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
+    validate_hparams(spec)
+
+
+def _check_numbers(spec: RunSpec) -> None:
+    """Steps, rounds, seed, thread and process counts and epochs against their ranges."""
+    from earlyprune.run.limits import BASELINES, DENSE, MAX_ROUNDS, SEED_LIMIT
+
     if spec.prune_step is not None:
         check_int("prune_step", spec.prune_step, 0)
     if spec.rounds is not None:
@@ -98,18 +109,6 @@ def validate(spec: RunSpec) -> None:
         or spec.epochs <= 0
     ):
         raise SpecError(f"epochs must be a positive number, got {spec.epochs!r}")
-    validate_spec(spec)
-    if not isinstance(spec.channels_last, bool):
-        raise SpecError(f"channels_last must be true or false, got {spec.channels_last!r}")
-    if not isinstance(spec.device, str) or not spec.device:
-        raise SpecError(
-            f"device must be a string like 'cpu', 'cuda' or 'auto', got {spec.device!r}"
-        )
-    if not _DEVICE.match(spec.device):  # mps, xpu, meta...: refused before anything is written
-        raise SpecError(
-            f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
-        )
-    validate_hparams(spec)
 
 
 def check_composition(spec: RunSpec) -> None:

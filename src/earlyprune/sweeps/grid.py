@@ -4,7 +4,7 @@ A sweep file::
 
     # The paper's Figure 4 grid for ResNet-20 on CIFAR-10
     store = "runs/resnet20"             # optional default store (relative to the working folder)
-    [base]                              # RunSpec fields shared by every run
+    [base]                              # RunSpec fields shared by every run (toml_keys())
     dataset = "cifar10"                 # preset defaults to the dataset's, model to the preset's
     [axes]                              # RunSpec fields to expand as a Cartesian product
     method = ["random", "magnitude", "snip", "grasp", "synflow", "magnitude_after_training", "ltr"]
@@ -16,6 +16,8 @@ A sweep file::
     method = "grasp_magnitude"
     sparsity = 0.9
 
+Every key of ``[base]``, ``[axes]`` and ``[[include]]`` is a ``RunSpec`` field, which documents
+itself (``earlyprune.run.settings``; the README's "Run fields" table is generated from it).
 The dense training runs that others reuse (magnitude after training, LTR, pruning at step t) are
 always part of the sweep and run first. A combination of method ``dense`` with sparsity > 0 or a
 pruning ablation is skipped (counted in ``Sweep.skipped``), and so is a sparse-training method
@@ -31,29 +33,29 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 from __future__ import annotations
 
 import copy
-import itertools
 import sys
 import tomllib
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from earlyprune.core.errors import SpecError
-from earlyprune.methods.sparse_training import ablation_applies
 from earlyprune.run import numerics
 from earlyprune.run.logs import Log, SweepProgress
-from earlyprune.run.spec import DENSE, PRESETS, REWINDING, RunSpec, default_preset, paper_sparsities
+from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors import EXECUTORS
 from earlyprune.sweeps.executors.base import check_specs, tidy, with_prerequisites
+from earlyprune.sweeps.toml_grid import (  # noqa: F401  (toml_keys: re-exported)
+    grid_specs,
+    read_options,
+    table,
+    toml_keys,
+)
 
 _TOP_KEYS = ("store", "base", "axes", "options", "include")
-_OPTIONS = {"dense": bool}
-_PRUNING_ABLATIONS = ("shuffle", "reinit", "invert")
-_FIELDS = tuple(f.name for f in fields(RunSpec))
-_LIST_FIELDS = ("milestones",)  # fields whose one value is a list
 _STATES = ("ok", "disconnected", "diverged", "failed", "damaged", "running", "pending")
 
 
@@ -85,16 +87,16 @@ def load_sweep(path: str | Path) -> Sweep:
         store = doc.get("store")
         if store is not None and (not isinstance(store, str) or not store):
             raise SpecError(f"store must be a folder name, got {store!r}")
-        options = _options(_table(doc, "options"))
+        options = read_options(table(doc, "options"))
         includes = doc.get("include", [])
         if not isinstance(includes, list) or not all(isinstance(i, dict) for i in includes):
             raise SpecError("include must be a list of tables ([[include]])")
-        base, axes = _table(doc, "base"), _table(doc, "axes")
+        base, axes = table(doc, "base"), table(doc, "axes")
         if not (base or axes or includes):  # an empty file would run one default dense run
             raise SpecError("no runs: give run fields in [base], [axes] or [[include]]")
         with warnings.catch_warnings(record=True) as caught:  # said once, not once a run
             warnings.simplefilter("always")
-            specs, skipped = _grid(base, axes, includes, options["dense"])
+            specs, skipped = grid_specs(base, axes, includes, options["dense"])
         for message in dict.fromkeys((w.category, str(w.message)) for w in caught):
             warnings.warn(message[1], message[0], stacklevel=2)
         if not specs:
@@ -115,7 +117,7 @@ def expand(base: dict[str, Any], axes: dict[str, Any], *, dense: bool = True) ->
     Returns:
         Distinct specs, dense runs first; prerequisites are always included.
     """
-    return _grid(base, axes, [], dense)[0]
+    return grid_specs(base, axes, [], dense)[0]
 
 
 def run_specs(
@@ -207,132 +209,6 @@ def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
         counts[run_state(spec, store)] += 1
     counts["done"] = counts["ok"] + counts["disconnected"] + counts["diverged"]
     return counts
-
-
-# ---- expansion --------------------------------------------------------------------------------
-def _grid(
-    base: dict[str, Any], axes: dict[str, Any], includes: list[dict[str, Any]], dense: bool
-) -> tuple[list[RunSpec], int]:
-    _check_fields("[base]", base)
-    _check_fields("[axes]", axes)
-    names = list(axes)
-    values = [_axis_values(name, axes[name]) for name in names]
-    for name, axis in zip(names, values, strict=True):
-        for value in axis:
-            _check_value("[axes]", name, value)
-    combos = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
-    specs, skipped = [], 0
-    for i, extra in enumerate([*combos, *includes]):
-        where = f"[[include]] #{i - len(combos) + 1}" if i >= len(combos) else None
-        if where:
-            _check_fields(where, extra)
-        fields_ = _with_defaults({**base, **extra})
-        if fields_.get("method", DENSE) not in REWINDING:
-            # A rewind step shared in [base] means nothing to the runs that do not rewind.
-            fields_.pop("rewind_step", None)
-        if fields_.get("method") == DENSE and (
-            fields_.get("sparsity", 0) != 0 or fields_.get("ablation") in _PRUNING_ABLATIONS
-        ):
-            skipped += 1
-            continue
-        if not ablation_applies(fields_.get("method", DENSE), fields_.get("ablation", "none")):
-            skipped += 1
-            continue
-        try:
-            spec = RunSpec(**fields_)
-            # One name for one dense training: the form the pipeline uses for prerequisites.
-            specs.append(spec.dense_spec() if spec.method == DENSE else spec)
-        except SpecError as exc:
-            shown = ", ".join(f"{k}={v!r}" for k, v in extra.items())
-            context = where or (f"the run {shown}" if shown else "[base]")
-            raise SpecError(f"{exc} (in {context})") from None
-    if dense:
-        specs += [s.dense_spec() for s in specs if s.method != DENSE]
-    return with_prerequisites(specs), skipped
-
-
-def _with_defaults(f: dict[str, Any]) -> dict[str, Any]:
-    """preset ← the dataset's default preset; model and dataset ← the preset's (as the CLI)."""
-    f = dict(f)
-    if "preset" not in f and "dataset" in f:
-        if default_preset(f["dataset"]) is None:
-            from earlyprune.data import list_datasets
-
-            if f["dataset"] not in list_datasets():  # a typo: say so, not "set preset"
-                raise SpecError(
-                    f"unknown dataset {f['dataset']!r}; choose one of: {', '.join(list_datasets())}"
-                )
-            raise SpecError(
-                f"no default preset for dataset {f['dataset']!r}: set preset "
-                f"(one of: {', '.join(PRESETS.names())})"
-            )
-        f["preset"] = default_preset(f["dataset"])
-    if "preset" in f:
-        try:
-            preset = PRESETS.get(f["preset"])
-        except ValueError as exc:
-            raise SpecError(str(exc)) from None
-        f.setdefault("model", preset.model)
-        f.setdefault("dataset", preset.dataset)
-    return f
-
-
-def _axis_values(name: str, value: Any) -> list[Any]:
-    if name == "sparsity" and isinstance(value, dict):
-        grid = value.get("paper_grid")
-        if set(value) != {"paper_grid"} or not (
-            isinstance(grid, list) and len(grid) == 2 and all(type(k) is int for k in grid)
-        ):
-            raise SpecError("sparsity axis: write a list of numbers or { paper_grid = [a, b] }")
-        first, last = grid
-        if not 1 <= first <= last:
-            raise SpecError(
-                f"sparsity paper_grid {grid}: need 1 ≤ a ≤ b (k = 0 is the dense run, "
-                "added by options.dense)"
-            )
-        return paper_sparsities(first, last)
-    if not isinstance(value, list):
-        raise SpecError(f"axis {name!r} must be a list of values (a single value goes in [base])")
-    if not value:
-        raise SpecError(f"axis {name!r} is empty: give at least one value")
-    return value
-
-
-def _check_fields(where: str, table: dict[str, Any]) -> None:
-    unknown = [k for k in table if k not in _FIELDS]
-    if unknown:
-        raise SpecError(
-            f"unknown run field(s) {', '.join(map(repr, unknown))} in {where}; "
-            f"valid: {', '.join(_FIELDS)}"
-        )
-    if where != "[axes]":  # an axis is a list of values, checked one by one
-        for key, value in table.items():
-            _check_value(where, key, value)
-
-
-def _check_value(where: str, key: str, value: Any) -> None:
-    """One line for a table, or a list where one value belongs (``milestones`` is a list)."""
-    items = value if key in _LIST_FIELDS and isinstance(value, list) else [value]
-    for item in items:
-        if isinstance(item, dict | list):
-            kind = "table" if isinstance(item, dict) else "list"
-            raise SpecError(f"{key} in {where} must be a single value, not a {kind}: {value!r}")
-
-
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key, {})
-    if not isinstance(value, dict):
-        raise SpecError(f"{key} must be a table ([{key}])")
-    return value
-
-
-def _options(table: dict[str, Any]) -> dict[str, Any]:
-    for key, value in table.items():
-        if key not in _OPTIONS:
-            raise SpecError(f"unknown option {key!r} in [options]; valid: {', '.join(_OPTIONS)}")
-        if not isinstance(value, _OPTIONS[key]):
-            raise SpecError(f"option {key} must be true or false, got {value!r}")
-    return {"dense": table.get("dense", True)}
 
 
 # ---- status and checks -----------------------------------------------------------------------
