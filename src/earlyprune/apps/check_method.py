@@ -35,7 +35,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earlyprune.analysis.verdicts import MIN_EFFECT, Verdict, verdicts
 from earlyprune.apps.demo import DEFAULT_OUT, DEFAULT_STORE, DEMO_ABLATIONS, FULL, QUICK, Grid
@@ -52,6 +52,9 @@ from earlyprune.core.user_functions import absolute as _absolute
 from earlyprune.core.user_functions import one_line as _one_line
 from earlyprune.methods.user import Target, register_target, registered, resolve  # noqa: F401
 from earlyprune.run.environment import RunInterrupted
+
+if TYPE_CHECKING:
+    from earlyprune.sweeps.executors import Executor
 
 #: Built-in methods the user method is compared with (random, magnitude and ERK with random
 #: placement for the verdicts).
@@ -249,6 +252,7 @@ def check_method(
     min_effect: float = MIN_EFFECT,
     recompute_stale: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    backend: str | Executor = "local",
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -263,6 +267,7 @@ def check_method(
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
         timeout: Seconds one call of the user's function may take here (None: no limit); in
             worker processes ``DEFAULT_TIMEOUT_S``.
+        backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -289,6 +294,7 @@ def check_method(
             workers=workers,
             progress=progress,
             recompute_stale=recompute_stale,
+            backend=backend,
         )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
@@ -336,6 +342,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
             workers=args.workers,
             recompute_stale=args.recompute_stale,
             timeout=args.timeout,
+            backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
         )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

@@ -16,6 +16,7 @@ from earlyprune.cli.parts import (
     sparse_training_flags,
     version_text,
 )
+from earlyprune.cli.slurm_flags import BACKEND_HELP, slurm_flags, with_backend
 from earlyprune.core.warn import one_line_warnings
 
 EXIT_USER_ERROR = 2
@@ -159,11 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="sweep TOML file")
     p.add_argument("--store", default=None, help="store folder (default: the file's or runs/)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: auto)")
-    p.add_argument("--backend", default="local", help="local|ray")
+    p.add_argument("--backend", default="local", help=BACKEND_HELP)
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
     log_flags(p)
+    slurm_flags(p, backend=False, detach=True)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
@@ -223,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "or NAME,NAME,... (default: the paper's methods)",
             )
         p.add_argument("--recompute-stale", action="store_true", help=_STALE_HELP)
+        slurm_flags(p, backend=True, detach=False)
 
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     p.add_argument(
@@ -450,13 +453,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from earlyprune.apps.demo import cli_demo
 
-    return cli_demo(args)
+    return cli_demo(with_backend(args))
 
 
 def _cmd_check_method(args: argparse.Namespace) -> int:
     from earlyprune.apps.check_method import cli_check_method
 
-    return cli_check_method(args)
+    return cli_check_method(with_backend(args))
 
 
 if __name__ == "__main__":

@@ -74,9 +74,7 @@ def check_setup(options: SlurmOptions) -> None:
     try:
         import submitit  # noqa: F401
     except ImportError:
-        raise SpecError(
-            "--backend slurm needs submitit: pip install 'earlyprune[slurm]'"
-        ) from None
+        raise SpecError("--backend slurm needs submitit: pip install 'earlyprune[slurm]'") from None
     found = slurm_jobs.partitions()
     if options.partition is not None and options.partition not in found:
         raise SpecError(
@@ -108,7 +106,10 @@ def job_parameters(options: SlurmOptions, specs: list[RunSpec], jobs: int) -> di
         "mem": f"{int(mem * 1024)}M",
         "array_parallelism": options.array_parallelism or jobs,
         # Claims and checkpoints hold the state: a preempted job is requeued and starts over.
-        "additional_parameters": {"requeue": True, **dict(map(sbatch_option, options.sbatch_lines))},
+        "additional_parameters": {
+            "requeue": True,
+            **dict(map(sbatch_option, options.sbatch_lines)),
+        },
     }
     if gpus:
         params["gpus_per_task"] = gpus

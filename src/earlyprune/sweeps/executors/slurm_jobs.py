@@ -27,9 +27,7 @@ def slurm_folder(store_root: Path) -> Path:
 def call(*argv: str, timeout_s: float = 30.0) -> str:
     """The output of a Slurm command; ``SpecError`` (one line) where none answers."""
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, check=False)
     except FileNotFoundError:
         raise SpecError(
             f"--backend slurm: no Slurm here ({argv[0]} not found); run on a login node of "
