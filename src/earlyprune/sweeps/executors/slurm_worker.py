@@ -14,7 +14,9 @@ has to be saved, since every run checkpoints itself in the store. This module ne
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -45,6 +47,27 @@ def finished(store: RunStore, spec: RunSpec, since: str, retry_failed: bool) -> 
     return True
 
 
+def stop_on_sigterm() -> threading.Event:
+    """An event set when Slurm sends SIGTERM (``scancel``, preemption).
+
+    submitit's own handler (kept: it is called too) ignores SIGTERM so that a preempted job can
+    checkpoint and requeue; without this the job would go on starting runs until Slurm's
+    SIGKILL (``KillWait`` seconds later). The run in flight goes on: it is killed, at worst, and
+    resumes from its last epoch's checkpoint elsewhere.
+    """
+    stopping = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, frame: object) -> None:
+        stopping.set()
+        if callable(previous):
+            previous(signum, frame)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+    return stopping
+
+
 @dataclass(frozen=True)
 class Drain(submitit.helpers.Checkpointable):
     """The callable a Slurm job runs (pickled by submitit): ``Drain(...)()`` runs runs until
@@ -60,6 +83,7 @@ class Drain(submitit.helpers.Checkpointable):
     def __call__(self) -> int:
         """Returns how many runs this job finished itself."""
         register_methods(self.methods)
+        stopping = stop_on_sigterm()
         store = RunStore(self.store_root)
         ids = {s.run_id for s in self.specs}
         handled: set[str] = set()
@@ -77,6 +101,8 @@ class Drain(submitit.helpers.Checkpointable):
                 if pre is not None and pre.run_id in ids and pre.run_id not in handled:
                     waiting += 1  # its dense run (or IMP level) first
                     continue
+                if stopping.is_set():  # cancelled or preempted: start nothing more
+                    return ran
                 outcome = run_one(spec, self.store_root, self.data_root, self.retry_failed, False)
                 if outcome == BUSY:
                     waiting += 1
