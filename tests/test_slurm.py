@@ -88,8 +88,8 @@ def report(store: Path) -> pd.DataFrame:
 
 
 def sweep(toml: Path, store: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "earlyprune.cli", "sweep", "run", str(toml), "--store",
-            str(store), "--backend", "slurm", "--mem", "1", *flags]  # fmt: skip
+    cmd = [sys.executable, "-m", "earlyprune.cli", "sweep", "run", str(toml)]
+    return [*cmd, "--store", str(store), "--backend", "slurm", "--mem", "1", *flags]
 
 
 def epochs_once(store: Path, ids: list[str]) -> None:
@@ -155,10 +155,8 @@ def test_a_sweep_through_slurm_equals_the_local_backend_run_for_run(files, tmp_p
     pd.testing.assert_frame_equal(report(store), report(reference(files)))
     ids = [s.run_id for s in load_sweep(files["toml"]).specs]
     epochs_once(store, ids)
-    status = subprocess.run(
-        [sys.executable, "-m", "earlyprune.cli", "sweep", "status", str(files["toml"]),
-         "--store", str(store)], env=ENV, capture_output=True, text=True,
-    )  # fmt: skip
+    cmd = [sys.executable, "-m", "earlyprune.cli", "sweep", "status", str(files["toml"])]
+    status = subprocess.run([*cmd, "--store", str(store)], env=ENV, capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
     assert "slurm job " in status.stdout and "(submitted " in status.stdout, status.stdout
 
