@@ -319,9 +319,9 @@ MISTAKES = [
     Mistake("sweep file missing", "not found", SWEEP, load_sweep),
     Mistake(
         "unknown executor",
-        "unknown executor 'slurm'; choose one of: local, ray",
-        (*SWEEP, "--backend", "slurm"),
-        sweep_run(backend="slurm"),
+        "unknown executor 'kubernetes'; choose one of: local, ray, slurm",
+        (*SWEEP, "--backend", "kubernetes"),
+        sweep_run(backend="kubernetes"),
         ValueError,
         setup=sweep_file(GOOD_SWEEP),
     ),

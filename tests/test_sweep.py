@@ -212,8 +212,10 @@ def test_missing_file_and_unknown_backend(
     assert cli.main(["sweep", "plan", str(tmp_path / "nope.toml")]) == 2
     assert "not found" in capsys.readouterr().err
     toml = write(tmp_path / "s.toml", f"[base]\n{TINY}")
-    assert cli.main(["sweep", "run", str(toml), "--backend", "slurm"]) == 2
-    assert "unknown executor 'slurm'; choose one of: local, ray" in capsys.readouterr().err
+    assert cli.main(["sweep", "run", str(toml), "--backend", "kubernetes"]) == 2
+    assert (
+        "unknown executor 'kubernetes'; choose one of: local, ray, slurm" in capsys.readouterr().err
+    )
 
 
 # ---- running --------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earlyprune.analysis.verdicts import MIN_EFFECT, Verdict, verdicts
 from earlyprune.apps.check_args import (  # noqa: F401  (re-exported: defined here before)
@@ -62,6 +62,9 @@ from earlyprune.core.user_functions import (  # noqa: F401  (re-exported: check.
 )
 from earlyprune.core.user_functions import absolute as _absolute
 from earlyprune.methods.user import Target, register_target, registered, resolve  # noqa: F401
+
+if TYPE_CHECKING:
+    from earlyprune.sweeps.executors import Executor
 
 #: Built-in methods the user method is compared with (random, magnitude and ERK with random
 #: placement for the verdicts).
@@ -106,6 +109,7 @@ def check_method(
     min_effect: float = MIN_EFFECT,
     recompute_stale: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    backend: str | Executor = "local",
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -120,6 +124,7 @@ def check_method(
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
         timeout: Seconds one call of the user's function may take here (None: no limit); in
             worker processes ``DEFAULT_TIMEOUT_S``.
+        backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -146,6 +151,7 @@ def check_method(
             workers=workers,
             progress=progress,
             recompute_stale=recompute_stale,
+            backend=backend,
         )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
@@ -193,6 +199,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
             workers=args.workers,
             recompute_stale=args.recompute_stale,
             timeout=args.timeout,
+            backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
         )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

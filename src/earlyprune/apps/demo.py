@@ -16,9 +16,12 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from earlyprune.run.spec import RunSpec, paper_sparsities
+
+if TYPE_CHECKING:
+    from earlyprune.sweeps.executors import Executor
 
 #: The paper's methods at initialization, then its benchmark (Figures 4 and 5).
 DEMO_METHODS = ("random", "magnitude", "snip", "grasp", "synflow", "magnitude_after_training")
@@ -143,13 +146,19 @@ def run_grid(
     workers: int | None = None,
     progress: bool | None = None,
     recompute_stale: bool = False,
+    backend: str | Executor = "local",
 ) -> list[dict[str, Any]]:
     """Runs what is missing (resuming anything interrupted) and returns every spec's result."""
     from earlyprune.run.store import RunStore
     from earlyprune.sweeps.grid import run_specs
 
     return run_specs(
-        specs, RunStore(store), workers=workers, progress=progress, recompute_stale=recompute_stale
+        specs,
+        RunStore(store),
+        workers=workers,
+        progress=progress,
+        recompute_stale=recompute_stale,
+        backend=backend,
     )
 
 
@@ -192,6 +201,7 @@ def run_demo(
     progress: bool | None = None,
     methods: tuple[str, ...] = DEMO_METHODS,
     recompute_stale: bool = False,
+    backend: str | Executor = "local",
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
 
@@ -203,13 +213,19 @@ def run_demo(
         progress: A progress bar over runs (default: on a terminal).
         methods: The methods run (``demo_methods("all")``: every registered one).
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
+        backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.analysis.verdicts import verdict_matrix
 
     specs = demo_specs(grid, methods)
     results = run_grid(
-        specs, store, workers=workers, progress=progress, recompute_stale=recompute_stale
+        specs,
+        store,
+        workers=workers,
+        progress=progress,
+        recompute_stale=recompute_stale,
+        backend=backend,
     )
     problems = not_ok(results)
     checked = [m for m in methods if m != "random"]
@@ -238,6 +254,7 @@ def cli_demo(args: argparse.Namespace) -> int:
         workers=args.workers,
         methods=methods,
         recompute_stale=args.recompute_stale,
+        backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
     )
     print(result.text, end="")
     for line in result.problems:

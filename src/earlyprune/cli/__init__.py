@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from earlyprune.cli.parser import EXIT_USER_ERROR, build_parser
 from earlyprune.cli.parts import cmd_list, cmd_verify
 from earlyprune.cli.run import cmd_run, summary_line
+from earlyprune.cli.slurm_flags import with_backend
 from earlyprune.core.warn import one_line_warnings
 
 __all__ = ["EXIT_USER_ERROR", "build_parser", "main", "summary_line"]
@@ -80,13 +81,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from earlyprune.apps.demo import cli_demo
 
-    return cli_demo(args)
+    return cli_demo(with_backend(args))
 
 
 def _cmd_check_method(args: argparse.Namespace) -> int:
     from earlyprune.apps.check_method import cli_check_method
 
-    return cli_check_method(args)
+    return cli_check_method(with_backend(args))
 
 
 if __name__ == "__main__":

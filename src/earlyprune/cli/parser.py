@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 from earlyprune.cli.parts import LISTS, STALE_HELP, log_flags, version_text
 from earlyprune.cli.run import add_run_flags
+from earlyprune.cli.slurm_flags import BACKEND_HELP, slurm_flags
 
 EXIT_USER_ERROR = 2
 #: What `earlyprune --help` says first (the package's docstring, as before the split).
@@ -56,11 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="sweep TOML file")
     p.add_argument("--store", default=None, help="store folder (default: the file's or runs/)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: auto)")
-    p.add_argument("--backend", default="local", help="local|ray")
+    p.add_argument("--backend", default="local", help=BACKEND_HELP)
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--recompute-stale", action="store_true", help=STALE_HELP)
     log_flags(p)
+    slurm_flags(p, backend=False, detach=True)
 
     p = sub.add_parser("report", help="tables, figures and index.html from a store")
     p.add_argument("store")
@@ -138,3 +140,4 @@ def _app_parsers(sub: argparse._SubParsersAction) -> None:
                 "or NAME,NAME,... (default: the paper's methods)",
             )
         p.add_argument("--recompute-stale", action="store_true", help=STALE_HELP)
+        slurm_flags(p, backend=True, detach=False)

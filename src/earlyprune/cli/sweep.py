@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from earlyprune.cli.slurm_flags import backend_of
 from earlyprune.run.logs import Log
 from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
+from earlyprune.sweeps.executors import slurm_jobs
 from earlyprune.sweeps.executors.base import describe_spec
 from earlyprune.sweeps.grid import load_sweep, run_specs, run_state, sweep_status
 
@@ -14,6 +16,7 @@ from earlyprune.sweeps.grid import load_sweep, run_specs, run_state, sweep_statu
 def cli_sweep(args: argparse.Namespace) -> int:
     """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
     sweep = load_sweep(args.file)
+    backend = backend_of(args) if args.action == "run" else args.backend  # checked: 1 line
     # plan and status only look: they never set a damaged file aside (read-only).
     store = RunStore(args.store or sweep.store or "runs", read_only=args.action != "run")
     log = Log(args.log_format, quiet=args.quiet)
@@ -28,7 +31,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
             sweep.specs,
             store,
             workers=args.workers,
-            backend=args.backend,
+            backend=backend,
             data_root=args.data_root,
             retry_failed=args.retry_failed,
             recompute_stale=args.recompute_stale,
@@ -54,8 +57,12 @@ def cli_sweep(args: argparse.Namespace) -> int:
         store=str(store.root),
         **counts,
     )
+    if args.action == "status":
+        for line in slurm_jobs.status_lines(store.root):  # jobs of `--backend slurm` runs
+            log.say(line, "slurm")
     unfinished = counts["failed"] or counts["damaged"] or counts["pending"]
-    return 1 if unfinished and args.action == "run" else 0
+    detached = args.backend == "slurm" and args.detach  # the jobs go on: not a failure
+    return 1 if unfinished and args.action == "run" and not detached else 0
 
 
 def plan_line(spec: RunSpec, state: str) -> str:

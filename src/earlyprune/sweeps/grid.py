@@ -46,7 +46,7 @@ from earlyprune.run import numerics
 from earlyprune.run.logs import Log, SweepProgress
 from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
-from earlyprune.sweeps.executors import EXECUTORS
+from earlyprune.sweeps.executors import EXECUTORS, Executor
 from earlyprune.sweeps.executors.base import check_specs, tidy, with_prerequisites
 from earlyprune.sweeps.toml_grid import (  # noqa: F401  (toml_keys: re-exported)
     grid_specs,
@@ -125,7 +125,7 @@ def run_specs(
     store: RunStore,
     *,
     workers: int | None = None,
-    backend: str = "local",
+    backend: str | Executor = "local",
     data_root: str | None = None,
     retry_failed: bool = False,
     progress: bool | None = None,
@@ -147,7 +147,8 @@ def run_specs(
         specs: The runs.
         store: Where results go (and are found).
         workers: Parallel workers (default: one per core, or per GPU); 1 = in this process.
-        backend: An ``EXECUTORS`` name: "local" or "ray".
+        backend: An ``EXECUTORS`` name ("local", "ray", "slurm") or an executor itself
+            (e.g. ``SlurmExecutor(options)``).
         data_root: Folder holding the datasets.
         retry_failed: Run ``failed`` runs again.
         recompute_stale: Redo runs stored under older numerics (``earlyprune.run.numerics``);
@@ -158,7 +159,7 @@ def run_specs(
         log: Writes one line per finished run (``[17/219] <id> snip 90.0 % seed 0: ...``)
             where its ``lines`` says so.
     """
-    executor = EXECUTORS.get(backend)
+    executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
     specs = [_disconnected_allowed(s) for s in specs]
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1

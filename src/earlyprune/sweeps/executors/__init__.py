@@ -19,6 +19,7 @@ from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors.local import run_local
 from earlyprune.sweeps.executors.ray import run_ray
+from earlyprune.sweeps.executors.slurm import SlurmExecutor
 
 
 class Executor(Protocol):
@@ -38,5 +39,6 @@ class Executor(Protocol):
 EXECUTORS: Registry[Executor] = Registry("executor")
 EXECUTORS.add("local", run_local)
 EXECUTORS.add("ray", run_ray)
+EXECUTORS.add("slurm", SlurmExecutor())  # default options; the CLI builds its own
 
 __all__ = ["EXECUTORS", "Executor"]
