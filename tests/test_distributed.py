@@ -47,14 +47,14 @@ def _worker(rank: int, world: int, port: int, store_root: str, out_dir: str) -> 
     assert job is not None
     job.init()
     seen: dict[str, dict] = {}
-    original = pipeline.pruned
+    original = pipeline.stored_mask
 
-    def spy(setup, store):  # records the mask this rank actually trains with
-        model, mask = original(setup, store)
+    def spy(recipe, setup, store, model):  # records the mask this rank actually trains with
+        mask = original(recipe, setup, store, model)
         seen["mask"] = {n: m.cpu() for n, m in mask.items()}
-        return model, mask
+        return mask
 
-    pipeline.pruned = spy
+    pipeline.stored_mask = spy
     result = pipeline.run(DDP, DistStore(store_root, job), job=job)
     torch.save(
         {"mask": seen["mask"], "accuracy": result["test_accuracy"]},

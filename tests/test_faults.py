@@ -31,6 +31,7 @@ import pandas as pd
 import pytest
 import torch
 
+import earlyprune.run.claims as claims_module
 import earlyprune.run.store as store_module
 from earlyprune import cli
 from earlyprune.run.spec import PRESETS, RunSpec
@@ -392,7 +393,7 @@ def test_a_claim_of_a_dead_worker_expires_and_the_run_is_finished(
 ) -> None:
     ids = run_ids(files["toml"])
     store = copy_reference(files, tmp_path / "store", [ids[1]])
-    monkeypatch.setattr(store_module, "CLAIM_TTL_S", 1.0)
+    monkeypatch.setattr(claims_module, "CLAIM_TTL_S", 1.0)  # claims live there
     plant_claim(store, ids[1], **{"pid": _reaped_pid(), **OWNERS[owner]})
     if owner != "reused pid":  # its heartbeat is fresh: it must be waited for, then taken over
         assert RunStore(store).claim_state(ids[1]) == "live"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from earlyprune.core.errors import StoreError
+from earlyprune.run import claims as claims_module
 from earlyprune.run import store as store_module
 from earlyprune.run.store import ClaimBusy, RunStore
 
@@ -157,7 +158,7 @@ def test_a_fresh_claim_from_another_host_is_respected(store):
 
 
 def test_heartbeat_keeps_a_long_claim_alive(store, monkeypatch):
-    monkeypatch.setattr(store_module, "CLAIM_TTL_S", 0.5)
+    monkeypatch.setattr(claims_module, "CLAIM_TTL_S", 0.5)
     write_claim(store, os.getpid(), "some-other-host", age_s=10.0)
     assert store.claim_state(RID) == "stale"
     store.heartbeat(RID)
@@ -171,7 +172,7 @@ def test_an_old_claim_of_a_live_process_on_this_host_is_never_stale(store):
 
 
 def test_a_held_claim_beats_by_itself(store, monkeypatch):
-    monkeypatch.setattr(store_module, "CLAIM_TTL_S", 0.2)
+    monkeypatch.setattr(claims_module, "CLAIM_TTL_S", 0.2)
     with store.claim(RID):
         p = store.path(RID, "claim")
         backdated = time.time() - 100

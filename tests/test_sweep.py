@@ -330,16 +330,16 @@ def test_two_concurrent_sweeps_share_one_store(reference: RunStore, tmp_path: Pa
 def test_a_run_that_raises_is_recorded_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import earlyprune.run.pipeline
+    from earlyprune.run.recipes.at_init import AtInit
 
-    real = earlyprune.run.pipeline.choose_mask
+    real = AtInit.choose_mask
 
-    def choose_mask(setup, model):  # type: ignore[no-untyped-def]
+    def choose_mask(self, setup, store, model):  # type: ignore[no-untyped-def]
         if setup.spec.method == "snip":
             raise RuntimeError("scores are all NaN")
-        return real(setup, model)
+        return real(self, setup, store, model)
 
-    monkeypatch.setattr(earlyprune.run.pipeline, "choose_mask", choose_mask)
+    monkeypatch.setattr(AtInit, "choose_mask", choose_mask)
     specs = expand(
         {"dataset": "fashion-mnist-mini", "epochs": 0.25},
         {"method": ["snip", "random"], "sparsity": [0.5]},
@@ -359,7 +359,7 @@ def test_a_run_that_raises_is_recorded_failed(
         assert sweep_status(specs, store)["failed"] == 1
         finished = store.read_result(specs[1].run_id)
         # --retry-failed runs it again (now it succeeds); the others are not run again.
-        monkeypatch.setattr(earlyprune.run.pipeline, "choose_mask", real)
+        monkeypatch.setattr(AtInit, "choose_mask", real)
         results = run_specs(specs, store, workers=1, retry_failed=True)
     finally:
         torch.set_num_threads(threads)

@@ -16,7 +16,6 @@ level only; the levels below it are the unmodified IMP chain.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -43,24 +42,24 @@ def previous_spec(spec: RunSpec) -> RunSpec:
     return spec.replace(levels=k, sparsity=imp_sparsity(k, spec.level_fraction), ablation=ablation)
 
 
-def previous_level(
-    setup: Setup, store: RunStore, run: Callable[..., dict[str, Any]]
-) -> tuple[dict[str, Any], Mask]:
-    """Level k − 1's trained weights and mask, running it (and what it needs) if not stored.
+def previous_level(setup: Setup, store: RunStore) -> tuple[dict[str, Any], Mask]:
+    """Level k − 1's trained weights and mask (the dense run's final weights and a full mask
+    for k = 1).
 
-    Called on every rank under torchrun: running a level is collective. ``run`` is
-    ``pipeline.run``, passed in by the pipeline (IMP sits below it: it must not import it).
+    The pipeline has run level k − 1 first (it is a prerequisite of the IMP recipe); this only
+    reads it, and raises on every rank under torchrun if it is not usable.
     """
     spec = setup.spec
     if spec.levels == 1:
         model = fresh_model(setup)
         return dense_weights(setup, store, None), full_mask(model)
     prev = previous_spec(spec)
-    result = run(prev, store, data_root=setup.data_root, job=setup.job)
-    if result["status"] not in ("ok", "disconnected"):  # a cut level's survivors stay cut
+    result = store.read_result(prev.run_id)
+    status = "missing" if result is None else result["status"]
+    if status not in ("ok", "disconnected"):  # a cut level's survivors stay cut
         raise RuntimeError(
             f"IMP level {prev.levels} ({prev.run_id}), which level "
-            f"{spec.levels} builds on, is {result['status']}"
+            f"{spec.levels} builds on, is {status}"
         )
     final = store.load_tensors(prev.run_id, "final.pt")
     mask = store.load_tensors(prev.run_id, "mask.pt")
@@ -72,12 +71,10 @@ def previous_level(
     return final["model"], mask
 
 
-def level_mask(setup: Setup, previous: tuple[dict[str, Any], Mask]) -> Mask:
-    """Removes the smallest-magnitude survivors of level k − 1 down to the level's sparsity."""
-    weights, prev_mask = previous
+def level_mask(setup: Setup, model: nn.Module, prev_mask: Mask) -> Mask:
+    """Removes the smallest-magnitude survivors of level k − 1 (``prev_mask``; ``model`` holds
+    level k − 1's trained weights) down to the level's sparsity."""
     spec = setup.spec
-    model: nn.Module = fresh_model(setup)
-    model.load_state_dict(weights)
     mask = {n: m.to(setup.device) for n, m in check_mask(model, prev_mask).items()}
     scores = {n: p.detach().abs() for n, p in prunable(model).items()}
     if spec.ablation == "invert":

@@ -1,4 +1,4 @@
-"""The stages of one run, each a function of (setup, store, ...); ``pipeline.run`` strings them.
+"""What every kind of run shares: its setup, training with checkpoints, the dense weights.
 
 Every stage is resumable: dense training and retraining checkpoint after each epoch
 (``latest.pt``), masks are stored before retraining starts, and dense checkpoints at step t are
@@ -19,15 +19,13 @@ from torch import nn
 from earlyprune.core.errors import SpecError
 from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
-from earlyprune.methods import ablations, sparse_training
-from earlyprune.methods.api import prune
+from earlyprune.methods import sparse_training
 from earlyprune.models.user import check_user_model, is_user_model
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
 from earlyprune.run.spec import (
     DENSE,
-    IMP,
     PRESETS,
     REWINDING,
     Preset,
@@ -246,13 +244,13 @@ def train_run(
 def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, Any]:
     """The dense network's state dict at ``step`` (None = end of training), computed once.
 
-    The dense training run must be finished (``pipeline.pruned`` runs it first); a step that was not kept, or a checkpoint found
-    unreadable, is recomputed from the nearest earlier kept step (bit-identical: data order
+    The dense training run must be finished (the pipeline runs a recipe's prerequisites first);
+    a step that was not kept, or a checkpoint found unreadable, is recomputed from the nearest earlier kept step (bit-identical: data order
     depends only on the step) and kept.
     """
     dense = setup.spec.dense_spec()
     did = dense.run_id
-    result = store.read_result(did)  # run first by the pipeline (see ``needs_dense``)
+    result = store.read_result(did)  # a prerequisite: run first by the pipeline
     status = "missing" if result is None else result["status"]
     if status != "ok":
         raise RuntimeError(f"the dense training run {did} this run needs is {status}")
@@ -296,82 +294,6 @@ def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | N
         if ck is not None:
             return ck
     return None
-
-
-# ---- pruning ------------------------------------------------------------------------------
-def needs_dense(setup: Setup) -> bool:
-    """Whether this run starts from the dense run's weights (trained, or at step t > 0)."""
-    # IMP: level 1 prunes the trained dense network (later levels rewind to its step t).
-    methods = ("magnitude_after_training", "ltr", IMP)
-    return setup.spec.method in methods or setup.prune_step > 0
-
-
-def weights_to_prune(setup: Setup, store: RunStore) -> nn.Module:
-    """The network whose weights are scored: at step t, or fully trained for the baselines."""
-    model = fresh_model(setup)
-    if setup.spec.method == IMP:  # scored on the previous level's weights (earlyprune.run.imp)
-        return model
-    if setup.spec.method in ("magnitude_after_training", "ltr"):
-        model.load_state_dict(dense_weights(setup, store, None))
-    elif setup.prune_step > 0:
-        model.load_state_dict(dense_weights(setup, store, setup.prune_step))
-    return model
-
-
-def choose_mask(setup: Setup, model: nn.Module) -> Mask:
-    """Scores and selects (iteratively where the method needs it); ``invert`` flips the ranking."""
-    from earlyprune.data import scoring_batch
-
-    spec = setup.spec
-    if sparse_training.is_sparse_training(spec.method):  # a starting mask, moved in training
-        return sparse_training.starting_mask(spec, model)
-    method = spec.method if spec.method not in ("magnitude_after_training", "ltr") else "magnitude"
-    batch = scoring_batch(
-        setup.bundle, per_class=spec.scoring_per_class, seed=spec.seed, device=setup.device
-    )
-    try:
-        return prune(
-            model,
-            method,
-            spec.sparsity,
-            batch=batch,
-            rounds=spec.rounds,
-            scope=spec.scope,
-            invert=spec.ablation == "invert",
-            seed=spec.seed,
-            allocation=spec.allocation,
-            placement=spec.placement,
-            allow_disconnected=spec.allow_disconnected,
-        )
-    except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
-        raise SpecError(f"{exc}") from None
-
-
-def ablate_mask(setup: Setup, mask: Mask) -> Mask:
-    """The shuffle ablation: the method's per-layer proportions at random positions."""
-    spec = setup.spec
-    if spec.ablation == "shuffle":
-        return ablations.shuffle(mask, seed=spec.seed)
-    return mask
-
-
-def weights_to_train(setup: Setup, store: RunStore, model: nn.Module) -> nn.Module:
-    """LTR's rewind to step t and the reinit ablation; returns the network to retrain."""
-    spec = setup.spec
-    if spec.method in REWINDING:
-        if setup.prune_step == 0:
-            model = fresh_model(setup)
-        else:
-            model.load_state_dict(dense_weights(setup, store, setup.prune_step))
-    if spec.ablation == "reinit":
-        ablations.reinitialize(
-            model,
-            seed=spec.seed,
-            init=spec.effective_init,
-            bn_gamma=spec.bn_gamma,
-            bias=spec.bias_init,
-        )
-    return model
 
 
 def is_dense(spec: RunSpec) -> bool:

@@ -24,7 +24,8 @@ from earlyprune.run.environment import RunInterrupted
 from earlyprune.run.hparams import HPARAMS
 from earlyprune.run.hparams import describe as describe_hparams
 from earlyprune.run.numerics import NUMERICS_VERSION
-from earlyprune.run.spec import BASELINES, DENSE, IMP, REWINDING, RunSpec
+from earlyprune.run.recipes import recipe_for
+from earlyprune.run.spec import DENSE, REWINDING, RunSpec
 from earlyprune.run.store import ClaimBusy, RunStore
 
 #: ``run_one`` outcome when another live worker holds the run's claim (handed out again later).
@@ -36,16 +37,10 @@ INTERRUPTED = "interrupted"
 Submit = Callable[[RunSpec, bool], "Future[str]"]
 
 
-def prerequisite(spec: RunSpec) -> RunSpec | None:
-    """The run ``spec`` reuses: the dense training run (baselines, pruning at step t > 0), the
-    previous IMP level (``earlyprune.run.imp``), or None."""
-    if spec.method == IMP:
-        from earlyprune.run.imp import previous_spec
-
-        return previous_spec(spec)
-    if spec.method in BASELINES or (spec.method != DENSE and (spec.prune_step or 0) > 0):
-        return spec.dense_spec()
-    return None
+def prerequisites(spec: RunSpec) -> list[RunSpec]:
+    """The runs ``spec`` starts from (its recipe says which: the dense run, the previous IMP
+    level), in the order they run."""
+    return recipe_for(spec).prerequisites(spec)
 
 
 def run_one(
@@ -90,7 +85,7 @@ def record_failure(
     spec: RunSpec, store: RunStore, exc: BaseException, data_root: str | None
 ) -> str:
     """Stores a ``failed`` result for ``spec`` unless a result is there or a live worker has it."""
-    from earlyprune.run.pipeline import failure
+    from earlyprune.run.record import failure
     from earlyprune.run.stages import prepare
 
     rid = spec.run_id
@@ -135,18 +130,21 @@ def drive(
     pending = {s.run_id for s in specs}
     blocked: dict[str, list[RunSpec]] = {}
     ready: list[RunSpec] = []
+    waits_for: dict[str, set[str]] = {}  # run id → its prerequisites still pending
     for spec in dense_first(specs):
-        pre = prerequisite(spec)
-        if pre is not None and pre.run_id in pending:
-            blocked.setdefault(pre.run_id, []).append(spec)
-        else:
+        waits_for[spec.run_id] = {p.run_id for p in prerequisites(spec)} & pending
+        for pre in waits_for[spec.run_id]:
+            blocked.setdefault(pre, []).append(spec)
+        if not waits_for[spec.run_id]:
             ready.append(spec)
     running: dict[Future[str], RunSpec] = {}
     errors: dict[str, BaseException] = {}
 
     def release(spec: RunSpec) -> None:
         for dependant in blocked.pop(spec.run_id, []):
-            launch(dependant, False)
+            waits_for[dependant.run_id].discard(spec.run_id)
+            if not waits_for[dependant.run_id]:  # its last pending prerequisite is over
+                launch(dependant, False)
 
     def launch(spec: RunSpec, wait_claim: bool) -> None:
         try:
@@ -233,7 +231,7 @@ def with_prerequisites(specs: list[RunSpec]) -> list[RunSpec]:
     found = {s.run_id: s for s in specs}
     frontier = list(found.values())
     while frontier:
-        pres = [p for p in (prerequisite(s) for s in frontier) if p is not None]
+        pres = [p for s in frontier for p in prerequisites(s)]
         frontier = list({p.run_id: p for p in pres if p.run_id not in found}.values())
         found.update({p.run_id: p for p in frontier})
     unique = list(found.values())
