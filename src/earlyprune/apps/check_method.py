@@ -170,8 +170,13 @@ def check_method(
         results_table(store, specs),
     ]
     text = "\n".join(parts)
-    out = Path(out)
-    index = write_report(store, out)
+    index = write_report(store, Path(out))
+    summary_file = _write_summary(Path(out), resolved, found, text)
+    return CheckReport(resolved.name, found, text, index, summary_file, problems)
+
+
+def _write_summary(out: Path, resolved: Target, found: list[Verdict], text: str) -> Path:
+    """``check_<method>.txt`` (the text) and ``.json`` (the verdicts) beside the report."""
     slug = "".join(c if c.isalnum() or c in "._-" else "-" for c in resolved.name)
     summary_file = out / f"check_{slug}.txt"
     summary_file.write_text(text, encoding="utf-8")
@@ -179,7 +184,7 @@ def check_method(
         json.dumps([{"method": resolved.label, **v.to_dict()} for v in found], indent=1),
         encoding="utf-8",
     )
-    return CheckReport(resolved.name, found, text, index, summary_file, problems)
+    return summary_file
 
 
 def cli_check_method(args: argparse.Namespace) -> int:
