@@ -9,7 +9,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from earlyprune.core.errors import SpecError
-from earlyprune.methods.ablations import ABLATIONS
 from earlyprune.run.hparams import validate_hparams
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ def check_int(name: str, value: Any, minimum: int) -> None:
 def validate(spec: RunSpec) -> None:
     """Checks names against the registries and numbers against their ranges (``SpecError``)."""
     from earlyprune.data import DATASETS
+    from earlyprune.methods.ablations import ABLATIONS  # here: parsing a command needs no torch
     from earlyprune.methods.scoring import METHODS
     from earlyprune.methods.sparse_training import SPARSE_TRAINERS, validate_spec
     from earlyprune.models import BIAS_INITS, BN_GAMMAS, INITS, MODELS

@@ -27,7 +27,7 @@ from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors.base import (
     BUSY,
     dense_first,
-    prerequisite,
+    prerequisites,
     register_methods,
     run_one,
 )
@@ -97,8 +97,7 @@ class Drain(submitit.helpers.Checkpointable):
                 if finished(store, spec, self.submitted, self.retry_failed):
                     handled.add(rid)
                     continue
-                pre = prerequisite(spec)
-                if pre is not None and pre.run_id in ids and pre.run_id not in handled:
+                if any(p.run_id in ids and p.run_id not in handled for p in prerequisites(spec)):
                     waiting += 1  # its dense run (or IMP level) first
                     continue
                 if stopping.is_set():  # cancelled or preempted: start nothing more
