@@ -33,6 +33,7 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import tomllib
 import warnings
@@ -48,6 +49,7 @@ from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors import EXECUTORS, Executor
 from earlyprune.sweeps.executors.base import check_specs, tidy, with_prerequisites
+from earlyprune.sweeps.executors.fused import fused_specs, run_fused
 from earlyprune.sweeps.toml_grid import (  # noqa: F401  (toml_keys: re-exported)
     grid_specs,
     read_options,
@@ -132,6 +134,7 @@ def run_specs(
     methods: Sequence[str] = (),
     recompute_stale: bool = False,
     log: Log | None = None,
+    fuse: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -158,8 +161,12 @@ def run_specs(
             workers must register before running (see ``earlyprune check-method``).
         log: Writes one line per finished run (``[17/219] <id> snip 90.0 % seed 0: ...``)
             where its ``lines`` says so.
+        fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
     """
     executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    specs = fused_specs(specs, fuse)
+    if fuse is not None and backend != "local":
+        raise SpecError("--fuse trains its packs on this machine: use it with --backend local")
     specs = [_disconnected_allowed(s) for s in specs]
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
@@ -188,6 +195,8 @@ def run_specs(
         if progress is None:
             progress = sys.stderr.isatty()
         with SweepProgress(len(todo), store, bar=progress, log=log) as bar:
+            if fuse is not None:
+                executor = functools.partial(run_fused, k=fuse, solo_executor=executor)
             executor(
                 todo,
                 store,
