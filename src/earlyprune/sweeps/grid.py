@@ -33,7 +33,6 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 from __future__ import annotations
 
 import copy
-import functools
 import sys
 import tomllib
 import warnings
@@ -49,7 +48,7 @@ from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors import EXECUTORS, Executor
 from earlyprune.sweeps.executors.base import check_specs, tidy, with_prerequisites
-from earlyprune.sweeps.executors.fused import fused_specs, run_fused
+from earlyprune.sweeps.executors.fused import with_fuse
 from earlyprune.sweeps.toml_grid import (  # noqa: F401  (toml_keys: re-exported)
     grid_specs,
     read_options,
@@ -164,14 +163,9 @@ def run_specs(
         fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
     """
     executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
-    specs = fused_specs(specs, fuse)
-    if fuse is not None and backend != "local":
-        raise SpecError("--fuse trains its packs on this machine: use it with --backend local")
+    specs, executor = with_fuse(specs, executor, fuse, backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise SpecError(f"workers must be a positive integer, got {workers!r}")
+    _check_workers(workers)
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
 
@@ -195,8 +189,6 @@ def run_specs(
         if progress is None:
             progress = sys.stderr.isatty()
         with SweepProgress(len(todo), store, bar=progress, log=log) as bar:
-            if fuse is not None:
-                executor = functools.partial(run_fused, k=fuse, solo_executor=executor)
             executor(
                 todo,
                 store,
@@ -209,6 +201,13 @@ def run_specs(
     tidy(store, [s.run_id for s in every])
     results = [store.read_result(s.run_id) for s in specs]
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
+
+
+def _check_workers(workers: object) -> None:
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise SpecError(f"workers must be a positive integer, got {workers!r}")
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:

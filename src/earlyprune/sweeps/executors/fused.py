@@ -10,8 +10,10 @@ then the packs train one after another in this process, each on the runs' device
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from earlyprune.core.errors import SpecError
 from earlyprune.run.environment import RunInterrupted
@@ -41,11 +43,26 @@ def fused_specs(specs: Sequence[RunSpec], k: int | None) -> list[RunSpec]:
     ]
 
 
+def with_fuse(
+    specs: Sequence[RunSpec], executor: Any, k: int | None, backend: object
+) -> tuple[list[RunSpec], Any]:
+    """The specs and executor of a sweep run with ``--fuse k`` (unchanged when ``k`` is None).
+
+    Raises:
+        SpecError: For a bad ``k``, or a backend other than "local" (packs train here).
+    """
+    if k is None:
+        return list(specs), executor
+    if backend != "local":
+        raise SpecError("--fuse trains its packs on this machine: use it with --backend local")
+    return fused_specs(specs, k), functools.partial(run_fused, k=k, solo_executor=executor)
+
+
 def run_fused(
     specs: list[RunSpec],
     store: RunStore,
     k: int,
-    solo_executor,  # the sweep's executor for the runs that stay solo
+    solo_executor: Any,  # the sweep's executor for the runs that stay solo
     *,
     workers: int | None,
     data_root: str | None,
