@@ -110,6 +110,7 @@ def check_method(
     recompute_stale: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     backend: str | Executor = "local",
+    fuse: int | None = None,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -125,6 +126,7 @@ def check_method(
         timeout: Seconds one call of the user's function may take here (None: no limit); in
             worker processes ``DEFAULT_TIMEOUT_S``.
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
+        fuse: Train the pruned runs K at a time as fused packs (their own run ids).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -133,6 +135,7 @@ def check_method(
     from earlyprune.analysis.verdicts import layer_table
     from earlyprune.apps.demo import not_ok, results_table
     from earlyprune.run.store import RunStore
+    from earlyprune.sweeps.executors.fused import fused_specs
     from earlyprune.sweeps.grid import run_specs
 
     if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
@@ -143,7 +146,7 @@ def check_method(
         # Worker processes start with the built-in registry: the specs carry the user's file
         # (``method_file``), which they import again, refusing it if it changed meanwhile.
         file = _absolute(target) if resolved.function is not None else ""
-        own, references = battery_specs(resolved.name, grid, file)
+        own, references = (fused_specs(s, fuse) for s in battery_specs(resolved.name, grid, file))
         runs = RunStore(store)
         run_specs(
             [*references, *own],
@@ -152,6 +155,7 @@ def check_method(
             progress=progress,
             recompute_stale=recompute_stale,
             backend=backend,
+            fuse=fuse,
         )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
@@ -205,6 +209,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
             recompute_stale=args.recompute_stale,
             timeout=args.timeout,
             backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
+            fuse=args.fuse,
         )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

@@ -147,6 +147,7 @@ def run_grid(
     progress: bool | None = None,
     recompute_stale: bool = False,
     backend: str | Executor = "local",
+    fuse: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is missing (resuming anything interrupted) and returns every spec's result."""
     from earlyprune.run.store import RunStore
@@ -159,6 +160,7 @@ def run_grid(
         progress=progress,
         recompute_stale=recompute_stale,
         backend=backend,
+        fuse=fuse,
     )
 
 
@@ -202,6 +204,7 @@ def run_demo(
     methods: tuple[str, ...] = DEMO_METHODS,
     recompute_stale: bool = False,
     backend: str | Executor = "local",
+    fuse: int | None = None,
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
 
@@ -214,11 +217,13 @@ def run_demo(
         methods: The methods run (``demo_methods("all")``: every registered one).
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
+        fuse: Train the pruned runs K at a time as fused packs (their own run ids).
     """
     from earlyprune.analysis import write_report
     from earlyprune.analysis.verdicts import verdict_matrix
+    from earlyprune.sweeps.executors.fused import fused_specs
 
-    specs = demo_specs(grid, methods)
+    specs = fused_specs(demo_specs(grid, methods), fuse)
     results = run_grid(
         specs,
         store,
@@ -226,6 +231,7 @@ def run_demo(
         progress=progress,
         recompute_stale=recompute_stale,
         backend=backend,
+        fuse=fuse,
     )
     problems = not_ok(results)
     checked = [m for m in methods if m != "random"]
@@ -237,6 +243,10 @@ def run_demo(
 
 def cli_demo(args: argparse.Namespace) -> int:
     """``earlyprune demo [--quick] [--store DIR] [--out DIR] [--workers N]``; exit 1 if a run failed."""
+    from earlyprune.sweeps.executors.fused import check_fuse
+
+    if args.fuse is not None:  # a bad K: one line before anything is printed or run
+        check_fuse(args.fuse)
     grid = QUICK if args.quick else FULL
     store = args.store or DEFAULT_STORE
     methods = demo_methods(getattr(args, "methods", None))
@@ -255,6 +265,7 @@ def cli_demo(args: argparse.Namespace) -> int:
         methods=methods,
         recompute_stale=args.recompute_stale,
         backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
+        fuse=args.fuse,
     )
     print(result.text, end="")
     for line in result.problems:

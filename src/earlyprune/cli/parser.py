@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from earlyprune.cli.parts import LISTS, STALE_HELP, log_flags, version_text
+from earlyprune.cli.parts import FUSE_HELP, LISTS, STALE_HELP, log_flags, version_text
 from earlyprune.cli.run import add_run_flags
 from earlyprune.cli.slurm_flags import BACKEND_HELP, slurm_flags
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     p.add_argument("--recompute-stale", action="store_true", help=STALE_HELP)
+    p.add_argument("--fuse", type=int, default=None, metavar="K", help=FUSE_HELP)
     log_flags(p)
     slurm_flags(p, backend=False, detach=True)
 
@@ -140,4 +141,5 @@ def _app_parsers(sub: argparse._SubParsersAction) -> None:
                 "or NAME,NAME,... (default: the paper's methods)",
             )
         p.add_argument("--recompute-stale", action="store_true", help=STALE_HELP)
+        p.add_argument("--fuse", type=int, default=None, metavar="K", help=FUSE_HELP)
         slurm_flags(p, backend=True, detach=False)

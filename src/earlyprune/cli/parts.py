@@ -7,6 +7,7 @@ import argparse
 import sys
 
 STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+FUSE_HELP = "train K compatible pruned runs at a time as one fused pack (their own run ids)"
 #: What `earlyprune list WHAT` can show.
 LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
 

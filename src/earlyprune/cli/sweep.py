@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from earlyprune.cli.slurm_flags import backend_of
 from earlyprune.run.logs import Log
@@ -10,12 +11,15 @@ from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors import slurm_jobs
 from earlyprune.sweeps.executors.base import describe_spec
+from earlyprune.sweeps.executors.fused import fused_specs
 from earlyprune.sweeps.grid import load_sweep, run_specs, run_state, sweep_status
 
 
 def cli_sweep(args: argparse.Namespace) -> int:
     """``earlyprune sweep plan|run|status FILE``; exit 1 if a run of the sweep failed."""
     sweep = load_sweep(args.file)
+    # Fused runs have their own ids: plan and status must look for those.
+    sweep = dataclasses.replace(sweep, specs=fused_specs(sweep.specs, args.fuse))
     backend = backend_of(args) if args.action == "run" else args.backend  # checked: 1 line
     # plan and status only look: they never set a damaged file aside (read-only).
     store = RunStore(args.store or sweep.store or "runs", read_only=args.action != "run")
@@ -37,6 +41,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
             recompute_stale=args.recompute_stale,
             log=log,
             progress=log.bars,
+            fuse=args.fuse,
         )
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from earlyprune.core.errors import SpecError
 from earlyprune.core.warn import tagged_warnings
 from earlyprune.masks.mask import Mask, check_mask, full_mask
 from earlyprune.run.bookkeeping import (  # noqa: F401  (re-exported: callers import them here)
@@ -69,6 +70,8 @@ def run(
     check_world_size(spec, job.world_size if job is not None else 1)
     if (done := served(spec, store, retry_failed)) is not None:
         return done
+    if spec.engine != "solo":  # its numbers are a pack's: run.fused_run.run_pack trains it
+        raise SpecError(f"run {spec.run_id} is a fused run; train it with run_pack or --fuse")
     # One run id, one thread count, however it is launched; its warnings say whose they are.
     with pinned_threads(spec.threads), tagged_warnings(f"{spec.run_id} ({spec.method})"):
         setup = prepare(spec, data_root, job, log)

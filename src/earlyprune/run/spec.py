@@ -221,6 +221,7 @@ class RunSpec:
         "LTR: the step the weights are rewound to (default: preset)", group="hparams"
     )
     threads: int = setting("CPU threads the run pins (part of the run id when not 1)", 1)
+    engine: str = setting("solo|fused (trained in a pack)", "solo", not_a_flag="set by --fuse K")
     world_size: int = setting(
         "torchrun processes that train the run",
         1,

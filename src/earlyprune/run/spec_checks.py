@@ -51,6 +51,7 @@ def validate(spec: RunSpec) -> None:
             f"allow_disconnected must be true or false, got {spec.allow_disconnected!r}"
         )
     check_choice("precision", spec.precision, PRECISIONS)
+    check_choice("engine", spec.engine, ("solo", "fused"))
     s = spec.sparsity
     if isinstance(s, bool) or not isinstance(s, int | float) or not 0.0 <= s < 1.0:
         raise SpecError(f"sparsity must be a number in [0, 1), got {s!r}")

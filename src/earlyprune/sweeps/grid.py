@@ -48,6 +48,7 @@ from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
 from earlyprune.sweeps.executors import EXECUTORS, Executor
 from earlyprune.sweeps.executors.base import check_specs, tidy, with_prerequisites
+from earlyprune.sweeps.executors.fused import with_fuse
 from earlyprune.sweeps.toml_grid import (  # noqa: F401  (toml_keys: re-exported)
     grid_specs,
     read_options,
@@ -132,6 +133,7 @@ def run_specs(
     methods: Sequence[str] = (),
     recompute_stale: bool = False,
     log: Log | None = None,
+    fuse: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -158,13 +160,12 @@ def run_specs(
             workers must register before running (see ``earlyprune check-method``).
         log: Writes one line per finished run (``[17/219] <id> snip 90.0 % seed 0: ...``)
             where its ``lines`` says so.
+        fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
     """
     executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    specs, executor = with_fuse(specs, executor, fuse, backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise SpecError(f"workers must be a positive integer, got {workers!r}")
+    _check_workers(workers)
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
 
@@ -200,6 +201,13 @@ def run_specs(
     tidy(store, [s.run_id for s in every])
     results = [store.read_result(s.run_id) for s in specs]
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
+
+
+def _check_workers(workers: object) -> None:
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise SpecError(f"workers must be a positive integer, got {workers!r}")
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:

@@ -58,6 +58,10 @@ def run_one(
     if not wait and store.read_result(rid) is None and store.claim_state(rid) == "live":
         return BUSY  # another worker is on it: do other runs first instead of waiting here
     try:
+        if spec.engine != "solo":  # a fused run handed out alone: a pack of one
+            from earlyprune.run.fused_run import run_pack
+
+            return run_pack([spec], store, data_root=data_root, retry_failed=retry_failed)[rid]
         result = run(spec, store, data_root=data_root, progress=False, retry_failed=retry_failed)
         return str(result["status"])
     except StoreError:  # disk full, permission denied: the run did not fail, the store did
