@@ -98,6 +98,7 @@ def test_every_other_field_changes_the_run_id():
         "bias_init": "zero",
         "allocation": "erk",
         "placement": "magnitude",
+        "structure": "fanin",
         "lr": 0.05,
         "batch_size": 64,
         "momentum": 0.8,

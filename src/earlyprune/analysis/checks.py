@@ -39,7 +39,7 @@ RANDOM_PLACEMENTS = ("random",)
 
 
 def method_label(spec: dict[str, Any], as_written: bool = True) -> str:
-    """The method a run used, with its allocation and placement when set: ``snip[alloc=erk]``.
+    """The method a run used, with allocation, placement and structure when set: ``snip[alloc=erk]``.
 
     Runs that only differ in allocation or placement are different methods to every table,
     verdict and figure; with neither set the label is the method's name. A user's own function
@@ -56,6 +56,8 @@ def method_label(spec: dict[str, Any], as_written: bool = True) -> str:
         return str(spec.get(key))
 
     parts = [f"{key[:5]}={name(key)}" for key in ("allocation", "placement") if spec.get(key)]
+    if spec.get("structure") not in (None, "unstructured"):  # snip[nm:2:4] is not snip either
+        parts.append(str(spec["structure"]))
     return f"{name('method')}[{','.join(parts)}]" if parts else name("method")
 
 

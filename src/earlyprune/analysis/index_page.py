@@ -51,8 +51,12 @@ def index_html(
     tolerance: float,
     agreements: dict[tuple[str, str], Agreement | None] | None,
     has_layers: bool = False,
+    speed: str = "",
 ) -> str:
-    """``index.html``: the whole report on one page, which opens without a server."""
+    """``index.html``: the whole report on one page, which opens without a server.
+
+    ``speed`` is the measured-speed section (``speed_table.speed_html``), shown when not empty.
+    """
     esc = html.escape
     parts = _head_html(data, has_layers)
     if agreements is None:
@@ -65,6 +69,7 @@ def index_html(
         parts += _setting_html(
             data, summary, setting, matching[setting], figures.get(setting, []), grids, found
         )
+    parts.append(speed)
     parts.append(_problems_html(data.results))
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

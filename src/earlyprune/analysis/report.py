@@ -19,6 +19,7 @@ from earlyprune.analysis.layer_density import (
     layer_density_frame,
 )
 from earlyprune.analysis.load import StoreData, load_store
+from earlyprune.analysis.speed_table import speed_frame, speed_html
 from earlyprune.analysis.tables import build_grids, tables
 from earlyprune.core.errors import StoreError
 
@@ -41,7 +42,7 @@ def write_report(
     ``tables.md``, ``tables.tex``, ``layer_density.csv`` (per-layer density per method,
     ablation, prune step and sparsity, rows labelled by layer; when runs recorded it),
     ``fig_<kind>_<model>_<dataset>.png`` and ``.pdf`` for each figure whose data exists, ``agreement.csv`` (mask overlap, when torch can read the stored
-    masks), and ``index.html``, which shows them all, with the sanity-check verdicts first, and
+    masks), ``speed.csv`` (runs measured by ``earlyprune speed``), and ``index.html``, which shows them all, with the sanity-check verdicts first, and
     opens without a server. Figures from an earlier report that no longer have data are removed.
 
     Args:
@@ -86,8 +87,22 @@ def write_report(
             old.unlink(missing_ok=True)
     layers = not layer_frame.empty
     grids = build_grids(summary)
+    speed = speed_frame(data.store, data.results)
+    if speed.empty:
+        (out / "speed.csv").unlink(missing_ok=True)
+    else:
+        atomic_write_text(out / "speed.csv", speed.to_csv(index=False))
     page = index_html(
-        data, summary, matching, figures, grids, reference, tolerance, agreements, layers
+        data,
+        summary,
+        matching,
+        figures,
+        grids,
+        reference,
+        tolerance,
+        agreements,
+        layers,
+        speed_html(speed),
     )
     return atomic_write_text(out / "index.html", page)
 

@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "check-method": _cmd_check_method,
         "list": cmd_list,
         "verify": cmd_verify,
+        "speed": _cmd_speed,
     }
     try:
         with one_line_warnings():  # `earlyprune: warning: <run id> (<method>): …`, no source
@@ -88,6 +89,12 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
     from earlyprune.apps.check_method import cli_check_method
 
     return cli_check_method(with_backend(args))
+
+
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from earlyprune.apps.speed_run import cli_speed
+
+    return cli_speed(args)
 
 
 if __name__ == "__main__":

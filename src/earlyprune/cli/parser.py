@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _app_parsers(sub)
 
+    p = sub.add_parser("speed", help="measure a run's network: dense vs its structure's kernel")
+    p.add_argument("run", help="a run folder, or a run id in --store")
+    p.add_argument("--store", default=None, help="store folder of a run id (default: runs/)")
+    p.add_argument("--device", default="cpu", help="where to measure: cpu|cuda (default cpu)")
+    p.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
+    p.add_argument("--repeats", type=int, default=10, help="timed passes per side (median)")
+
     p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
     p.add_argument(
         "what",

@@ -12,7 +12,7 @@ modules are refused with one line, rather than shrunk wrongly.
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -210,18 +210,33 @@ def silence_channels(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
     A channel whose weights are all pruned still outputs its bias and BatchNorm shift (a
     constant that padding makes position-dependent downstream), so a channel-masked network is
     only equal to its shrunk version once those are zero too. Training under channel structure
-    must keep them zero, as ``keep_pruned`` keeps pruned weights zero.
+    must keep them zero, as ``keep_pruned`` keeps pruned weights zero (:func:`channel_silencer`).
+    """
+    channel_silencer(model, mask)()
+
+
+def channel_silencer(model: nn.Module, mask: Mapping[str, Tensor]) -> Callable[..., None]:
+    """A callable that zeroes the pruned channels' biases and BatchNorm affine parameters.
+
+    The channels are traced once, here; each call (it takes and ignores a training callback's
+    arguments, so it can run after every optimizer step) only writes zeros.
     """
     graph = trace_channels(model)
     keep = kept_channels(graph, mask)
     modules = dict(model.named_modules())
-    with torch.no_grad():
-        for name in graph.group_of:
-            bias = getattr(modules[name.rpartition(".")[0]], "bias", None)
-            if bias is not None:
-                bias[~keep[graph.group_of[name]].to(bias.device)] = 0
-        for mod_name, g in graph.norms.items():
-            bn = modules[mod_name]
-            if bn.affine:
-                bn.weight[~keep[g].to(bn.weight.device)] = 0
-                bn.bias[~keep[g].to(bn.bias.device)] = 0
+    targets = []  # (parameter, indices of its pruned channels)
+    for name in graph.group_of:
+        bias = getattr(modules[name.rpartition(".")[0]], "bias", None)
+        if bias is not None:
+            targets.append((bias, ~keep[graph.group_of[name]].to(bias.device)))
+    for mod_name, g in graph.norms.items():
+        bn = modules[mod_name]
+        if bn.affine:
+            targets += [(p, ~keep[g].to(p.device)) for p in (bn.weight, bn.bias)]
+
+    def silence(*_: object) -> None:
+        with torch.no_grad():
+            for param, pruned in targets:
+                param[pruned] = 0
+
+    return silence

@@ -7,15 +7,12 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from earlyprune.core.scalars import plain_number
 from earlyprune.masks.connectivity import check_connected
 from earlyprune.masks.io import load_mask, save_mask, to_torch_prune  # noqa: F401  (ep.* names)
 from earlyprune.masks.mask import (
-    SCOPES,
     Mask,
     Scores,
     check_mask,
-    check_sparsity,
     density_schedule,
     full_mask,
     layer_schedule,
@@ -23,11 +20,14 @@ from earlyprune.masks.mask import (
     select,
     select_counts,
 )
+from earlyprune.masks.structure import parse_structure
 from earlyprune.masks.ties import warn_straddling_ties
 from earlyprune.methods.allocation import ALLOCATIONS, allocate
+from earlyprune.methods.arguments import checked_numbers, layout
 from earlyprune.methods.placement import resolve_placement
 from earlyprune.methods.prepare import guarded_prepare, known_input_shape
 from earlyprune.methods.scoring import METHODS, Batch, Method, method_from_function
+from earlyprune.methods.structured import check_nm_sparsity, structured_mask
 
 
 def list_methods() -> list[str]:
@@ -82,6 +82,7 @@ def prune(
     allocation: str | None = None,
     placement: str | None = None,
     allow_disconnected: bool = False,
+    structure: str = "unstructured",
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
@@ -111,6 +112,9 @@ def prune(
             name (top-k within the layer); None: ``method``'s scores.
         allow_disconnected: Return a mask even if it keeps no weight, or if its empty layers
             leave no path from input to output (see :mod:`earlyprune.masks.connectivity`).
+        structure: ``unstructured``, ``nm:N:M`` (sparsity must be 1 − N/M), ``fanin`` or
+            ``channel``: the counts as without it, placed within the structure (see
+            :mod:`earlyprune.methods.structured`); the removed count is then not exact.
 
     Returns:
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
@@ -123,8 +127,36 @@ def prune(
             of them are removed by network order rather than by score.
     """
     m = _method(method)
-    sparsity, seed, n_rounds = _checked_numbers(m, sparsity, seed, rounds, scope)
-    allocation, placement, scope = _layout(m, allocation, placement, scope)
+    sparsity, seed, n_rounds = checked_numbers(m, sparsity, seed, rounds, scope)
+    allocation, placement, scope = layout(m, allocation, placement, scope)
+    st = parse_structure(structure)
+    args = (model, m, sparsity, batch, n_rounds, scope, invert, seed, allocation, placement)
+    if st.kind == "unstructured":
+        return _unstructured(*args, allow_disconnected)
+    check_nm_sparsity(st, sparsity)
+    counts = None if st.kind == "nm" else _kept(_unstructured(*args, True))
+    placer = m if placement is None else resolve_placement(placement)
+    mask = structured_mask(model, placer, st, batch, seed, counts, invert)
+    if not allow_disconnected:
+        shape = tuple(batch[0].shape[1:]) if _has_inputs(batch) else known_input_shape(model)
+        check_connected(model, mask, shape)
+    return mask
+
+
+def _unstructured(
+    model: nn.Module,
+    m: Method,
+    sparsity: float,
+    batch: Batch | None,
+    n_rounds: int,
+    scope: str,
+    invert: bool,
+    seed: int,
+    allocation: str | None,
+    placement: str | None,
+    allow_disconnected: bool,
+) -> Mask:
+    """``prune`` without a structure: exactly ``round(sparsity · N)`` weights removed."""
     mask = full_mask(model)
     if not mask:
         raise ValueError("the model has no Conv or Linear weights to prune")
@@ -148,36 +180,8 @@ def prune(
     return mask
 
 
-def _checked_numbers(
-    m: Method, sparsity: object, seed: object, rounds: object, scope: str
-) -> tuple[float, int, int]:
-    """``(sparsity, seed, rounds)`` as plain numbers (``np.float64(0.9)``, ``torch.tensor(3)``), checked."""
-    sparsity, seed, rounds = plain_number(sparsity), plain_number(seed), plain_number(rounds)
-    sparsity = check_sparsity(sparsity)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    if scope not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; choose one of: {', '.join(SCOPES)}")
-    n_rounds = m.rounds if rounds is None else rounds
-    if isinstance(n_rounds, bool) or not isinstance(n_rounds, int) or n_rounds < 1:
-        raise ValueError(f"rounds must be a positive integer, got {rounds!r}")
-    return sparsity, seed, n_rounds
-
-
-def _layout(
-    m: Method, allocation: str | None, placement: str | None, scope: str
-) -> tuple[str | None, str | None, str]:
-    """``(allocation, placement, scope)``: a baseline's own rule unless given (``scope="layer"``: uniform)."""
-    if allocation is None and m.allocation is not None:
-        allocation = "uniform" if scope == "layer" else m.allocation
-        scope = "global"
-    placement = m.placement if placement is None else placement
-    if allocation is not None and scope != "global":
-        raise ValueError(
-            f"scope {scope!r} and allocation {allocation!r} both set the layer "
-            "counts: use allocation='uniform' for the same sparsity per layer"
-        )
-    return allocation, placement, scope
+def _kept(mask: Mask) -> dict[str, int]:
+    return {n: int(torch.count_nonzero(k)) for n, k in mask.items()}
 
 
 def _has_inputs(batch: Batch | None) -> bool:

@@ -113,7 +113,7 @@ def stored_mask(recipe: Recipe, setup: Setup, store: RunStore, model: nn.Module)
         mask = None
     if mask is None:
         if setup.job is None or setup.job.is_main:  # computed once, on rank 0
-            mask = ablate_mask(setup, recipe.choose_mask(setup, store, model))
+            mask = ablate_mask(setup, recipe.choose_mask(setup, store, model), model)
         if setup.job is not None:
             mask = setup.job.broadcast_mask(mask, like=full_mask(model))
         store.save_tensors(rid, "mask.pt", {n: m.cpu() for n, m in mask.items()})

@@ -37,7 +37,7 @@ from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where 
     paper_sparsities,
 )
 from earlyprune.run.settings import _milestones, _sparsity, setting
-from earlyprune.run.spec_checks import validate
+from earlyprune.run.spec_checks import canonical_structure, validate
 from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: re-exported)
     canonical_sparsity,
     dense_fields,
@@ -138,10 +138,8 @@ class RunSpec:
         not_a_flag="on by default; turned off in a sweep",
     )
     bias_init: str = setting("default (PyTorch's, as the authors)|zero", "default")
-    # Not in the run id (like ``device``): it never changes a run's numbers, only whether a
-    # degenerate mask is refused. A permission of the command that runs it (every sweep grants
-    # it), not a property of the run: neither hashed nor stored, so a run's record never depends
-    # on who ran it.
+    # Not in the run id (like ``device``): it changes no numbers, only whether a degenerate mask
+    # is refused; a permission of the command (every sweep grants it), neither hashed nor stored.
     allow_disconnected: bool = setting(
         "train a mask even if it leaves no input→output path (stored with status "
         "'disconnected'; sweeps always do this)",
@@ -152,6 +150,7 @@ class RunSpec:
     # None = the method's own (its scores, or a baseline's rule): unset fields stay out of the id.
     allocation: str | None = setting("layer counts: erk|er|uniform|... or a scorer")
     placement: str | None = setting("weights within a layer: random|magnitude|scorer")
+    structure: str = setting("mask pattern: unstructured|nm:N:M|fanin|channel", "unstructured")
     # Sparse training / gradual pruning (methods.sparse_training): None = the method's default.
     drop_fraction: float | None = setting(
         "SET/RigL drop fraction α, cosine-decayed (default 0.3)", group="sparse"
@@ -232,6 +231,7 @@ class RunSpec:
         for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         resolve_user_inputs(self)
+        object.__setattr__(self, "structure", canonical_structure(self.structure))
         resolve_levels(self)
         validate(self)
         preset = PRESETS.get(self.preset)

@@ -62,6 +62,7 @@ def validate(spec: RunSpec) -> None:
     if spec.method == DENSE and spec.ablation not in ("none", "init_normal"):
         raise SpecError(f"ablation {spec.ablation!r} needs a pruning method, not 'dense'")
     check_composition(spec)
+    check_structure(spec)
     _check_numbers(spec)
     validate_spec(spec)
     if not isinstance(spec.channels_last, bool):
@@ -131,3 +132,45 @@ def check_composition(spec: RunSpec) -> None:
             f"scope {spec.scope!r} and allocation {spec.allocation!r} both set the "
             "layer counts: use allocation 'uniform' for the same sparsity per layer"
         )
+
+
+def canonical_structure(text: Any) -> str:
+    """``RunSpec.structure`` in its canonical form (``NM:2:4`` → ``nm:2:4``), or a ``SpecError``."""
+    from earlyprune.masks.structure import parse_structure
+
+    try:
+        return str(parse_structure(text))
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def check_structure(spec: RunSpec) -> None:
+    """A structure needs a one-shot scored mask; N:M fixes the sparsity and the layer counts."""
+    from earlyprune.masks.structure import parse_structure
+    from earlyprune.run.limits import DENSE, IMP
+
+    st = parse_structure(spec.structure)
+    if st.kind == "unstructured":
+        return
+    if spec.method == DENSE:
+        raise SpecError(f"structure {st} needs a pruning method, not 'dense'")
+    if spec.method == IMP or _is_sparse_training(spec.method):
+        raise SpecError(
+            f"structure {st} is not supported for method {spec.method!r} (its masks move or "
+            "compound): use a scorer, magnitude_after_training or ltr"
+        )
+    if st.kind != "nm":
+        return
+    if spec.allocation is not None or spec.scope != "global":
+        raise SpecError(f"structure {st} fixes every layer's count: leave allocation and scope out")
+    if abs(spec.sparsity - (1 - st.n / st.m)) > 1e-9:
+        raise SpecError(
+            f"structure {st} fixes the sparsity at {1 - st.n / st.m:g} (1 - N/M; layers ASP "
+            f"skips stay dense, so the achieved sparsity is lower): use sparsity {1 - st.n / st.m:g}"
+        )
+
+
+def _is_sparse_training(method: str) -> bool:
+    from earlyprune.methods.sparse_training import is_sparse_training
+
+    return is_sparse_training(method)

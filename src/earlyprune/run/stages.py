@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from earlyprune.core.errors import SpecError
+from earlyprune.masks.channels import channel_silencer
 from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
 from earlyprune.methods import sparse_training
@@ -24,14 +25,7 @@ from earlyprune.models.user import check_user_model, is_user_model
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
-from earlyprune.run.spec import (
-    DENSE,
-    PRESETS,
-    REWINDING,
-    Preset,
-    RunSpec,
-    register_user_inputs,
-)
+from earlyprune.run.spec import DENSE, PRESETS, REWINDING, Preset, RunSpec, register_user_inputs
 from earlyprune.run.store import RunStore
 from earlyprune.train.distributed import Distributed
 from earlyprune.train.loop import Schedule, StepCallback, TrainState, make_optimizer, train
@@ -217,6 +211,10 @@ def train_run(
         store.heartbeat(run_id)
 
     spec = setup.spec
+    on_step = [at_step] if save_steps else []
+    if mask is not None and spec.structure == "channel":  # pruned channels output exactly 0
+        on_step.insert(0, channel_silencer(model, mask))
+        on_step[0]()
     main = setup.job is None or setup.job.is_main
     if setup.log is not None and main and not replay:
         callbacks = [setup.log.epoch_callback(run_id, spec, setup.sched), *callbacks]
@@ -231,7 +229,7 @@ def train_run(
         stop_step=stop_step,
         precision=spec.precision,
         channels_last=spec.channels_last,
-        on_step=[at_step] if save_steps else [],
+        on_step=on_step,
         on_epoch=[] if replay else [at_epoch, *callbacks],
         on_grad=[updater] if updater else [],
         progress=progress if setup.job is None or setup.job.is_main else False,

@@ -13,6 +13,7 @@ from torch import nn
 from earlyprune.core.errors import SpecError
 from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
+from earlyprune.masks.structured_ablations import shuffle_structured
 from earlyprune.methods import ablations
 from earlyprune.methods.api import prune
 from earlyprune.run.spec import RunSpec
@@ -75,14 +76,21 @@ def scored_mask(setup: Setup, model: nn.Module, method: str) -> Mask:
             allocation=spec.allocation,
             placement=spec.placement,
             allow_disconnected=spec.allow_disconnected,
+            structure=spec.structure,
         )
     except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
         raise SpecError(f"{exc}") from None
 
 
-def ablate_mask(setup: Setup, mask: Mask) -> Mask:
-    """The shuffle ablation: the method's per-layer proportions at random positions."""
+def ablate_mask(setup: Setup, mask: Mask, model: nn.Module) -> Mask:
+    """The shuffle ablation: the method's per-layer proportions at random positions.
+
+    Under a structure the shuffle keeps it: whole N:M groups, each unit's fan-in, or each tied
+    group's channel count move (``masks.structured_ablations``).
+    """
     spec = setup.spec
+    if spec.ablation == "shuffle" and spec.structure != "unstructured":
+        return shuffle_structured(mask, spec.structure, seed=spec.seed, model=model)
     if spec.ablation == "shuffle":
         return ablations.shuffle(mask, seed=spec.seed)
     return mask
