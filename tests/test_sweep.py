@@ -117,6 +117,7 @@ def sweep_cmd(toml: Path, store: Path, workers: int) -> list[str]:
         ("demo_small.toml", 5 * 3 + 1),
         ("demo_hyperparameters.toml", 3 * 2 * 2 + 2 * 2 + 1 + 1),
         ("allocation_placement.toml", 3 * 3 * 2 * 2 + 2),
+        ("structure_sweep.toml", 2 * 3 * 2 * 3 + 2 * 3 + 3),
     ],
 )
 def test_example_sweeps_parse_and_expand(name: str, count: int) -> None:
@@ -135,6 +136,7 @@ def test_every_example_file_is_covered() -> None:
         "demo_small",
         "allocation_placement",
         "demo_hyperparameters",
+        "structure_sweep",
     }
     assert {p.stem for p in EXAMPLES.glob("*.toml")} == covered
 

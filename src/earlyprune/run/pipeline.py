@@ -67,11 +67,9 @@ def run(
     Under torchrun pass ``job`` (and a ``DistStore``): every rank calls ``run`` alike. ``log``
     writes a line per epoch (of this run and of a dense run it trains first).
     """
-    check_world_size(spec, job.world_size if job is not None else 1)
+    check_launch(spec, job)
     if (done := served(spec, store, retry_failed)) is not None:
         return done
-    if spec.engine != "solo":  # its numbers are a pack's: run.fused_run.run_pack trains it
-        raise SpecError(f"run {spec.run_id} is a fused run; train it with run_pack or --fuse")
     # One run id, one thread count, however it is launched; its warnings say whose they are.
     with pinned_threads(spec.threads), tagged_warnings(f"{spec.run_id} ({spec.method})"):
         setup = prepare(spec, data_root, job, log)
@@ -85,6 +83,15 @@ def run(
                 state = retrain(recipe, setup, store, model, mask, callbacks, progress)
                 slot.result = record(setup, model, mask, state, slot.seconds())
     return slot.result
+
+
+def check_launch(spec: RunSpec, job: Distributed | None) -> None:
+    """Refuses, before anything is read or written, a spec this process cannot run alone: one
+    made for another torchrun world size, or a fused one (its numbers are a pack's:
+    ``run.fused_run.run_pack`` trains it)."""
+    check_world_size(spec, job.world_size if job is not None else 1)
+    if spec.engine != "solo":
+        raise SpecError(f"run {spec.run_id} is a fused run; train it with run_pack or --fuse")
 
 
 def run_prerequisites(recipe: Recipe, setup: Setup, store: RunStore) -> None:
