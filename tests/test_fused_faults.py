@@ -181,3 +181,96 @@ def test_two_concurrent_fused_sweeps_never_train_a_run_twice(
     for rid in ids:  # a run trained twice would log its epochs twice
         assert epochs_logged(store, rid) == epochs_logged(files["reference"], rid), rid
     assert_same_runs(store, files["reference"], ids)
+
+
+# ---- a user's network in a pack, and a member that diverges ------------------------------------
+NET = """
+import torch
+from torch import nn
+
+
+class Fragile(nn.Module):
+    # Blows its logits up when the mask pruned the first weight of the first layer: a mask
+    # (seeded per run) decides which members diverge, never the partners.
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        gain = torch.where(self.net[1].weight[0, 0] == 0, 1e20, 1.0)
+        return self.net(x) * gain
+
+
+def build(num_classes, input_shape):
+    c, h, w = input_shape
+    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.ReLU(),
+                         nn.Linear(16, num_classes))
+
+
+def fragile(num_classes, input_shape):
+    return Fragile(build(num_classes, input_shape))
+"""
+
+
+def solo_and_fused(specs: list[RunSpec], tmp_path: Path) -> tuple[list[dict], list[dict]]:
+    from earlyprune.sweeps.grid import run_specs
+
+    solo = run_specs(specs, RunStore(tmp_path / "solo"), workers=1, progress=False)
+    fused = run_specs(specs, RunStore(tmp_path / "fused"), workers=1, progress=False, fuse=4)
+    return solo, fused
+
+
+@pytest.mark.slow
+def test_a_user_network_trains_fused_through_a_sweep(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(NET)
+    base = RunSpec(
+        model=f"{tmp_path}/net.py:build",
+        dataset="fashion-mnist-mini",
+        epochs=0.5,
+        device="cpu",
+        method="snip",
+        sparsity=0.8,
+    )
+    specs = [base, base.replace(method="magnitude", seed=1), base.replace(method="random", seed=2)]
+    solo, fused = solo_and_fused(specs, tmp_path)
+    store = RunStore(tmp_path / "fused")
+    for s, f in zip(solo, fused, strict=True):
+        assert s["status"] == f["status"] == "ok" and f["spec"]["engine"] == "fused"
+        assert f["fused"]["k"] == 3 and f["spec"]["model"].startswith("net:build@")
+        assert abs(s["test_accuracy"] - f["test_accuracy"]) <= 0.03
+        mask, final = store.load_tensors(f["run_id"], "mask.pt"), store.load_tensors(
+            f["run_id"], "final.pt"
+        )
+        for name, keep in mask.items():  # pruned weights exactly zero
+            assert (final["model"][name][~keep] == 0).all() and keep.any()
+
+
+@pytest.mark.slow
+def test_a_member_that_diverges_is_stored_diverged_and_the_others_finish(tmp_path: Path) -> None:
+    (tmp_path / "net.py").write_text(NET)
+    base = RunSpec(
+        model=f"{tmp_path}/net.py:fragile",
+        dataset="fashion-mnist-mini",
+        epochs=0.5,
+        device="cpu",
+        method="random",
+        sparsity=0.5,
+    )
+    specs = [base.replace(seed=s) for s in range(4)]
+    solo, fused = solo_and_fused(specs, tmp_path)
+    statuses = [r["status"] for r in solo]
+    assert {"ok", "diverged"} <= set(statuses), statuses  # the draw splits these seeds
+    assert [r["status"] for r in fused] == statuses
+    store = RunStore(tmp_path / "fused")
+    for s, f in zip(solo, fused, strict=True):
+        assert f["fused"]["k"] == 4
+        assert f["steps_trained"] == s["steps_trained"], f["run_id"]  # stopped where solo stops
+        assert len(f["curve"]) == len(s["curve"])
+        if s["status"] == "ok":
+            assert abs(s["test_accuracy"] - f["test_accuracy"]) <= 0.03
+            assert store.load_tensors(f["run_id"], "final.pt") is not None
+        else:
+            assert f["test_accuracy"] is None
+    assert cli.main(["report", str(tmp_path / "fused")]) == 0
+    df = pd.read_csv(tmp_path / "fused" / "report" / "results.csv")
+    assert sorted(df["status"]) == sorted(statuses)
