@@ -10,25 +10,17 @@ uninterrupted fused sweep is reproduced bit for bit.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-
-from earlyprune import cli
-from earlyprune.analysis.aggregate import summarize
-from earlyprune.analysis.load import load_results
-from earlyprune.run.spec import RunSpec
-from earlyprune.run.stages import prepare
-from earlyprune.run.store import RunStore
-from earlyprune.sweeps.grid import load_sweep
 from test_faults import (
     DRIVER,
     ENV,
@@ -42,6 +34,13 @@ from test_faults import (
     report,
     results,
 )
+
+from earlyprune import cli
+from earlyprune.analysis.aggregate import summarize
+from earlyprune.analysis.load import load_results
+from earlyprune.run.spec import RunSpec
+from earlyprune.run.stages import prepare
+from earlyprune.run.store import RunStore
 
 
 def fused_sweep(toml: Path, store: Path, workers: int = 1) -> list[str]:
@@ -238,8 +237,9 @@ def test_a_user_network_trains_fused_through_a_sweep(tmp_path: Path) -> None:
         assert s["status"] == f["status"] == "ok" and f["spec"]["engine"] == "fused"
         assert f["fused"]["k"] == 3 and f["spec"]["model"].startswith("net:build@")
         assert abs(s["test_accuracy"] - f["test_accuracy"]) <= 0.03
-        mask, final = store.load_tensors(f["run_id"], "mask.pt"), store.load_tensors(
-            f["run_id"], "final.pt"
+        mask, final = (
+            store.load_tensors(f["run_id"], "mask.pt"),
+            store.load_tensors(f["run_id"], "final.pt"),
         )
         for name, keep in mask.items():  # pruned weights exactly zero
             assert (final["model"][name][~keep] == 0).all() and keep.any()
@@ -274,3 +274,53 @@ def test_a_member_that_diverges_is_stored_diverged_and_the_others_finish(tmp_pat
     assert cli.main(["report", str(tmp_path / "fused")]) == 0
     df = pd.read_csv(tmp_path / "fused" / "report" / "results.csv")
     assert sorted(df["status"]) == sorted(statuses)
+
+
+# ---- reports keep a fused run and its solo twin apart ------------------------------------------
+def test_a_fused_run_never_pools_with_its_solo_twin(tmp_path: Path) -> None:
+    from test_analysis import write_run
+
+    for seed, (solo, fused) in enumerate([(0.80, 0.60), (0.82, 0.62)]):
+        write_run(tmp_path, f"solo{seed}", acc=solo, method="snip", sparsity=0.9, seed=seed)
+        write_run(
+            tmp_path,
+            f"fused{seed}",
+            acc=fused,
+            method="snip",
+            sparsity=0.9,
+            seed=seed,
+            engine="fused",
+        )
+    df = load_results(tmp_path)
+    assert sorted(df["method"]) == ["snip", "snip", "snip[fused]", "snip[fused]"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # two groups, not one group that mixes settings
+        summary = summarize(df)
+    means = dict(zip(summary["method"], summary["mean"], strict=True))
+    assert means == pytest.approx({"snip": 0.81, "snip[fused]": 0.61})
+    assert list(summary["n"]) == [2, 2]
+
+
+def test_verdicts_judge_fused_runs_against_the_fused_reference() -> None:
+    from earlyprune.analysis.verdicts import verdicts
+
+    def result(rid: str, method: str, acc: float, seed: int, engine: str) -> dict:
+        spec = {"method": method, "ablation": "none", "sparsity": 0.9, "seed": seed}
+        return {
+            "run_id": rid,
+            "spec": {**spec, "engine": engine},
+            "status": "ok",
+            "test_accuracy": acc,
+        }
+
+    runs = [
+        *(result(f"s{i}", "snip", 0.80 + i / 100, i, "fused") for i in range(3)),
+        *(result(f"r{i}", "random", 0.60 + i / 100, i, "fused") for i in range(3)),
+        *(result(f"q{i}", "random", 0.90 + i / 100, i, "solo") for i in range(3)),  # solo twins
+    ]
+    found = {v.check: v for v in verdicts(runs, "snip[fused]", [0.9])}
+    assert found["beats random"].answer == "yes"  # against random[fused], not the solo twins
+    assert found["beats random"].effect == pytest.approx(0.20)
+    only_solo = [r for r in runs if not r["run_id"].startswith("r")]
+    found = {v.check: v for v in verdicts(only_solo, "snip[fused]", [0.9])}
+    assert found["beats random"].answer == "no"  # no fused reference: the solo one stands in

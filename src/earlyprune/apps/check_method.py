@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from earlyprune.analysis.checks import fused_label
 from earlyprune.analysis.verdicts import MIN_EFFECT, Verdict, verdicts
 from earlyprune.apps.check_args import (  # noqa: F401  (re-exported: defined here before)
     grid_from_args,
@@ -161,10 +162,14 @@ def check_method(
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
     problems = not_ok(results)
-    found = verdicts(results, resolved.name, grid.sparsities, min_effect)
-    methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
+    # Fused runs are labelled ``name[fused]`` (never pooled with solo twins): judge those.
+    label = (lambda m: m) if fuse is None else fused_label
+    found = verdicts(results, label(resolved.name), grid.sparsities, min_effect)
+    methods = tuple(
+        map(label, (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name)))
+    )
     # The method as the user wrote it; the hashed name (its identity) stays in the run ids.
-    labels = {resolved.name: resolved.label}
+    labels = {label(resolved.name): resolved.label}
     parts = [
         f"check-method {resolved.label} (method {resolved.name!r}; {grid.label()})",
         "",
