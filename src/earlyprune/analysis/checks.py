@@ -39,10 +39,12 @@ RANDOM_PLACEMENTS = ("random",)
 
 
 def method_label(spec: dict[str, Any], as_written: bool = True) -> str:
-    """The method a run used, with allocation, placement and structure when set: ``snip[alloc=erk]``.
+    """The method a run used, with allocation, placement, structure and engine: ``snip[alloc=erk]``.
 
     Runs that only differ in allocation or placement are different methods to every table,
-    verdict and figure; with neither set the label is the method's name. A user's own function
+    verdict and figure; with neither set the label is the method's name. A run trained in a
+    fused pack is ``snip[fused]``: it differs from its solo twin only in ``engine`` and in the
+    last bits of its numbers, and a mean never pools the two. A user's own function
     (stored as ``stem:func@digest`` with its ``FILE.py:FUNC`` in ``method_file``) is named as
     the user wrote it, ``my_scores.py:score`` (``as_written=False``: the hashed name, which
     keeps two versions of one file apart; the report falls back to it when a store holds both).
@@ -58,7 +60,21 @@ def method_label(spec: dict[str, Any], as_written: bool = True) -> str:
     parts = [f"{key[:5]}={name(key)}" for key in ("allocation", "placement") if spec.get(key)]
     if spec.get("structure") not in (None, "unstructured"):  # snip[nm:2:4] is not snip either
         parts.append(str(spec["structure"]))
+    if spec.get("engine") not in (None, "solo"):  # snip[fused]: its numbers differ in the last bits
+        parts.append(str(spec["engine"]))
     return f"{name('method')}[{','.join(parts)}]" if parts else name("method")
+
+
+def fused_label(label: str) -> str:
+    """``label`` for the runs of a fused pack (``engine = "fused"``): ``snip`` → ``snip[fused]``."""
+    name, _, rest = label.partition("[")
+    parts = [p for p in rest.rstrip("]").split(",") if p]
+    return f"{name}[{','.join([*parts, 'fused'])}]"
+
+
+def is_fused(label: str) -> bool:
+    """Whether a method label names runs trained in fused packs."""
+    return "fused" in label.partition("[")[2].rstrip("]").split(",")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ from earlyprune.analysis.checks import (
     RANDOM_SPARSE,
     Check,
     check_named,
+    fused_label,
+    is_fused,
     method_label,
     not_applicable,
     recipe,
@@ -204,7 +206,12 @@ def verdicts(
             s = round(float(s), 6)
             subject = stat(acc.get((method, "none", s), []))
             if check.reference is not None:
-                other = stat(acc.get((check.reference, "none", s), []))
+                # A fused method is compared with the fused reference where the store has one
+                # (same engine); its solo runs differ only in float rounding otherwise.
+                fused = fused_label(check.reference) if is_fused(method) else None
+                other = stat(
+                    acc.get((fused, "none", s)) or acc.get((check.reference, "none", s), [])
+                )
                 effect = subject.mean - other.mean
             else:
                 other = stat(acc.get((method, check.ablation, s), []))

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from earlyprune.analysis.checks import fused_label
 from earlyprune.analysis.verdicts import MIN_EFFECT, Verdict, verdicts
 from earlyprune.apps.check_args import (  # noqa: F401  (re-exported: defined here before)
     grid_from_args,
@@ -161,10 +162,10 @@ def check_method(
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
     problems = not_ok(results)
-    found = verdicts(results, resolved.name, grid.sparsities, min_effect)
-    methods = (resolved.name, *(m for m in REFERENCE_METHODS if m != resolved.name))
+    methods = _shown(resolved.name, fuse)
+    found = verdicts(results, methods[0], grid.sparsities, min_effect)
     # The method as the user wrote it; the hashed name (its identity) stays in the run ids.
-    labels = {resolved.name: resolved.label}
+    labels = {methods[0]: resolved.label}
     parts = [
         f"check-method {resolved.label} (method {resolved.name!r}; {grid.label()})",
         "",
@@ -177,6 +178,13 @@ def check_method(
     index = write_report(store, Path(out))
     summary_file = _write_summary(Path(out), resolved, found, text)
     return CheckReport(resolved.name, found, text, index, summary_file, problems)
+
+
+def _shown(name: str, fuse: int | None) -> tuple[str, ...]:
+    """The labels of the checked method (first) and the references in the report."""
+    methods = (name, *(m for m in REFERENCE_METHODS if m != name))
+    # Fused runs are labelled ``name[fused]`` (never pooled with solo twins): judge those.
+    return methods if fuse is None else tuple(map(fused_label, methods))
 
 
 def _write_summary(out: Path, resolved: Target, found: list[Verdict], text: str) -> Path:
