@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from conftest import reference_select
@@ -38,16 +36,16 @@ def test_kernel_choice_per_device_and_errors():
 @pytest.mark.parametrize("kernel", ["kthvalue", "sort"])
 @pytest.mark.parametrize("removed_share", [0.01, 0.4, 0.9])
 def test_select_builds_the_same_masks_with_either_kernel(monkeypatch, kernel, removed_share):
-    # select() calls torch.kthvalue today; the sort kernel is routed in as stage 2 will wire it
-    # (select only reads ``.values``). The kthvalue kernel is select() as it is.
+    # select() takes its order statistic from kth_smallest (sort on CUDA); forcing the sort
+    # kernel on the CPU must build the same masks (and fails if select bypasses kth_smallest).
     if kernel == "sort":
         calls = []
 
         def routed(values, k):
             calls.append(k)
-            return SimpleNamespace(values=kth_smallest(values, k, "sort"))
+            return kth_smallest(values, k, "sort")
 
-        monkeypatch.setattr(torch, "kthvalue", routed)
+        monkeypatch.setattr(masking, "kth_smallest", routed)
     monkeypatch.setattr(masking, "_DIRECT", 64)
     monkeypatch.setattr(masking, "_SAMPLE", 2048)
     gen = torch.Generator().manual_seed(int(removed_share * 100))
@@ -59,3 +57,4 @@ def test_select_builds_the_same_masks_with_either_kernel(monkeypatch, kernel, re
     expected = reference_select(scores, n_keep, mask)
     assert all(torch.equal(out[n], expected[n]) for n in mask)
     assert kernel == "kthvalue" or calls  # the sort kernel really decided the cut
+
