@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from _common import context, emit, sync, synthetic_cifar
 
 import earlyprune as ep
+from earlyprune.core.device_identity import deterministic, device_kind
 from earlyprune.data.device import DeviceBundle
 from earlyprune.masks.kernels import kth_smallest
 from earlyprune.methods.micro_batch import micro_batched
 from earlyprune.methods.scoring import METHODS
-from earlyprune.run.device_identity import deterministic, device_kind
 from earlyprune.train.loop import TrainState, train
 from earlyprune.train.optim import Schedule
 

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from earlyprune.run import device_identity as di
+from earlyprune.core import device_identity as di
 
 
 def test_cpu_kind_stays_out_of_the_identity():
