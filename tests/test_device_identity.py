@@ -52,3 +52,14 @@ def test_deterministic_sets_and_restores_every_flag(precision, tf32, monkeypatch
     assert _flags() == before
     with pytest.raises(ValueError, match="unknown precision"), di.deterministic("cuda", "fp16"):
         pass
+
+
+def test_tf32_is_a_precision_of_its_own_with_its_own_id():
+    from earlyprune.run.spec import RunSpec
+
+    base = RunSpec(dataset="mnist", method="snip", sparsity=0.9)
+    tf32 = RunSpec(dataset="mnist", method="snip", sparsity=0.9, precision="tf32")
+    assert tf32.run_id != base.run_id
+    assert RunSpec(dataset="mnist", method="snip", sparsity=0.9, precision="fp32").run_id == (
+        base.run_id
+    )
