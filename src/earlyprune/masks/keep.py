@@ -38,7 +38,10 @@ class KeepPruned:
         self.optimizer = optimizer
         #: Name → the mask in use (the weight's dtype): edit in place to change what is kept.
         self.masks = masks
+        # The mask tensors themselves (not copies): in-place edits of ``masks`` take effect.
         self._pairs = [(params[n], m) for n, m in masks.items()]
+        self._params = [p for p, _ in self._pairs]
+        self._masks = [m for _, m in self._pairs]
         self._zero_state = zero_state
         self.apply()
         self._hook = optimizer.register_step_post_hook(self._after_step)
@@ -48,15 +51,25 @@ class KeepPruned:
 
     @torch.no_grad()
     def apply(self) -> None:
-        """Zeroes the pruned weights and their optimizer state now (done after every step)."""
-        state = self.optimizer.state
-        for p, m in self._pairs:
-            p.mul_(m)
-            if not self._zero_state:
-                continue
-            for value in state.get(p, {}).values():
+        """Zeroes the pruned weights and their optimizer state now (done after every step).
+
+        One foreach multiply for the weights and one for their state: a handful of kernels per
+        step instead of one per tensor (≈ 66 for a masked ResNet-20 with momentum).
+        """
+        torch._foreach_mul_(self._params, self._masks)
+        if not self._zero_state:
+            return
+        values, masks = [], []
+        for p, m in self._pairs:  # state appears after the first step, or on a load: look each time
+            for value in self.optimizer.state.get(p, {}).values():
                 if isinstance(value, Tensor) and value.shape == p.shape:
-                    value.mul_(m)
+                    if value.dtype == m.dtype and value.device == m.device:
+                        values.append(value)
+                        masks.append(m)
+                    else:  # state kept in another dtype than its weight: same multiply, alone
+                        value.mul_(m)
+        if values:
+            torch._foreach_mul_(values, masks)
 
     @torch.no_grad()
     def mask_grads(self) -> None:
@@ -65,9 +78,9 @@ class KeepPruned:
         ``earlyprune``'s own loop calls it before each step so that its checkpoints stay
         byte-identical to those of earlier versions (the sign of a pruned zero follows it).
         """
-        for p, m in self._pairs:
-            if p.grad is not None:
-                p.grad.mul_(m)
+        pairs = [(p.grad, m) for p, m in self._pairs if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
     def remove(self) -> None:
         """Removes the step hook (pruned weights may grow back from then on)."""

@@ -24,6 +24,7 @@ from earlyprune.masks.base import (
     full_mask,
     prunable,
 )
+from earlyprune.masks.kernels import kth_smallest
 
 __all__ = [
     "NOT_BOOL",
@@ -110,7 +111,7 @@ def _survivors(
         if sum(len(i) for i in index) < rank:  # the sample misled us: no shortcut this time
             index = [torch.nonzero(a).flatten() for a in alive]
         vals = torch.cat([s[i] for s, i in zip(scores, index, strict=True)])
-        threshold = torch.kthvalue(vals, n_remove).values  # a selection, not a sort
+        threshold = kth_smallest(vals, n_remove)  # the device's fastest exact kernel
         removed = vals < threshold
         need = n_remove - int(removed.sum())
         if need > 0:  # candidates are in network then row-major order: earlier ties go first
@@ -123,7 +124,7 @@ def _survivors(
     if bound is not None and sum(int(torch.count_nonzero(c)) for c in cand) < rank:
         cand = alive  # the sample misled us: no shortcut this time
     vals = torch.cat([s[c] for s, c in zip(scores, cand, strict=True)])
-    threshold = torch.kthvalue(vals, rank if low else len(vals) - rank + 1).values
+    threshold = kth_smallest(vals, rank if low else len(vals) - rank + 1)
     below = int((vals < threshold).sum()) if low else total - int((vals >= threshold).sum())
     need, ties = n_remove - below, int((vals == threshold).sum())  # ties to remove, ties in all
     out = [
@@ -161,7 +162,7 @@ def _sampled_bound(scores: list[Tensor], alive: list[Tensor], q: float, low: boo
     rank = math.ceil(q * m + 5.0 * math.sqrt(q * m) + 16)
     if m < 1024 or rank >= m:
         return None
-    return torch.kthvalue(sample, rank if low else m - rank + 1).values
+    return kth_smallest(sample, rank if low else m - rank + 1)
 
 
 def select(

@@ -16,7 +16,7 @@ IMP = "imp"
 REWINDING = ("ltr", IMP)
 #: The unpruned reference run.
 DENSE = "dense"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")  # tf32: TF32 products on CUDA (== fp32 on CPU)
 #: Decimals a sparsity keeps: 0.9 and 0.9000000001 are one run (and compute as 0.9). At 1e-9 the
 #: count of removed weights, round(s·N), moves by at most 0.03 for the largest network (25 M).
 SPARSITY_DECIMALS = 9

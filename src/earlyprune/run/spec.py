@@ -131,7 +131,7 @@ class RunSpec:
         10,
         not_a_flag="the paper's batch; set in a sweep",
     )
-    precision: str = setting("fp32|bf16", "fp32")
+    precision: str = setting("fp32|tf32|bf16 (tf32: TF32 products on CUDA GPUs)", "fp32")
     channels_last: bool = setting(
         "channels-last memory format in training",
         True,

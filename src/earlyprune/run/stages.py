@@ -235,6 +235,7 @@ def train_run(
         progress=progress if setup.job is None or setup.job.is_main else False,
         desc=f"{spec.method} {run_id}",
         job=setup.job,
+        sync_at=set(save_steps).__contains__,  # only at_step stores what it sees
     )
 
 

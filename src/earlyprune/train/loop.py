@@ -9,10 +9,9 @@ stay those of the plain model. ``Schedule`` and ``make_optimizer`` live in ``ear
 
 from __future__ import annotations
 
-import contextlib
 import math
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from earlyprune.core.device_identity import deterministic
+from earlyprune.data.device import on_device
 from earlyprune.masks.keep import keep_pruned
+from earlyprune.train.evaluate import autocast, evaluate
 from earlyprune.train.optim import Schedule, make_optimizer
+from earlyprune.train.rewind import SafePoint
+from earlyprune.train.watch import LossWatch
 
 __all__ = ["Schedule", "StepCallback", "TrainState", "evaluate", "make_optimizer", "train"]
 
@@ -44,36 +48,10 @@ StepCallback = Callable[[int, nn.Module, torch.optim.Optimizer, TrainState], Non
 #: the dense gradients still in ``p.grad``; may edit the live masks in place (sparse training).
 GradHook = Callable[[int, nn.Module, torch.optim.Optimizer, Mapping[str, Tensor]], bool]
 
-
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[None]:
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def evaluate(
-    model: nn.Module,
-    batches: Iterator[tuple[Tensor, Tensor]],
-    *,
-    precision: str = "fp32",
-    channels_last: bool = False,
-) -> tuple[float, float]:
-    """Accuracy (fraction) and mean loss over ``batches``, in eval mode; mode restored after."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = total = 0
-    loss_sum = 0.0
-    with torch.no_grad(), autocast(device, precision):
-        for x, y in batches:
-            if channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            out = model(x).float()
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            total += y.numel()
-    model.train(was_training)
-    return correct / max(total, 1), loss_sum / max(total, 1)
+#: The loss is read back to the host at most once per this many steps (and at each epoch's end):
+#: a read makes the host wait for the GPU, which would idle between launch-bound steps.
+READ_EVERY = 50
+_REWIND = "rewind"  # a read found a non-finite loss after it: replay from the safe point
 
 
 def train(
@@ -94,6 +72,7 @@ def train(
     progress: bool | None = None,
     desc: str = "train",
     job: Distributed | None = None,
+    sync_at: Callable[[int], bool] | None = None,
 ) -> TrainState:
     """Trains ``model`` in place from ``state.step`` up to ``stop_step`` (default: the end).
 
@@ -121,6 +100,8 @@ def train(
         desc: Progress bar label.
         job: Under torchrun: each rank trains on its share of every batch with
             DistributedDataParallel; the result equals single-process training.
+        sync_at: Steps (steps done) at which ``on_step`` callbacks observe the state: the loss
+            is read before they run there. Default: every step when ``on_step`` is given.
 
     Returns:
         The updated state; ``state.diverged`` is True if the loss became NaN or infinite.
@@ -140,21 +121,37 @@ def train(
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not shown, leave=False)
     run = _Run(model, net, optimizer, sched, keeper, job, precision, channels_last, bar)
     run.on_step, run.on_grad = on_step, on_grad
+    # Reading every step (as before) where the state after a NaN step could not be restored
+    # exactly: hooks with state of their own, or DDP's all-reduced loss.
+    run.exact = bool(on_grad) or job is not None or (bool(on_step) and sync_at is None)
+    run.sync_at = sync_at or run.sync_at
+    bundle = on_device(bundle, run.device)
     try:
-        while state.step < end:
-            train_loss = _train_epoch(run, state, bundle, seed, end)
-            if train_loss is None:
-                state.diverged = True
-                return state
-            if state.step % sched.steps_per_epoch == 0 or state.step == sched.total_steps:
-                _evaluate_epoch(run, state, bundle, train_loss)
-                for cb in on_epoch:
-                    cb(state.step, model, optimizer, state)
+        with deterministic(run.device, precision):
+            _epochs(run, state, bundle, seed, end, on_epoch)
     finally:
         bar.close()
         if keeper is not None:
             keeper.remove()
     return state
+
+
+def _epochs(
+    run: _Run, state: TrainState, bundle: Any, seed: int, end: int, on_epoch: Sequence[StepCallback]
+) -> None:
+    """Trains epoch by epoch up to ``end``, evaluating and calling back after each full one."""
+    sched = run.sched
+    while state.step < end:
+        train_loss = _train_epoch(run, state, bundle, seed, end)
+        if isinstance(train_loss, str):  # rewound to the safe point: replay, reading each step
+            continue
+        if train_loss is None:
+            state.diverged = True
+            return
+        if state.step % sched.steps_per_epoch == 0 or state.step == sched.total_steps:
+            _evaluate_epoch(run, state, bundle, train_loss)
+            for cb in on_epoch:
+                cb(state.step, run.model, run.optimizer, state)
 
 
 @dataclass
@@ -172,28 +169,52 @@ class _Run:
     bar: Any
     on_step: Sequence[StepCallback] = ()
     on_grad: Sequence[GradHook] = ()
+    exact: bool = False  # read every step's loss before its update (the old path)
+    sync_at: Callable[[int], bool] = lambda _step: False
     device: torch.device = field(init=False)
+    watch: LossWatch = field(init=False)
+    safe: SafePoint = field(init=False)
 
     def __post_init__(self) -> None:
         self.device = next(self.model.parameters()).device
+        self.watch = LossWatch(self.device, READ_EVERY)
+        self.safe = SafePoint(self.model, self.optimizer)
 
 
-def _train_epoch(run: _Run, state: TrainState, bundle: Any, seed: int, end: int) -> float | None:
+def _train_epoch(
+    run: _Run, state: TrainState, bundle: Any, seed: int, end: int
+) -> float | str | None:
     """Steps through the rest of ``state.step``'s epoch (never past ``end``): the mean training
-    loss of the steps taken, or None as soon as a loss is not finite."""
+    loss of the steps taken, None when a loss is not finite (state as before that step), or
+    ``_REWIND`` when a late read found one (state back at the epoch's safe point)."""
     spe = run.sched.steps_per_epoch
     epoch, start = divmod(state.step, spe)
     stop_in_epoch = min(spe, end - epoch * spe)
     batches = bundle.train_batches(
         run.sched.batch_size, seed=seed, epoch=epoch, device=run.device, start_step=start
     )
+    if not run.exact:
+        run.safe.take(state.step)
+        run.watch.reset()
     loss_sum, n_loss = 0.0, 0
     for _, (x, y) in zip(range(start, stop_in_epoch), batches, strict=False):
         loss_value = _step(run, state, x, y)
-        if loss_value is None:
-            return None
+        if loss_value is None or isinstance(loss_value, str):
+            return loss_value
         loss_sum, n_loss = loss_sum + loss_value, n_loss + 1
-    return loss_sum / max(n_loss, 1)
+    if run.exact:
+        return loss_sum / max(n_loss, 1)
+    reading = run.watch.read()
+    return _rewind(run, state) if reading.diverged else reading.mean
+
+
+def _rewind(run: _Run, state: TrainState) -> str:
+    """Back to the safe point, to replay reading every step: the diverged run then stops, and
+    stores, exactly where reading every step from the start would have stopped it."""
+    state.step = run.safe.restore()
+    run.exact = True
+    run.bar.n = state.step
+    return _REWIND
 
 
 def _loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
@@ -207,16 +228,21 @@ def _loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
         return loss * run.job.loss_scale(len(y))
 
 
-def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | None:
-    """One optimizer step on (x, y): its loss, or None (and no update) when it is not finite."""
+def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | str | None:
+    """One optimizer step on (x, y): its loss (0.0 when only the watch reads it), None (and no
+    update) when read and not finite, ``_REWIND`` when a late read found a non-finite loss."""
     if run.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     for group in run.optimizer.param_groups:
         group["lr"] = run.sched.lr_at(state.step)
     loss = _loss(run, x, y)
-    loss_value = float(loss.detach()) if run.job is None else run.job.mean_loss(loss)
-    if not math.isfinite(loss_value):
-        return None
+    loss_value = 0.0
+    if run.exact:
+        loss_value = float(loss.detach()) if run.job is None else run.job.mean_loss(loss)
+        if not math.isfinite(loss_value):
+            return None
+    else:
+        run.watch.add(loss, state.step)  # checked on the device; read every READ_EVERY steps
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     keeper = run.keeper
@@ -232,6 +258,10 @@ def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | None:
         keeper.apply()
     state.step += 1
     run.bar.update(1)
+    # The callbacks must never see a state past a non-finite loss: read first where they look.
+    if not run.exact and (run.watch.due() or run.sync_at(state.step)):
+        if run.watch.read().diverged:
+            return _rewind(run, state)
     for cb in run.on_step:
         cb(state.step, run.model, run.optimizer, state)
     return loss_value
