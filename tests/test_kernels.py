@@ -57,4 +57,3 @@ def test_select_builds_the_same_masks_with_either_kernel(monkeypatch, kernel, re
     expected = reference_select(scores, n_keep, mask)
     assert all(torch.equal(out[n], expected[n]) for n in mask)
     assert kernel == "kthvalue" or calls  # the sort kernel really decided the cut
-

@@ -15,6 +15,8 @@ no-ops; the class still saves the per-batch constant tensors and draws.
 
 from __future__ import annotations
 
+__registers__ = ()  # helper: keeps any in-memory dataset's batches on the training device
+
 from collections.abc import Iterator
 
 import torch
