@@ -412,3 +412,47 @@ def test_the_bias_init_field_reaches_the_run_and_its_dense_weights():
     default = dict(fresh_model(prepare(spec.replace(bias_init="default"))).named_parameters())
     linear = [n for n in biases if torch.count_nonzero(default[n]) > 0]
     assert linear and all(torch.count_nonzero(biases[n]) == 0 for n in linear)
+
+
+class _Scaled(torch.nn.Module):
+    """A user-style network with a parameter of its own, drawn in its constructor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.scale = torch.nn.Parameter(torch.randn(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)) * self.scale
+
+
+def test_a_networks_own_draws_follow_the_run_seed_not_the_process(monkeypatch) -> None:
+    """One run id, one set of numbers: draws a network makes while it is built (a user's custom
+    parameter) come from the run's seed, whatever the process drew before; the caller's global
+    random state is left as it was; built-in networks are unchanged (everything redrawn)."""
+    from earlyprune.core import rng
+    from earlyprune.models import base
+    from earlyprune.models.init import initialize
+
+    entry = base.ModelEntry("scaled_test", lambda n, shape: _Scaled(), (1, 2, 2))
+    monkeypatch.setitem(base.MODELS._entries, "scaled_test", entry)
+    torch.manual_seed(1)
+    a = base.create_model("scaled_test", 3, seed=7)
+    state = torch.random.get_rng_state()
+    torch.rand(5)  # the process draws something else in between
+    b = base.create_model("scaled_test", 3, seed=7)
+    torch.manual_seed(123)
+    c = base.create_model("scaled_test", 3, seed=8)
+    assert torch.equal(a.scale, b.scale) and not torch.equal(a.scale, c.scale)
+    torch.manual_seed(1)
+    base.create_model("scaled_test", 3, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), state)  # no draw leaks into the caller's
+    # Built-in networks: every parameter is redrawn from the "init" stream, so the build stream
+    # changes nothing (the same weights as building under any global state).
+    for seed in (0, 1):
+        torch.manual_seed(999)
+        old = base.MODELS.get("resnet20").build(10, (3, 32, 32))
+        initialize(old, generator=rng.generator(seed, "init"))
+        new = base.create_model("resnet20", 10, seed=seed)
+        for (name, x), y in zip(old.state_dict().items(), new.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name

@@ -14,6 +14,7 @@ Purposes used by earlyprune (other code may add its own names; any string is val
 
 ========================  ==========================================================
 ``"init"``                model initialization (weights, BatchNorm γ, biases)
+``"build"``               a network's own draws while it is constructed (user networks)
 ``"random_scores"``       the ``random`` scorer
 ``"shuffle"``             the shuffle ablation
 ``"reinit"``              the reinit ablation

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from earlyprune.core import rng
@@ -116,7 +117,16 @@ def create_model(
     check_num_classes(num_classes)
     shape = entry.input_shape if input_shape is None else check_input_shape(input_shape)
     check_init(init, bn_gamma, bias)
-    model = entry.build(num_classes, shape)
+    if seed is None:
+        model = entry.build(num_classes, shape)
+    else:
+        # A network's own draws while it is built (a user's custom parameter or buffer) come
+        # from the run's "build" stream, not from whatever state the process's global generator
+        # is in; the caller's global state is left as it was. Conv/Linear/BatchNorm draws are
+        # redrawn from the "init" stream below, so the built-in networks are unchanged.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(rng.stream_seed(seed, "build"))
+            model = entry.build(num_classes, shape)
     # The "init" stream: independent of every other stream of the run (earlyprune.core.rng).
     generator = None if seed is None else rng.generator(seed, "init")
     initialize(model, init=init, bn_gamma=bn_gamma, generator=generator, bias=bias)
