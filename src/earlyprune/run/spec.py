@@ -39,25 +39,13 @@ from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where 
 from earlyprune.run.settings import _milestones, _sparsity, setting
 from earlyprune.run.spec_checks import canonical_structure, validate
 from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: re-exported)
+    NUMERIC_FIELDS,
     canonical_sparsity,
     dense_fields,
     register_user_inputs,
     resolve_levels,
     resolve_user_inputs,
 )
-
-#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
-_NUMERIC = (
-    "sparsity",
-    "prune_step",
-    "rounds",
-    "seed",
-    "epochs",
-    "scoring_per_class",
-    "threads",
-    "world_size",
-)
-
 
 #: Why the ``*_file`` fields have no flag.
 _DERIVED = "set from the name flag's FILE.py:FUNC"
@@ -130,6 +118,12 @@ class RunSpec:
         "examples per class in the scoring batch",
         10,
         not_a_flag="the paper's batch; set in a sweep",
+    )
+    # Out of the id: chunking changes no scores without batch statistics (and with BatchNorm
+    # only by per-chunk normalization, stated in methods.micro_batch); it is how memory is used.
+    scoring_micro_batch: int | None = setting(
+        "score the scoring batch in chunks of this many examples (SNIP, GraSP, FORCE, ProsPr)",
+        hash=False,
     )
     precision: str = setting("fp32|tf32|bf16 (tf32: TF32 products on CUDA GPUs)", "fp32")
     channels_last: bool = setting(
@@ -228,7 +222,7 @@ class RunSpec:
     )
 
     def __post_init__(self) -> None:
-        for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
+        for name in NUMERIC_FIELDS:  # np.int64(3), torch.tensor(0.9): plain Python numbers
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         resolve_user_inputs(self)
         object.__setattr__(self, "structure", canonical_structure(self.structure))

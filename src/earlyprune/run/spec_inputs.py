@@ -17,6 +17,19 @@ from earlyprune.run.spec_checks import check_int
 if TYPE_CHECKING:
     from earlyprune.run.spec import RunSpec
 
+#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
+NUMERIC_FIELDS = (
+    "sparsity",
+    "prune_step",
+    "rounds",
+    "seed",
+    "epochs",
+    "scoring_per_class",
+    "scoring_micro_batch",
+    "threads",
+    "world_size",
+)
+
 
 def register_user_inputs(spec: RunSpec) -> None:
     """Registers the spec's own network and data in this process (a worker gets specs by
