@@ -17,6 +17,11 @@ from earlyprune.run.spec_checks import check_int
 if TYPE_CHECKING:
     from earlyprune.run.spec import RunSpec
 
+
+class PresetWarning(UserWarning):
+    """A run trains with a preset made for another dataset (allowed: own data needs one)."""
+
+
 #: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
 NUMERIC_FIELDS = (
     "sparsity",
@@ -121,6 +126,7 @@ def dense_fields(spec: RunSpec) -> dict[str, Any]:
         precision=spec.precision,
         channels_last=spec.channels_last,
         device=spec.device,
+        device_kind=spec.device_kind,
         model_file=spec.model_file,
         dataset_file=spec.dataset_file,
         bias_init=spec.bias_init,
