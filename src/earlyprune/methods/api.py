@@ -24,6 +24,7 @@ from earlyprune.masks.structure import parse_structure
 from earlyprune.masks.ties import warn_straddling_ties
 from earlyprune.methods.allocation import ALLOCATIONS, allocate
 from earlyprune.methods.arguments import checked_numbers, layout
+from earlyprune.methods.micro_batch import micro_batched
 from earlyprune.methods.placement import resolve_placement
 from earlyprune.methods.prepare import guarded_prepare, known_input_shape
 from earlyprune.methods.scoring import METHODS, Batch, Method, method_from_function
@@ -35,14 +36,16 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-def _method(method: str | Method | Callable[..., Scores]) -> Method:
-    """A ``Method`` from a registered name, a ``Method``, or a user scoring function."""
+def _method(method: str | Method | Callable[..., Scores], micro_batch: int | None = None) -> Method:
+    """A ``Method`` from a name, a ``Method`` or a user function; in micro-batches if asked."""
     if isinstance(method, Method):
-        return method
-    if callable(method):
+        m = method
+    elif callable(method):
         name = getattr(method, "__name__", type(method).__name__)
-        return method_from_function(name, method, f"user scoring function {name}")
-    return METHODS.get(method)
+        m = method_from_function(name, method, f"user scoring function {name}")
+    else:
+        m = METHODS.get(method)
+    return m if micro_batch is None else micro_batched(m, micro_batch)
 
 
 def score(
@@ -51,6 +54,7 @@ def score(
     batch: Batch | None = None,
     mask: Mapping[str, Tensor] | None = None,
     seed: int = 0,
+    micro_batch: int | None = None,
 ) -> Scores:
     """One round of scores (higher = keep) for every prunable weight; the model is untouched.
 
@@ -63,8 +67,10 @@ def score(
             shape the network was built for, see :func:`prune`), random/magnitude none.
         mask: Current mask (pruned weights are scored as zero weights); ``None`` keeps all.
         seed: Seed for methods that draw random numbers.
+        micro_batch: Score the batch in chunks of this many examples (see
+            :mod:`earlyprune.methods.micro_batch`); None: the whole batch at once.
     """
-    m = _method(method)
+    m = _method(method, micro_batch)
     current = full_mask(model) if mask is None else check_mask(model, mask)
     scorer = guarded_prepare(m, model, batch, seed)
     return scorer(current, None) if m.budgeted else scorer(current)
@@ -83,6 +89,7 @@ def prune(
     placement: str | None = None,
     allow_disconnected: bool = False,
     structure: str = "unstructured",
+    micro_batch: int | None = None,
 ) -> Mask:
     """Computes a mask that removes exactly ``round(sparsity · N)`` of the N prunable weights.
 
@@ -115,6 +122,8 @@ def prune(
         structure: ``unstructured``, ``nm:N:M`` (sparsity must be 1 − N/M), ``fanin`` or
             ``channel``: the counts as without it, placed within the structure (see
             :mod:`earlyprune.methods.structured`); the removed count is then not exact.
+        micro_batch: ``method`` scores the batch in chunks of this many examples (a named
+            ``placement``/``allocation`` scores whole); equal scores without BatchNorm.
 
     Returns:
         Mask: parameter name → bool tensor (True = kept) on the weights' device.
@@ -126,7 +135,7 @@ def prune(
         RuntimeWarning: One line when equal scores straddle the final threshold, so that some
             of them are removed by network order rather than by score.
     """
-    m = _method(method)
+    m = _method(method, micro_batch)
     sparsity, seed, n_rounds = checked_numbers(m, sparsity, seed, rounds, scope)
     allocation, placement, scope = layout(m, allocation, placement, scope)
     st = parse_structure(structure)

@@ -21,6 +21,7 @@ from earlyprune.masks.connectivity import is_disconnected_refusal
 from earlyprune.run import numerics
 from earlyprune.run.environment import RunInterrupted, is_environmental
 from earlyprune.run.integrity import artifacts, damage, requeue, set_aside
+from earlyprune.run.memory import OOM_FILE, counted, is_out_of_memory
 from earlyprune.run.record import failure, preset_fingerprint
 from earlyprune.run.spec import DENSE, PRESETS, RunSpec
 from earlyprune.run.stages import Setup
@@ -85,14 +86,17 @@ def running(
                 forget_attempt(store, rid)  # a mistake found mid-run (a degenerate mask)
                 raise
             except Exception as exc:
-                if is_environmental(exc, setup.job is not None):  # not the run's fault
+                # The third out-of-memory error at one stage is the run's own (it would recur).
+                repeated = counted(store, rid, exc) if is_out_of_memory(exc) else None
+                if repeated is None and is_environmental(exc, setup.job is not None):
                     first = str(exc).splitlines()[0] if str(exc) else ""
                     raise RunInterrupted(
                         f"run {rid} interrupted: {type(exc).__name__}: {first}"
                     ) from exc
                 # The run's own failure: record it, let the sweep go on.
-                slot.result = failure(setup, exc, slot.seconds())
+                slot.result = failure(setup, repeated or exc, slot.seconds())
             assert slot.result is not None, "the run's body set no result"
+            store.delete(rid, OOM_FILE)  # a result stands: earlier attempts no longer count
             if store.writes:
                 slot.result["artifacts"] = artifacts(store.run_dir(rid))
             store.write_json(rid, "result.json", slot.result)

@@ -143,7 +143,11 @@ def retrain(
         setup, store, rid, model, mask, callbacks=callbacks, save_steps=keep, progress=progress
     )
     if not state.diverged:
-        final = {"model": model.state_dict(), "step": state.step}
+        final = {
+            "model": model.state_dict(),
+            "step": state.step,
+            "device_kind": setup.spec.device_kind,
+        }
         if mask is not None and recipe.moves_mask:
             final["mask"] = {n: m.cpu() for n, m in mask.items()}  # the moved mask's final state
         store.save_tensors(rid, "final.pt", final)

@@ -15,6 +15,7 @@ from typing import Any
 
 from earlyprune.core.errors import SpecError
 from earlyprune.core.scalars import plain_number
+from earlyprune.run.device_kinds import hashed_kind, resolve_kind
 from earlyprune.run.hparams import normalized
 from earlyprune.run.limits import (  # noqa: F401  (re-exported: spec is where users look)
     _DEVICE,
@@ -39,6 +40,8 @@ from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where 
 from earlyprune.run.settings import _milestones, _sparsity, setting
 from earlyprune.run.spec_checks import canonical_structure, validate
 from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: re-exported)
+    NUMERIC_FIELDS,
+    PresetWarning,
     canonical_sparsity,
     dense_fields,
     register_user_inputs,
@@ -46,25 +49,8 @@ from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: r
     resolve_user_inputs,
 )
 
-#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
-_NUMERIC = (
-    "sparsity",
-    "prune_step",
-    "rounds",
-    "seed",
-    "epochs",
-    "scoring_per_class",
-    "threads",
-    "world_size",
-)
-
-
 #: Why the ``*_file`` fields have no flag.
 _DERIVED = "set from the name flag's FILE.py:FUNC"
-
-
-class PresetWarning(UserWarning):
-    """A run trains with a preset made for another dataset (allowed: own data needs one)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +117,12 @@ class RunSpec:
         10,
         not_a_flag="the paper's batch; set in a sweep",
     )
+    # Out of the id: chunking changes no scores without batch statistics (and with BatchNorm
+    # only by per-chunk normalization, stated in methods.micro_batch); it is how memory is used.
+    scoring_micro_batch: int | None = setting(
+        "score the scoring batch in chunks of this many examples (SNIP, GraSP, FORCE, ProsPr)",
+        hash=False,
+    )
     precision: str = setting("fp32|tf32|bf16 (tf32: TF32 products on CUDA GPUs)", "fp32")
     channels_last: bool = setting(
         "channels-last memory format in training",
@@ -168,6 +160,10 @@ class RunSpec:
         "GMP's starting sparsity s_i (default 0)", group="sparse"
     )
     device: str = setting("auto|cpu|cuda|cuda:N", "auto", hash=False)
+    device_kind: str | None = setting(
+        "kind of device computing the run: cpu or cuda-sm<NN>-<card> (in the id unless cpu)",
+        not_a_flag="resolved from --device on the machine that makes the spec",
+    )
     # The content-hashed name of a user's network / data is in ``model``/``dataset`` (part of
     # the id); these hold where the file lies (see earlyprune.models.user, data.user), and for a
     # user scorer the absolute ``FILE.py:FUNC`` (``method`` holds ``stem:func@digest``).
@@ -228,9 +224,10 @@ class RunSpec:
     )
 
     def __post_init__(self) -> None:
-        for name in _NUMERIC:  # np.int64(3), torch.tensor(0.9): plain Python numbers
+        for name in NUMERIC_FIELDS:  # np.int64(3), torch.tensor(0.9): plain Python numbers
             object.__setattr__(self, name, plain_number(getattr(self, name)))
         resolve_user_inputs(self)
+        object.__setattr__(self, "device_kind", resolve_kind(self))
         object.__setattr__(self, "structure", canonical_structure(self.structure))
         resolve_levels(self)
         validate(self)
@@ -274,7 +271,8 @@ class RunSpec:
             )
         with warnings.catch_warnings():  # a stored spec: warned about when it was made
             warnings.simplefilter("ignore", PresetWarning)
-            return cls(**data)
+            # Stored before kinds were recorded: its id was a CPU id, whatever computed it.
+            return cls(**{"device_kind": "cpu", **data})
 
     def replace(self, **changes: Any) -> RunSpec:
         return dataclasses.replace(self, **changes)
@@ -295,6 +293,8 @@ def canonical_json(spec: RunSpec) -> str:
     items = {}
     for f in dataclasses.fields(spec):
         value = getattr(spec, f.name)
+        if f.name == "device_kind":
+            value = hashed_kind(value)
         if f.metadata.get("hash", True) and value != f.default:
             items[f.name] = value
     return json.dumps(items, sort_keys=True, separators=(",", ":"))

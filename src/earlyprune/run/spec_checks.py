@@ -104,6 +104,8 @@ def _check_numbers(spec: RunSpec) -> None:
     check_int("threads", spec.threads, 1)
     check_int("world_size", spec.world_size, 1)
     check_int("scoring_per_class", spec.scoring_per_class, 1)
+    if spec.scoring_micro_batch is not None:
+        check_int("scoring_micro_batch", spec.scoring_micro_batch, 1)
     if spec.epochs is not None and (
         isinstance(spec.epochs, bool)
         or not isinstance(spec.epochs, int | float)

@@ -18,6 +18,24 @@ if TYPE_CHECKING:
     from earlyprune.run.spec import RunSpec
 
 
+class PresetWarning(UserWarning):
+    """A run trains with a preset made for another dataset (allowed: own data needs one)."""
+
+
+#: Numeric fields that accept numpy/torch scalars (converted to plain Python numbers).
+NUMERIC_FIELDS = (
+    "sparsity",
+    "prune_step",
+    "rounds",
+    "seed",
+    "epochs",
+    "scoring_per_class",
+    "scoring_micro_batch",
+    "threads",
+    "world_size",
+)
+
+
 def register_user_inputs(spec: RunSpec) -> None:
     """Registers the spec's own network and data in this process (a worker gets specs by
     pickling, which skips ``__post_init__``); a file changed since is a ``SpecError``."""
@@ -108,6 +126,7 @@ def dense_fields(spec: RunSpec) -> dict[str, Any]:
         precision=spec.precision,
         channels_last=spec.channels_last,
         device=spec.device,
+        device_kind=spec.device_kind,
         model_file=spec.model_file,
         dataset_file=spec.dataset_file,
         bias_init=spec.bias_init,

@@ -22,6 +22,7 @@ from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
 from earlyprune.methods import sparse_training
 from earlyprune.models.user import check_user_model, is_user_model
+from earlyprune.run.device_kinds import checked_kind
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
@@ -186,7 +187,7 @@ def train_run(
     updater = sparse_training.make_updater(setup.spec, setup.sched, mask)
     resume = resume if resume is not None else store.load_tensors(run_id, "latest.pt")
     if resume:  # {} = start from step 0 (not from latest.pt)
-        model.load_state_dict(resume["model"])
+        model.load_state_dict(checked_kind(resume, setup.spec, f"{run_id}'s resume point")["model"])
         optimizer.load_state_dict(resume["optimizer"])
         state = TrainState(step=int(resume["step"]), curve=list(resume["curve"]))
         if updater is not None:
@@ -198,6 +199,7 @@ def train_run(
             "optimizer": optimizer.state_dict(),
             "step": st.step,
             "curve": st.curve,
+            "device_kind": setup.spec.device_kind,
             **({"mask": updater.state_dict()} if updater else {}),
         }
 
@@ -277,9 +279,7 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
                 if step is None and not state.diverged:
                     store.save_tensors(did, name, {"model": model.state_dict(), "step": state.step})
                 found = store.load_tensors(did, name)
-    if found is None:
-        raise RuntimeError(f"dense checkpoint {name} of run {did} is missing")
-    return found["model"]
+    return checked_kind(found, dense, f"dense checkpoint {name} of run {did}")["model"]
 
 
 def _nearest_kept(store: RunStore, run_id: str, step: int) -> dict[str, Any] | None:

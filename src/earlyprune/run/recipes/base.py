@@ -77,9 +77,14 @@ def scored_mask(setup: Setup, model: nn.Module, method: str) -> Mask:
             placement=spec.placement,
             allow_disconnected=spec.allow_disconnected,
             structure=spec.structure,
+            micro_batch=spec.scoring_micro_batch,
         )
     except DisconnectedMask as exc:  # a user mistake (refused, not stored as failed)
         raise SpecError(f"{exc}") from None
+    except ValueError as exc:  # a method with no micro-batched form: the flag was wrong
+        if spec.scoring_micro_batch is None or "micro-batches" not in str(exc):
+            raise
+        raise SpecError(f"--scoring-micro-batch: {exc}") from None
 
 
 def ablate_mask(setup: Setup, mask: Mask, model: nn.Module) -> Mask:
