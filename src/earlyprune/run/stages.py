@@ -276,8 +276,9 @@ def dense_weights(setup: Setup, store: RunStore, step: int | None) -> dict[str, 
                     resume=start or {},
                     replay=True,
                 )
-                if step is None and not state.diverged:
-                    store.save_tensors(did, name, {"model": model.state_dict(), "step": state.step})
+                if step is None and not state.diverged:  # byte for byte what the run wrote
+                    final = {"model": model.state_dict(), "step": state.step}
+                    store.save_tensors(did, name, {**final, "device_kind": dense.device_kind})
                 found = store.load_tensors(did, name)
     return checked_kind(found, dense, f"dense checkpoint {name} of run {did}")["model"]
 
