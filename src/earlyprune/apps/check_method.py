@@ -112,6 +112,7 @@ def check_method(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     backend: str | Executor = "local",
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -128,6 +129,7 @@ def check_method(
             worker processes ``DEFAULT_TIMEOUT_S``.
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
         fuse: Train the pruned runs K at a time as fused packs (their own run ids).
+        workers_per_gpu: Runs sharing each GPU at once (default 1; ``run_specs``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -157,6 +159,7 @@ def check_method(
             recompute_stale=recompute_stale,
             backend=backend,
             fuse=fuse,
+            workers_per_gpu=workers_per_gpu,
         )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
@@ -218,6 +221,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
             fuse=args.fuse,
+            workers_per_gpu=args.workers_per_gpu,
         )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

@@ -33,6 +33,7 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import tomllib
 import warnings
@@ -134,6 +135,7 @@ def run_specs(
     recompute_stale: bool = False,
     log: Log | None = None,
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -161,11 +163,18 @@ def run_specs(
         log: Writes one line per finished run (``[17/219] <id> snip 90.0 % seed 0: ...``)
             where its ``lines`` says so.
         fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
+        workers_per_gpu: Runs sharing each GPU at once ("local": pool workers per visible
+            GPU; "ray": a 1/N GPU share per task). Default (None): 1.
     """
     executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    _check_workers(workers_per_gpu, "workers_per_gpu")
+    if workers_per_gpu not in (None, 1):
+        if backend not in ("local", "ray"):
+            raise SpecError("--workers-per-gpu applies to the local and ray backends")
+        executor = functools.partial(executor, workers_per_gpu=workers_per_gpu)
     specs, executor = with_fuse(specs, executor, fuse, backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    _check_workers(workers)
+    _check_workers(workers, "workers")
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
 
@@ -203,11 +212,11 @@ def run_specs(
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
 
 
-def _check_workers(workers: object) -> None:
+def _check_workers(workers: object, name: str) -> None:
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
-        raise SpecError(f"workers must be a positive integer, got {workers!r}")
+        raise SpecError(f"{name} must be a positive integer, got {workers!r}")
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:
