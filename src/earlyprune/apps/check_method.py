@@ -121,7 +121,7 @@ def check_method(
         store: Run store; finished runs (the demo's, earlier checks') are reused.
         out: Report folder: the store's report plus ``check_<method>.txt`` and ``.json``.
         grid: ``FULL`` (the demo's sparsities and seeds), ``QUICK``, or a custom (test) grid.
-        workers: Parallel worker processes for the built-in methods' runs.
+        workers: Parallel worker processes (``workers_per_gpu``: runs per GPU; ``run_specs``).
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
@@ -129,7 +129,6 @@ def check_method(
             worker processes ``DEFAULT_TIMEOUT_S``.
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
         fuse: Train the pruned runs K at a time as fused packs (their own run ids).
-        workers_per_gpu: Runs sharing each GPU at once (default 1; ``run_specs``).
 
     Raises:
         SpecError: A bad target, signature or score dict, before anything is written.
@@ -164,7 +163,6 @@ def check_method(
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
-    problems = not_ok(results)
     methods = _shown(resolved.name, fuse)
     found = verdicts(results, methods[0], grid.sparsities, min_effect)
     # The method as the user wrote it; the hashed name (its identity) stays in the run ids.
@@ -180,7 +178,7 @@ def check_method(
     text = "\n".join(parts)
     index = write_report(store, Path(out))
     summary_file = _write_summary(Path(out), resolved, found, text)
-    return CheckReport(resolved.name, found, text, index, summary_file, problems)
+    return CheckReport(resolved.name, found, text, index, summary_file, not_ok(results))
 
 
 def _shown(name: str, fuse: int | None) -> tuple[str, ...]:

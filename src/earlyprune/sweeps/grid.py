@@ -150,7 +150,7 @@ def run_specs(
     Args:
         specs: The runs.
         store: Where results go (and are found).
-        workers: Parallel workers (default: one per core, or per GPU); 1 = in this process.
+        workers: Workers (default: one per core, or ``workers_per_gpu`` per GPU); 1 = here.
         backend: An ``EXECUTORS`` name ("local", "ray", "slurm") or an executor itself
             (e.g. ``SlurmExecutor(options)``).
         data_root: Folder holding the datasets.
@@ -163,18 +163,11 @@ def run_specs(
         log: Writes one line per finished run (``[17/219] <id> snip 90.0 % seed 0: ...``)
             where its ``lines`` says so.
         fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
-        workers_per_gpu: Runs sharing each GPU at once ("local": pool workers per visible
-            GPU; "ray": a 1/N GPU share per task). Default (None): 1.
     """
-    executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
-    _check_workers(workers_per_gpu, "workers_per_gpu")
-    if workers_per_gpu not in (None, 1):
-        if backend not in ("local", "ray"):
-            raise SpecError("--workers-per-gpu applies to the local and ray backends")
-        executor = functools.partial(executor, workers_per_gpu=workers_per_gpu)
+    _check_workers(workers, "workers")
+    executor = _per_gpu(backend, workers_per_gpu)
     specs, executor = with_fuse(specs, executor, fuse, backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    _check_workers(workers, "workers")
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
 
@@ -195,8 +188,7 @@ def run_specs(
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
         check_specs(todo, data_root, need_data=backend == "local")
-        if progress is None:
-            progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() if progress is None else progress
         with SweepProgress(len(todo), store, bar=progress, log=log) as bar:
             executor(
                 todo,
@@ -210,6 +202,18 @@ def run_specs(
     tidy(store, [s.run_id for s in every])
     results = [store.read_result(s.run_id) for s in specs]
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
+
+
+def _per_gpu(backend: str | Executor, workers_per_gpu: int | None) -> Executor:
+    """The executor of ``backend`` running ``workers_per_gpu`` runs on each GPU at once
+    ("local": pool workers per visible GPU; "ray": a 1/N GPU share per task)."""
+    executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    _check_workers(workers_per_gpu, "workers_per_gpu")
+    if workers_per_gpu in (None, 1):
+        return executor
+    if backend not in ("local", "ray"):
+        raise SpecError("--workers-per-gpu applies to the local and ray backends")
+    return functools.partial(executor, workers_per_gpu=workers_per_gpu)
 
 
 def _check_workers(workers: object, name: str) -> None:
