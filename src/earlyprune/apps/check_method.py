@@ -112,6 +112,7 @@ def check_method(
     timeout: float | None = DEFAULT_TIMEOUT_S,
     backend: str | Executor = "local",
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> CheckReport:
     """Runs the paper's sanity checks on a scoring method and writes the report.
 
@@ -120,7 +121,7 @@ def check_method(
         store: Run store; finished runs (the demo's, earlier checks') are reused.
         out: Report folder: the store's report plus ``check_<method>.txt`` and ``.json``.
         grid: ``FULL`` (the demo's sparsities and seeds), ``QUICK``, or a custom (test) grid.
-        workers: Parallel worker processes for the built-in methods' runs.
+        workers: Parallel worker processes (``workers_per_gpu``: runs per GPU; ``run_specs``).
         progress: Progress bars (default: on a terminal).
         min_effect: Smallest accuracy difference (fraction) a verdict counts.
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
@@ -157,11 +158,11 @@ def check_method(
             recompute_stale=recompute_stale,
             backend=backend,
             fuse=fuse,
+            workers_per_gpu=workers_per_gpu,
         )
     # A built-in target is among the references too: each run must count once.
     specs = list({s.run_id: s for s in [*own, *references]}.values())
     results = [r for r in (runs.read_result(s.run_id) for s in specs) if r]
-    problems = not_ok(results)
     methods = _shown(resolved.name, fuse)
     found = verdicts(results, methods[0], grid.sparsities, min_effect)
     # The method as the user wrote it; the hashed name (its identity) stays in the run ids.
@@ -177,7 +178,7 @@ def check_method(
     text = "\n".join(parts)
     index = write_report(store, Path(out))
     summary_file = _write_summary(Path(out), resolved, found, text)
-    return CheckReport(resolved.name, found, text, index, summary_file, problems)
+    return CheckReport(resolved.name, found, text, index, summary_file, not_ok(results))
 
 
 def _shown(name: str, fuse: int | None) -> tuple[str, ...]:
@@ -218,6 +219,7 @@ def cli_check_method(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
             fuse=args.fuse,
+            workers_per_gpu=args.workers_per_gpu,
         )
     except SpecError as exc:
         if args.debug and exc.__cause__ is not None:  # the user's own traceback, then the line

@@ -148,6 +148,7 @@ def run_grid(
     recompute_stale: bool = False,
     backend: str | Executor = "local",
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is missing (resuming anything interrupted) and returns every spec's result."""
     from earlyprune.run.store import RunStore
@@ -161,6 +162,7 @@ def run_grid(
         recompute_stale=recompute_stale,
         backend=backend,
         fuse=fuse,
+        workers_per_gpu=workers_per_gpu,
     )
 
 
@@ -205,6 +207,7 @@ def run_demo(
     recompute_stale: bool = False,
     backend: str | Executor = "local",
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> DemoResult:
     """Runs the demo grid in ``store`` (resuming), prints nothing, writes the report to ``out``.
 
@@ -218,6 +221,7 @@ def run_demo(
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
         fuse: Train the pruned runs K at a time as fused packs (their own run ids).
+        workers_per_gpu: Runs sharing each GPU at once (default 1; ``run_specs``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.analysis.verdicts import verdict_matrix
@@ -232,6 +236,7 @@ def run_demo(
         recompute_stale=recompute_stale,
         backend=backend,
         fuse=fuse,
+        workers_per_gpu=workers_per_gpu,
     )
     problems = not_ok(results)
     checked = [m for m in methods if m != "random"]
@@ -266,6 +271,7 @@ def cli_demo(args: argparse.Namespace) -> int:
         recompute_stale=args.recompute_stale,
         backend=args.backend,  # a name or an executor (the CLI builds the Slurm one)
         fuse=args.fuse,
+        workers_per_gpu=args.workers_per_gpu,
     )
     print(result.text, end="")
     for line in result.problems:

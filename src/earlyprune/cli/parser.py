@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from earlyprune.cli.parts import FUSE_HELP, LISTS, STALE_HELP, log_flags, version_text
+from earlyprune.cli.parts import (
+    FUSE_HELP,
+    LISTS,
+    PER_GPU_HELP,
+    STALE_HELP,
+    log_flags,
+    version_text,
+)
 from earlyprune.cli.run import add_run_flags
 from earlyprune.cli.slurm_flags import BACKEND_HELP, slurm_flags
 
@@ -57,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="sweep TOML file")
     p.add_argument("--store", default=None, help="store folder (default: the file's or runs/)")
     p.add_argument("--workers", type=int, default=None, help="parallel workers (default: auto)")
+    p.add_argument("--workers-per-gpu", type=int, default=None, metavar="N", help=PER_GPU_HELP)
     p.add_argument("--backend", default="local", help=BACKEND_HELP)
     p.add_argument("--data-root", default=None)
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again")
@@ -140,6 +148,7 @@ def _app_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--store", default=None, help="store folder (default: runs/demo)")
         p.add_argument("--out", default=None, help="report folder (default: report/)")
         p.add_argument("--workers", type=int, default=None)
+        p.add_argument("--workers-per-gpu", type=int, default=None, metavar="N", help=PER_GPU_HELP)
         if name == "demo":
             p.add_argument(
                 "--methods",

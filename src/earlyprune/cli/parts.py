@@ -7,6 +7,9 @@ import argparse
 import sys
 
 STALE_HELP = "redo runs stored by an older earlyprune (another numerics version)"
+PER_GPU_HELP = (
+    "runs sharing each GPU at once (local: N workers per GPU; ray: 1/N GPU each; default 1)"
+)
 FUSE_HELP = "train K compatible pruned runs at a time as one fused pack (their own run ids)"
 #: What `earlyprune list WHAT` can show.
 LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")

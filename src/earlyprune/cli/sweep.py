@@ -42,6 +42,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
             log=log,
             progress=log.bars,
             fuse=args.fuse,
+            workers_per_gpu=args.workers_per_gpu,
         )
     counts = sweep_status(sweep.specs, store)
     if args.action != "plan":

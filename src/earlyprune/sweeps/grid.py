@@ -33,6 +33,7 @@ again, and two sweeps may share one store: every run is done once, never half-wr
 from __future__ import annotations
 
 import copy
+import functools
 import sys
 import tomllib
 import warnings
@@ -134,6 +135,7 @@ def run_specs(
     recompute_stale: bool = False,
     log: Log | None = None,
     fuse: int | None = None,
+    workers_per_gpu: int | None = None,
 ) -> list[dict[str, Any]]:
     """Runs what is not done yet and returns every spec's result, in the order of ``specs``.
 
@@ -148,7 +150,7 @@ def run_specs(
     Args:
         specs: The runs.
         store: Where results go (and are found).
-        workers: Parallel workers (default: one per core, or per GPU); 1 = in this process.
+        workers: Workers (default: one per core, or ``workers_per_gpu`` per GPU); 1 = here.
         backend: An ``EXECUTORS`` name ("local", "ray", "slurm") or an executor itself
             (e.g. ``SlurmExecutor(options)``).
         data_root: Folder holding the datasets.
@@ -162,10 +164,10 @@ def run_specs(
             where its ``lines`` says so.
         fuse: Train the runs that may be fused K at a time as packs (``executors.fused``).
     """
-    executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    _check_workers(workers, "workers")
+    executor = _per_gpu(backend, workers_per_gpu)
     specs, executor = with_fuse(specs, executor, fuse, backend)
     specs = [_disconnected_allowed(s) for s in specs]
-    _check_workers(workers)
     every = with_prerequisites(specs)
     from earlyprune.run.pipeline import check_preset, servable
 
@@ -186,8 +188,7 @@ def run_specs(
     if todo:
         # The driver of a Ray cluster may not hold the data: its checks are left to the tasks.
         check_specs(todo, data_root, need_data=backend == "local")
-        if progress is None:
-            progress = sys.stderr.isatty()
+        progress = sys.stderr.isatty() if progress is None else progress
         with SweepProgress(len(todo), store, bar=progress, log=log) as bar:
             executor(
                 todo,
@@ -203,11 +204,23 @@ def run_specs(
     return [r if r is not None else _missing(s) for r, s in zip(results, specs, strict=True)]
 
 
-def _check_workers(workers: object) -> None:
+def _per_gpu(backend: str | Executor, workers_per_gpu: int | None) -> Executor:
+    """The executor of ``backend`` running ``workers_per_gpu`` runs on each GPU at once
+    ("local": pool workers per visible GPU; "ray": a 1/N GPU share per task)."""
+    executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
+    _check_workers(workers_per_gpu, "workers_per_gpu")
+    if workers_per_gpu in (None, 1):
+        return executor
+    if backend not in ("local", "ray"):
+        raise SpecError("--workers-per-gpu applies to the local and ray backends")
+    return functools.partial(executor, workers_per_gpu=workers_per_gpu)
+
+
+def _check_workers(workers: object, name: str) -> None:
     if workers is not None and (
         isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
     ):
-        raise SpecError(f"workers must be a positive integer, got {workers!r}")
+        raise SpecError(f"{name} must be a positive integer, got {workers!r}")
 
 
 def sweep_status(specs: list[RunSpec], store: RunStore) -> dict[str, int]:

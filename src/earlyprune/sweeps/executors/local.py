@@ -1,8 +1,10 @@
 """The ``local`` executor: a pool of worker processes on this machine.
 
 Each run pins its own thread count (``spec.threads``); by default there are as many workers as
-the cores hold such runs or, where CUDA is available, one per GPU (``CUDA_VISIBLE_DEVICES``,
-round-robin over the visible GPUs).
+the cores hold such runs or, where CUDA is available and the runs' device is auto/cuda,
+``workers_per_gpu`` per visible GPU (default 1). Worker ``i`` of G visible GPUs gets
+``CUDA_VISIBLE_DEVICES`` = the ``i % G``-th of them, set before it touches CUDA, so it sees that
+GPU as ``cuda:0``; its runs keep their spec (``device`` is not part of the run id).
 
 Start method: "forkserver". "fork" copies a parent that may already have run multi-threaded
 torch code or touched CUDA, and the child can then hang or fail to use the GPU (checked here: a
@@ -67,13 +69,14 @@ def run_local(
     retry_failed: bool,
     progress: SweepProgress,
     methods: Sequence[str] = (),
+    workers_per_gpu: int = 1,
 ) -> None:
-    """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process."""
-    gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
-    # Every run pins its own thread count (``spec.threads``, in ``pipeline.run``), so the numbers
-    # never depend on the pool: by default as many workers as the cores hold runs.
-    wanted = workers or len(gpus) or max(1, cores() // max(s.threads for s in specs))
-    n = max(1, min(wanted, len(specs)))
+    """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process.
+
+    ``workers_per_gpu``: pool workers per visible GPU when the runs use CUDA (ignored without
+    GPUs, where the cores decide); ``workers`` overrides the pool size.
+    """
+    n, gpus = pool_plan(specs, workers, workers_per_gpu)
     threads = 1  # between runs; a run sets its own
     root, data = as_args(store, data_root)
     with progress as bar:
@@ -198,7 +201,7 @@ def _init_worker(
     global _sweep_pid
     _sweep_pid = sweep_pid
     slot = slots.get()
-    if gpus:  # before anything touches CUDA in this process
+    if gpus:  # before anything touches CUDA in this process (``gpus``: one per slot)
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
     # Ctrl-C belongs to the sweep process, which stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -216,6 +219,23 @@ def _kill(pool: ProcessPoolExecutor) -> None:
         with contextlib.suppress(Exception):
             proc.kill()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def pool_plan(
+    specs: Sequence[RunSpec], workers: int | None, workers_per_gpu: int = 1
+) -> tuple[int, list[str]]:
+    """The pool size and, per worker slot, the GPU it sees (``[]``: no GPU pinning).
+
+    With G visible GPUs and runs on auto/cuda, slot ``i`` gets the ``i % G``-th GPU, so
+    ``G * workers_per_gpu`` workers share the GPUs evenly.
+    """
+    gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
+    # Every run pins its own thread count (``spec.threads``, in ``pipeline.run``), so the numbers
+    # never depend on the pool: by default as many workers as the cores hold runs.
+    wanted = workers or len(gpus) * workers_per_gpu
+    wanted = wanted or max(1, cores() // max(s.threads for s in specs))
+    n = max(1, min(wanted, len(specs)))
+    return n, [gpus[slot % len(gpus)] for slot in range(n)] if gpus else []
 
 
 def _visible_gpus() -> list[str]:
