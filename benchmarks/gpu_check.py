@@ -14,7 +14,13 @@ On a GPU (the default when CUDA is available) it is meant to run within 8 minute
 * kill and resume: training stopped half-way, saved, loaded into fresh objects and continued
   equals uninterrupted training bit for bit (under the deterministic settings);
 * workers: ``--workers`` processes training at once; their summed images/s gives ResNet-20
-  CIFAR-10 runs per hour (160 epochs of 50,000 images, the paper's preset).
+  CIFAR-10 runs per hour (160 epochs of 50,000 images, the paper's preset);
+* fused: packs of K = 1, 4, 16, 64 ResNet-20s (quick: 1, 2, 4) through the fused engine in fp32
+  and bf16: runs per hour against a solo run, peak memory, the share of the card's peak FLOP
+  rate reached ("peak unknown" on a CPU or an unknown card) and the projected GPU-hours of the
+  ResNet-20 Figure 4 + 5 grid at the best K (see ``_gpu_fused.py``);
+* structure: inference speed of nm:2:4 (semi-structured sparse kernels, CUDA only), channel and
+  unstructured masks at 0.5 and 0.9 against the dense masked network (``measure_speed``).
 
 Usage: ``python benchmarks/gpu_check.py [--device cpu|cuda] [--quick] [--workers N]
 [--only PART ...]``.
@@ -120,10 +126,10 @@ def check_resident(bundle: Any, resident: Any, device: torch.device) -> dict[str
 
 def scorers(device: torch.device, quick: bool) -> dict[str, Any]:
     """Seconds of ``ep.prune`` to 90 % with every registered method (quick: 2 rounds at most,
-    20 examples instead of 100, micro-batched SNIP only)."""
+    10 examples instead of 100, micro-batched SNIP only)."""
     model = ep.create_model("resnet20", 10, seed=0).to(device)
     gen = torch.Generator().manual_seed(0)
-    n = 20 if quick else 100
+    n = 10 if quick else 100
     batch = (
         torch.randn(n, 3, 32, 32, generator=gen).to(device),
         torch.arange(n).to(device) % 10,
@@ -285,7 +291,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     quick = args.quick
-    steps = 2 if quick else 200
+    steps = 1 if quick else 200
     batch = 16 if quick else 128  # quick: proves the paths run; the numbers mean little
     n_workers = args.workers or (2 if quick else 4)
     bundle = synthetic_cifar(4096 if not quick else 512, 256)
