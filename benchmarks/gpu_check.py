@@ -14,7 +14,13 @@ On a GPU (the default when CUDA is available) it is meant to run within 8 minute
 * kill and resume: training stopped half-way, saved, loaded into fresh objects and continued
   equals uninterrupted training bit for bit (under the deterministic settings);
 * workers: ``--workers`` processes training at once; their summed images/s gives ResNet-20
-  CIFAR-10 runs per hour (160 epochs of 50,000 images, the paper's preset).
+  CIFAR-10 runs per hour (160 epochs of 50,000 images, the paper's preset);
+* fused: packs of K = 1, 4, 16, 64 ResNet-20s (quick: 1, 2, 4) through the fused engine in fp32
+  and bf16: runs per hour against a solo run, peak memory, the share of the card's peak FLOP
+  rate reached ("peak unknown" on a CPU or an unknown card) and the projected GPU-hours of the
+  ResNet-20 Figure 4 + 5 grid at the best K (see ``_gpu_fused.py``);
+* structure: inference speed of nm:2:4 (semi-structured sparse kernels, CUDA only), channel and
+  unstructured masks at 0.5 and 0.9 against the dense masked network (``measure_speed``).
 
 Usage: ``python benchmarks/gpu_check.py [--device cpu|cuda] [--quick] [--workers N]
 [--only PART ...]``.
@@ -34,13 +40,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import context, emit, sync, synthetic_cifar
+from _gpu_fused import fused_part
 
 import earlyprune as ep
+from earlyprune.apps.speed import magnitude_mask, measure_speed
 from earlyprune.core.device_identity import deterministic, device_kind
 from earlyprune.data.device import DeviceBundle
 from earlyprune.masks.kernels import kth_smallest
 from earlyprune.methods.micro_batch import micro_batched
 from earlyprune.methods.scoring import METHODS
+from earlyprune.run.presets import PRESETS
 from earlyprune.train.loop import TrainState, train
 from earlyprune.train.optim import Schedule
 
@@ -48,7 +57,16 @@ from earlyprune.train.optim import Schedule
 IMAGES_PER_RUN = 160 * 50_000
 
 
-PARTS = ("training", "resident_data", "scoring", "selection", "kill_and_resume", "workers")
+PARTS = (
+    "training",
+    "resident_data",
+    "scoring",
+    "selection",
+    "kill_and_resume",
+    "workers",
+    "fused",
+    "structure",
+)
 
 
 def schedule(steps: int, batch: int, n: int) -> Schedule:
@@ -108,17 +126,18 @@ def check_resident(bundle: Any, resident: Any, device: torch.device) -> dict[str
 
 def scorers(device: torch.device, quick: bool) -> dict[str, Any]:
     """Seconds of ``ep.prune`` to 90 % with every registered method (quick: 2 rounds at most,
-    20 examples instead of 100)."""
+    10 examples instead of 100, micro-batched SNIP only)."""
     model = ep.create_model("resnet20", 10, seed=0).to(device)
     gen = torch.Generator().manual_seed(0)
-    n = 20 if quick else 100
+    n = 10 if quick else 100
     batch = (
         torch.randn(n, 3, 32, 32, generator=gen).to(device),
         torch.arange(n).to(device) % 10,
     )
     out: dict[str, Any] = {}
     methods: list[Any] = list(METHODS.names())
-    methods += [micro_batched(m, n // 4) for m in ("snip", "grasp", "prospr")]
+    micro = ("snip",) if quick else ("snip", "grasp", "prospr")
+    methods += [micro_batched(m, n // 4) for m in micro]
     for method in methods:
         name = method if isinstance(method, str) else f"{method.name}@micro{n // 4}"
         m = METHODS.get(method) if isinstance(method, str) else method
@@ -178,18 +197,18 @@ def kill_and_resume(device: torch.device, bundle: Any, steps: int) -> dict[str, 
     return {"bit_identical": True, "steps": steps}
 
 
-def _worker(device: str, steps: int, queue: Any) -> None:
+def _worker(device: str, steps: int, batch: int, queue: Any) -> None:
     torch.set_num_threads(1)
-    bundle = synthetic_cifar(steps * 128, 100)
-    speed = loop_speed(torch.device(device), bundle, steps, "fp32", False)
+    bundle = synthetic_cifar(steps * batch, 100)
+    speed = loop_speed(torch.device(device), bundle, steps, "fp32", False, batch)
     queue.put(speed)
 
 
-def workers(device: torch.device, n: int, steps: int) -> dict[str, Any]:
+def workers(device: torch.device, n: int, steps: int, batch: int = 128) -> dict[str, Any]:
     """Summed images/s of ``n`` processes training at once, and ResNet-20 runs per hour."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(str(device), steps, queue)) for _ in range(n)]
+    procs = [ctx.Process(target=_worker, args=(str(device), steps, batch, queue)) for _ in range(n)]
     for p in procs:
         p.start()
     speeds = [queue.get(timeout=600) for _ in procs]
@@ -201,6 +220,35 @@ def workers(device: torch.device, n: int, steps: int) -> dict[str, Any]:
         "images_per_s": round(total, 1),
         "runs_per_hour": round(3600 * total / IMAGES_PER_RUN, 3),
     }
+
+
+def structure_part(device: torch.device, quick: bool) -> dict[str, Any]:
+    """Inference speed of ResNet-20 dense-masked vs each structure's kernel (``measure_speed``).
+
+    nm:2:4 (semi-structured sparse tensor cores) needs CUDA; channel (the shrunk network) and
+    unstructured (CSR) at 0.5 and 0.9.
+    """
+    batch, repeats = (8, 2) if quick else (128, 20)
+    out: dict[str, Any] = {"batch": batch, "repeats": repeats}
+    cases = [("nm:2:4", None)] + [(s, p) for s in ("channel", "unstructured") for p in (0.5, 0.9)]
+    for structure, sparsity in cases:
+        key = structure if sparsity is None else f"{structure}@{sparsity}"
+        if structure.startswith("nm") and device.type != "cuda":
+            out[key] = {"skipped": "needs CUDA"}
+            continue
+        model = ep.create_model("resnet20", 10, seed=0)
+        mask = magnitude_mask(model, structure, 0.5 if sparsity is None else sparsity)
+        r = measure_speed(model, mask, structure, (3, 32, 32), device, batch, repeats)
+        row = {"sparsity": round(r["sparsity"], 4), "dense_ms": round(r["dense_ms"], 3)}
+        if r["skipped"] is not None:
+            row["skipped"] = r["skipped"]
+        else:
+            row |= {"kernel": r["kernel"], "kernel_ms": round(r["sparse_ms"], 3)}
+            row |= {"speedup": round(r["speedup"], 3), "outputs_equal": r["outputs_equal"]}
+            if not r["outputs_equal"]:
+                raise AssertionError(f"{key}: the kernel's outputs differ by {r['max_abs_diff']}")
+        out[key] = row
+    return out
 
 
 def part(results: dict[str, Any], name: str, fn: Callable[[], Any]) -> None:
@@ -243,8 +291,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     quick = args.quick
-    steps = 2 if quick else 200
-    batch = 32 if quick else 128  # quick: proves the paths run; the numbers mean little
+    steps = 1 if quick else 200
+    batch = 16 if quick else 128  # quick: proves the paths run; the numbers mean little
     n_workers = args.workers or (2 if quick else 4)
     bundle = synthetic_cifar(4096 if not quick else 512, 256)
     resident = DeviceBundle(bundle, device)
@@ -254,8 +302,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "resident_data": lambda: check_resident(bundle, resident, device),
         "scoring": lambda: scorers(device, quick),
         "selection": lambda: selection(device, quick),
-        "kill_and_resume": lambda: kill_and_resume(device, resident, 6 if quick else 60),
-        "workers": lambda: workers(device, n_workers, 2 if quick else 100),
+        "kill_and_resume": lambda: kill_and_resume(device, resident, 4 if quick else 60),
+        "workers": lambda: workers(device, n_workers, 2 if quick else 100, batch),
+        # quick: K = 1, 2, 4 at batch 8 (CPU-sized), bf16 at the best K only; full: the
+        # resnet20_cifar10 preset's batch 128, K up to 64, both precisions at every K
+        "fused": lambda: fused_part(
+            device,
+            resident if not quick else DeviceBundle(synthetic_cifar(64, 16), device),
+            (1, 2, 4) if quick else (1, 4, 16, 64),
+            2 if quick else 20,
+            8 if quick else PRESETS.get("resnet20_cifar10").batch_size,
+            every_k_in_bf16=not quick,
+        ),
+        "structure": lambda: structure_part(device, quick),
     }
     for name, fn in parts.items():
         if not args.only or name in args.only:
