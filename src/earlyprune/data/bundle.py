@@ -256,13 +256,20 @@ class TensorBundle(DataBundle):
             yield self.normalize(images), split.labels[idx].to(device)
 
     def _augment(self, images: Tensor, seed: int, epoch: int, step: int) -> Tensor:
-        gen = seeded_generator(seed, epoch, step, "augment")
-        n = len(images)
-        offsets = torch.randint(0, 2 * self.shift + 1, (n, 2), generator=gen)
-        flips = (
-            torch.rand(n, generator=gen) < 0.5 if self.flip else torch.zeros(n, dtype=torch.bool)
-        )
+        offsets, flips = self.augment_draws(seed, epoch, step, len(images))
         return shift_flip(images, offsets.to(images.device), flips.to(images.device), self.shift)
+
+    def augment_draws(self, seed: int, epoch: int, step: int, rows: int) -> tuple[Tensor, Tensor]:
+        """One batch's (dy, dx) offsets and flips, from its (seed, epoch, step) generator: the one
+        definition the host path and the device-resident path (``data.device``) both draw from."""
+        gen = seeded_generator(seed, epoch, step, "augment")
+        offsets = torch.randint(0, 2 * self.shift + 1, (rows, 2), generator=gen)
+        flips = (
+            torch.rand(rows, generator=gen) < 0.5
+            if self.flip
+            else torch.zeros(rows, dtype=torch.bool)
+        )
+        return offsets, flips
 
     def test_batches(
         self, batch_size: int, *, device: torch.device | str = "cpu"

@@ -31,7 +31,6 @@ from earlyprune.data.bundle import (
     check_batch_size,
     epoch_order,
 )
-from earlyprune.data.sampling import seeded_generator
 
 __all__ = ["DeviceBundle", "on_device", "resident_bytes", "to_device"]
 
@@ -146,14 +145,9 @@ class DeviceBundle(DataBundle):
         for step, start in enumerate(range(0, n, batch_size)):
             if step < start_step:
                 continue
-            rows = min(batch_size, n - start)
-            gen = seeded_generator(seed, epoch, step, "augment")
-            offsets.append(torch.randint(0, 2 * self.shift + 1, (rows, 2), generator=gen))
-            flips.append(
-                torch.rand(rows, generator=gen) < 0.5
-                if self.flip
-                else torch.zeros(rows, dtype=torch.bool)
-            )
+            off, flip = self.base.augment_draws(seed, epoch, step, min(batch_size, n - start))
+            offsets.append(off)
+            flips.append(flip)
         if not offsets:
             return torch.zeros(0, 2, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
         return torch.cat(offsets), torch.cat(flips)
