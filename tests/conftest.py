@@ -194,3 +194,22 @@ def reference_select(scores: dict, n_keep: int, mask: dict) -> dict:
         out[n] = new[start : start + k].reshape(mask[n].shape)
         start += k
     return out
+
+
+#: Every Tensor method that copies a value to the host (the read-back counters below).
+READ_BACKS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+
+
+@pytest.fixture
+def count_reads(monkeypatch):
+    """Counts every call that copies a tensor's value to the host, however the code asks."""
+    counter = {"n": 0}
+    for name in READ_BACKS:
+        original = getattr(torch.Tensor, name)
+
+        def wrapped(self, *args, _original=original, **kwargs):
+            counter["n"] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    return counter

@@ -13,22 +13,6 @@ from earlyprune.train import loop
 from earlyprune.train.loop import Schedule, TrainState, make_optimizer, train
 
 N_TRAIN, BATCH = 640, 4  # 160 steps per epoch
-READ_BACKS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-
-
-@pytest.fixture
-def count_reads(monkeypatch):
-    """Counts every call that copies a tensor's value to the host, however the code asks."""
-    counter = {"n": 0}
-    for name in READ_BACKS:
-        original = getattr(torch.Tensor, name)
-
-        def wrapped(self, *args, _original=original, **kwargs):
-            counter["n"] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapped)
-    return counter
 
 
 def _bundle(poison: int | None = None) -> TensorBundle:

@@ -11,23 +11,6 @@ from torch import nn
 
 from earlyprune.train.watch import LossWatch
 
-READ_BACKS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
-
-
-@pytest.fixture
-def count_reads(monkeypatch):
-    """Counts every call that copies a tensor's value to the host, however the code asks."""
-    counter = {"n": 0}
-    for name in READ_BACKS:
-        original = getattr(torch.Tensor, name)
-
-        def wrapped(self, *args, _original=original, **kwargs):
-            counter["n"] += 1
-            return _original(self, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, name, wrapped)
-    return counter
-
 
 def _epoch(steps, watch, poison=None):
     """A real SGD loop on a tiny net; returns the per-step losses as Python floats (after)."""
