@@ -113,6 +113,8 @@ def test_every_other_field_changes_the_run_id():
         "world_size": 2,
         "engine": "fused",  # fused numbers are not solo numbers bit for bit (issue 23)
         "device_kind": "cuda-sm90-nvidia-h100-80gb-hbm3",  # a GPU computes other numbers
+        "compile": True,  # compiled kernels round differently (issue 22)
+        "accumulate": 2,  # BatchNorm statistics per micro-batch
     }
     # Where a user's file lies is not its identity (its content hash is, in model/dataset);
     # IMP's levels and level_fraction are checked in tests/test_imp.py (they need method imp).
@@ -135,6 +137,7 @@ def test_every_other_field_changes_the_run_id():
         "update_start": (gmp, 3),
         "update_end": (gmp, 40),
         "initial_sparsity": (gmp, 0.1),
+        "autotune": (RunSpec(device_kind="cuda-sm90-nvidia-h100-80gb-hbm3"), True),  # CUDA only
     }
     # rewind_step applies to ltr/imp only: checked in test_hparams.py.
     hashed = (

@@ -8,28 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from earlyprune.core.errors import SpecError
 from earlyprune.core.scalars import plain_number
-from earlyprune.run.device_kinds import hashed_kind, resolve_kind
+from earlyprune.run.device_kinds import resolve_kind
 from earlyprune.run.hparams import normalized
 from earlyprune.run.limits import (  # noqa: F401  (re-exported: spec is where users look)
-    _DEVICE,
     BASELINES,
     DENSE,
     IMP,
     MAX_ROUNDS,
-    PRECISIONS,
     REWINDING,
     SEED_LIMIT,
     SPARSITY_DECIMALS,
 )
 from earlyprune.run.presets import (  # noqa: F401  (re-exported: spec is where users look)
-    CUSTOM_PRESET,
     DEFAULT_PRESET,
     PRESETS,
     Preset,
@@ -42,6 +38,7 @@ from earlyprune.run.spec_checks import canonical_structure, validate
 from earlyprune.run.spec_inputs import (  # noqa: F401  (register_user_inputs: re-exported)
     NUMERIC_FIELDS,
     PresetWarning,
+    canonical_json,
     canonical_sparsity,
     dense_fields,
     register_user_inputs,
@@ -63,9 +60,8 @@ class RunSpec:
     (``lr`` ... ``rewind_step``, see ``earlyprune.run.hparams``) are None = the preset's value.
     ``device`` and ``allow_disconnected`` are not part of the run's identity.
 
-    ``threads`` is the intra-op CPU thread count the run pins for its whole duration, however it
-    is launched (CPU results depend on it); ``world_size`` the number of torchrun processes that
-    train it (BatchNorm statistics are per rank). Both are part of the identity when not 1.
+    ``threads`` (CPU thread count the run pins) and ``world_size`` (torchrun processes; BatchNorm
+    statistics are per rank) change numbers, so they are in the identity when not 1.
     """
 
     dataset: str = setting(
@@ -164,9 +160,7 @@ class RunSpec:
         "kind of device computing the run: cpu or cuda-sm<NN>-<card> (in the id unless cpu)",
         not_a_flag="resolved from --device on the machine that makes the spec",
     )
-    # The content-hashed name of a user's network / data is in ``model``/``dataset`` (part of
-    # the id); these hold where the file lies (see earlyprune.models.user, data.user), and for a
-    # user scorer the absolute ``FILE.py:FUNC`` (``method`` holds ``stem:func@digest``).
+    # Where a user's file lies (its content-hashed name is in model/dataset/method, in the id).
     model_file: str = setting(
         "absolute path of --model FILE.py", "", not_a_flag=_DERIVED, hash=False
     )
@@ -221,6 +215,24 @@ class RunSpec:
         "torchrun processes that train the run",
         1,
         not_a_flag="set from torchrun's WORLD_SIZE",
+    )
+    # Opt-in speed and memory modes (earlyprune.train.modes): each changes numbers, so each is
+    # in the id when set; unset, ids are as before.
+    compile: bool = setting(
+        "torch.compile the network for training and evaluation (in the run id: compiled "
+        "kernels round differently)",
+        False,
+    )
+    autotune: bool = setting(
+        "CUDA only: cuDNN autotuning and nondeterministic kernels, faster; re-runs and "
+        "resumes are then not bit-identical (in the run id)",
+        False,
+    )
+    accumulate: int = setting(
+        "split each training batch into this many micro-batches, gradients summed: the "
+        "memory of batch/k, BatchNorm statistics per micro-batch as on k GPUs (in the run id)",
+        1,
+        group="hparams",
     )
 
     def __post_init__(self) -> None:
@@ -286,15 +298,3 @@ class RunSpec:
         with warnings.catch_warnings():  # its preset was warned about with this spec
             warnings.simplefilter("ignore", PresetWarning)
             return RunSpec(**dense_fields(self))
-
-
-def canonical_json(spec: RunSpec) -> str:
-    """Sorted-key JSON of the hashed fields that differ from their defaults."""
-    items = {}
-    for f in dataclasses.fields(spec):
-        value = getattr(spec, f.name)
-        if f.name == "device_kind":
-            value = hashed_kind(value)
-        if f.metadata.get("hash", True) and value != f.default:
-            items[f.name] = value
-    return json.dumps(items, sort_keys=True, separators=(",", ":"))

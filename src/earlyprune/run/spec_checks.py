@@ -76,6 +76,21 @@ def validate(spec: RunSpec) -> None:
             f"device {spec.device!r} cannot run earlyprune; use 'auto', 'cpu', 'cuda' or 'cuda:N'"
         )
     validate_hparams(spec)
+    _check_modes(spec)
+
+
+def _check_modes(spec: RunSpec) -> None:
+    """``compile``, ``autotune`` and ``accumulate``: their types, and where they apply."""
+    for name in ("compile", "autotune"):
+        if not isinstance(getattr(spec, name), bool):
+            raise SpecError(f"{name} must be true or false, got {getattr(spec, name)!r}")
+    check_int("accumulate", spec.accumulate, 1)
+    if spec.autotune and not str(spec.device_kind).startswith("cuda"):
+        raise SpecError(
+            f"autotune picks cuDNN kernels on CUDA GPUs; this run's device kind is "
+            f"{spec.device_kind} (to plan GPU runs on a machine without one, give their "
+            "device_kind)"
+        )
 
 
 def _check_numbers(spec: RunSpec) -> None:

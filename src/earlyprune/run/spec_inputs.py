@@ -6,9 +6,12 @@ by pickling); ``earlyprune.run.spec`` re-exports ``register_user_inputs``.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import TYPE_CHECKING, Any
 
 from earlyprune.core.errors import SpecError
+from earlyprune.run.device_kinds import hashed_kind
 from earlyprune.run.hparams import DENSE_HPARAMS
 from earlyprune.run.limits import IMP, SPARSITY_DECIMALS
 from earlyprune.run.presets import imp_sparsity
@@ -132,5 +135,20 @@ def dense_fields(spec: RunSpec) -> dict[str, Any]:
         bias_init=spec.bias_init,
         threads=spec.threads,
         world_size=spec.world_size,
+        compile=spec.compile,
+        autotune=spec.autotune,
+        accumulate=spec.accumulate,
         **{h: getattr(spec, h) for h in DENSE_HPARAMS},
     )
+
+
+def canonical_json(spec: RunSpec) -> str:
+    """Sorted-key JSON of the hashed fields that differ from their defaults."""
+    items = {}
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        if f.name == "device_kind":
+            value = hashed_kind(value)
+        if f.metadata.get("hash", True) and value != f.default:
+            items[f.name] = value
+    return json.dumps(items, sort_keys=True, separators=(",", ":"))

@@ -7,7 +7,9 @@ the host wait for the GPU at every batch.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,3 +51,30 @@ def evaluate(
     model.train(was_training)
     loss_sum, correct = sums.tolist()
     return int(correct) / max(total, 1), loss_sum / max(total, 1)
+
+
+def epoch_point(
+    model: nn.Module,
+    bundle: Any,
+    sched: Any,
+    step: int,
+    train_loss: float,
+    precision: str,
+    channels_last: bool,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The learning-curve point at ``step``: epoch, LR, training loss, test accuracy and loss."""
+    acc, test_loss = evaluate(
+        model,
+        bundle.test_batches(max(sched.batch_size, 256), device=device),
+        precision=precision,
+        channels_last=channels_last,
+    )
+    return {
+        "epoch": math.ceil(step / sched.steps_per_epoch),
+        "step": step,
+        "lr": sched.lr_at(step - 1),
+        "train_loss": train_loss,
+        "test_loss": test_loss,
+        "test_accuracy": acc,
+    }

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from earlyprune.core.device_identity import deterministic
 from earlyprune.data.device import on_device
 from earlyprune.masks.keep import keep_pruned
-from earlyprune.train.evaluate import autocast, evaluate
+from earlyprune.train.evaluate import autocast, epoch_point, evaluate
 from earlyprune.train.optim import Schedule, make_optimizer
 from earlyprune.train.rewind import SafePoint
 from earlyprune.train.watch import LossWatch
@@ -149,7 +149,19 @@ def _epochs(
             state.diverged = True
             return
         if state.step % sched.steps_per_epoch == 0 or state.step == sched.total_steps:
-            _evaluate_epoch(run, state, bundle, train_loss)
+            state.curve.append(
+                epoch_point(
+                    run.model,
+                    bundle,
+                    run.sched,
+                    state.step,
+                    train_loss,
+                    run.precision,
+                    run.channels_last,
+                    run.device,
+                )
+            )
+            run.bar.set_postfix(acc=f"{state.curve[-1]['test_accuracy']:.3f}")
             for cb in on_epoch:
                 cb(state.step, run.model, run.optimizer, state)
 
@@ -265,24 +277,3 @@ def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | str | N
     for cb in run.on_step:
         cb(state.step, run.model, run.optimizer, state)
     return loss_value
-
-
-def _evaluate_epoch(run: _Run, state: TrainState, bundle: Any, train_loss: float) -> None:
-    """Appends the test accuracy and loss at ``state.step`` to ``state.curve``."""
-    acc, test_loss = evaluate(
-        run.model,
-        bundle.test_batches(max(run.sched.batch_size, 256), device=run.device),
-        precision=run.precision,
-        channels_last=run.channels_last,
-    )
-    state.curve.append(
-        {
-            "epoch": math.ceil(state.step / run.sched.steps_per_epoch),
-            "step": state.step,
-            "lr": run.sched.lr_at(state.step - 1),
-            "train_loss": train_loss,
-            "test_loss": test_loss,
-            "test_accuracy": acc,
-        }
-    )
-    run.bar.set_postfix(acc=f"{acc:.3f}")
