@@ -17,7 +17,7 @@ import torch
 from earlyprune.core.errors import DatasetError, SpecError
 from earlyprune.methods.api import prune
 from earlyprune.methods.scoring import METHODS, Method
-from earlyprune.run import stages
+from earlyprune.run import device_kinds, stages
 from earlyprune.run.pipeline import run
 from earlyprune.run.spec import PRESETS, Preset, RunSpec
 from earlyprune.run.store import RunStore
@@ -394,9 +394,9 @@ def test_missing_data_files_raise_before_writing(store, tmp_path):
 def test_a_gpu_index_that_is_not_there_is_a_user_mistake(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert stages.resolve_device("cuda:0") == torch.device("cuda:0")
+    assert device_kinds.resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(SpecError, match="only 1 CUDA device"):
-        stages.resolve_device("cuda:1")
+        device_kinds.resolve_device("cuda:1")
 
 
 def test_a_result_from_another_preset_definition_is_refused(tmp_path):

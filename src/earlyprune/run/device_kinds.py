@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from earlyprune.core.errors import SpecError
 
 if TYPE_CHECKING:
+    import torch
+
     from earlyprune.run.spec import RunSpec
 
 
@@ -59,3 +61,24 @@ def checked_kind(checkpoint: dict[str, Any] | None, spec: RunSpec, what: str) ->
             "between kinds of device; resume it on a machine of its kind or use another --store"
         )
     return checkpoint
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``name`` names here, or a ``SpecError`` where there is none."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SpecError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SpecError(f"device {name!r} requested but CUDA is not available here")
+    # A missing GPU index would otherwise fail inside the run and be stored as "failed".
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise SpecError(
+            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
+            "are visible"
+        )
+    return device

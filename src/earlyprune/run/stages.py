@@ -22,7 +22,7 @@ from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
 from earlyprune.methods import sparse_training
 from earlyprune.models.user import check_user_model, is_user_model
-from earlyprune.run.device_kinds import checked_kind
+from earlyprune.run.device_kinds import checked_kind, resolve_device
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
@@ -30,6 +30,7 @@ from earlyprune.run.spec import DENSE, PRESETS, REWINDING, Preset, RunSpec, regi
 from earlyprune.run.store import RunStore
 from earlyprune.train.distributed import Distributed
 from earlyprune.train.loop import Schedule, StepCallback, TrainState, make_optimizer, train
+from earlyprune.train.modes import Modes
 
 
 @dataclass
@@ -57,24 +58,6 @@ def _load_bundle(name: str, root: str | None, n_train: int | None, n_test: int |
         n_test = min(n_test, len(bundle.test)) if n_test else None
         bundle = bundle.subset(n_train, n_test, seed=0)
     return bundle
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise SpecError(f"unknown device {name!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError(f"device {name!r} requested but CUDA is not available here")
-    # A missing GPU index would otherwise fail inside the run and be stored as "failed".
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise SpecError(
-            f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) "
-            "are visible"
-        )
-    return device
 
 
 def prepare(
@@ -179,8 +162,7 @@ def train_run(
     resume point and no metrics. A sparse-training method moves ``mask`` in place (its current
     state is in every checkpoint), so ``mask`` is the final mask when this returns.
 
-    Resumes from ``resume`` (default: the run's ``latest.pt``). ``save_steps`` are also kept as
-    ``step_<t>.pt`` (model + optimizer), for pruning at step t and rewinding.
+    Resumes from ``resume`` (default: ``latest.pt``). ``save_steps`` are kept as ``step_<t>.pt``.
     """
     optimizer = make_optimizer(model, setup.sched)
     state = TrainState()
@@ -231,6 +213,7 @@ def train_run(
         stop_step=stop_step,
         precision=spec.precision,
         channels_last=spec.channels_last,
+        modes=Modes.of(spec),
         on_step=on_step,
         on_epoch=[] if replay else [at_epoch, *callbacks],
         on_grad=[updater] if updater else [],

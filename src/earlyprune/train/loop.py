@@ -24,6 +24,7 @@ from earlyprune.core.device_identity import deterministic
 from earlyprune.data.device import on_device
 from earlyprune.masks.keep import keep_pruned
 from earlyprune.train.evaluate import autocast, epoch_point, evaluate
+from earlyprune.train.modes import Modes
 from earlyprune.train.optim import Schedule, make_optimizer
 from earlyprune.train.rewind import SafePoint
 from earlyprune.train.watch import LossWatch
@@ -73,6 +74,7 @@ def train(
     desc: str = "train",
     job: Distributed | None = None,
     sync_at: Callable[[int], bool] | None = None,
+    modes: Modes | None = None,
 ) -> TrainState:
     """Trains ``model`` in place from ``state.step`` up to ``stop_step`` (default: the end).
 
@@ -93,15 +95,14 @@ def train(
         channels_last: Use the channels-last memory format for 4-D tensors.
         on_step: Callbacks after every optimizer step (``step`` = steps done).
         on_epoch: Callbacks after each epoch's evaluation.
-        on_grad: Hooks after every backward pass, before the gradients are masked (``step`` =
-            steps done before this one); they may change the mask (see ``GradHook``) and ask
-            to skip this iteration's optimizer step.
-        progress: Show a tqdm bar (default: only on a terminal).
-        desc: Progress bar label.
+        on_grad: Hooks after every backward, before gradients are masked (``GradHook``: they
+            may edit the mask, skip the optimizer step; ``step`` = steps done before this one).
+        progress: Show a tqdm bar (default: only on a terminal); ``desc`` labels it.
         job: Under torchrun: each rank trains on its share of every batch with
             DistributedDataParallel; the result equals single-process training.
         sync_at: Steps (steps done) at which ``on_step`` callbacks observe the state: the loss
             is read before they run there. Default: every step when ``on_step`` is given.
+        modes: Opt-in compile / autotune / accumulation (``train.modes``; default: none).
 
     Returns:
         The updated state; ``state.diverged`` is True if the loss became NaN or infinite.
