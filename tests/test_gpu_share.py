@@ -16,9 +16,13 @@ from earlyprune.sweeps.executors import local
 from earlyprune.sweeps.executors.ray import on_assigned_gpu, task_options
 from earlyprune.sweeps.grid import run_specs
 
+H100 = "cuda-sm90-nvidia-h100-80gb-hbm3"
 
-def specs(device: str, n: int) -> list[RunSpec]:
-    return [RunSpec(epochs=0.25, seed=i, device=device) for i in range(n)]
+
+def specs(device: str, n: int, kind: str | None = H100) -> list[RunSpec]:
+    """GPU runs planned for an H100 (``kind``; None: resolved here, on this CPU machine)."""
+    kind = None if device == "cpu" else kind
+    return [RunSpec(epochs=0.25, seed=i, device=device, device_kind=kind) for i in range(n)]
 
 
 def fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int, visible: str | None = None) -> None:
@@ -41,6 +45,9 @@ def test_workers_per_gpu_sizes_the_pool_and_spreads_it(monkeypatch: pytest.Monke
     fake_gpus(monkeypatch, 2, visible="3,5")  # the visible GPUs, by their own names
     assert local.pool_plan(runs, None, 2) == (4, ["3", "5", "3", "5"])
     assert local.pool_plan(cuda, None, 2) == (4, ["3", "5", "3", "5"])
+    # Runs planned on a machine without a GPU are CPU runs (their ids say so): no GPU pinning.
+    monkeypatch.setattr(local, "cores", lambda: 3)
+    assert local.pool_plan(specs("auto", 10, kind="cpu"), None, 2) == (3, [])
 
 
 def test_cpu_runs_ignore_the_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,11 +98,15 @@ def test_workers_per_gpu_cli_is_one_line_exit_2(
 
 
 def test_ray_asks_for_a_share_of_a_gpu() -> None:
-    auto, cpu = RunSpec(epochs=0.25), RunSpec(epochs=0.25, device="cpu")
-    pinned = RunSpec(epochs=0.25, device="cuda:1")
+    auto, cpu = RunSpec(epochs=0.25, device_kind=H100), RunSpec(epochs=0.25, device="cpu")
+    pinned = RunSpec(epochs=0.25, device="cuda:1", device_kind=H100)
+    planned_on_cpu = RunSpec(epochs=0.25)  # auto, made here: a CPU run, holds no GPU
+    assert task_options(planned_on_cpu, 8, 2, None, 4)["num_gpus"] == 0
     assert task_options(auto, 8, 2, None, 4) == {"num_cpus": 1, "num_gpus": 0.25}
     assert task_options(auto, 8, 2, 2, 1) == {"num_cpus": 4, "num_gpus": 1.0}
-    assert task_options(auto, 8, 0, None, 4)["num_gpus"] == 0  # a cluster without GPUs
+    assert task_options(planned_on_cpu, 8, 0, None, 4)["num_gpus"] == 0  # a cluster without GPUs
+    with pytest.raises(SpecError, match="has no GPU"):  # an H100's id cannot be computed there
+        task_options(auto, 8, 0, None, 4)
     assert task_options(cpu, 8, 2, None, 4)["num_gpus"] == 0  # a CPU run holds no GPU
     # cuda:N used to be forced to no GPU, so Ray hid every GPU from it and the run failed.
     assert task_options(pinned, 8, 2, None, 1)["num_gpus"] == 1.0
@@ -105,7 +116,7 @@ def test_ray_asks_for_a_share_of_a_gpu() -> None:
 
 
 def test_ray_task_runs_cuda_n_on_the_gpu_it_was_given() -> None:
-    pinned = RunSpec(epochs=0.25, device="cuda:3")
+    pinned = RunSpec(epochs=0.25, device="cuda:3", device_kind=H100)
     mapped = on_assigned_gpu(pinned, "7")  # Ray gave GPU 7: the task sees it as cuda:0
     assert mapped.device == "cuda:0" and mapped.run_id == pinned.run_id
     assert pinned.device == "cuda:3"  # the caller's spec is left as it was

@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="inputs per forward pass")
     p.add_argument("--repeats", type=int, default=10, help="timed passes per side (median)")
 
-    p = sub.add_parser("list", help="models, datasets, methods, ablations and presets")
+    p = sub.add_parser("list", help="models, datasets, methods, ablations, presets and devices")
     p.add_argument(
         "what",
         nargs="?",

@@ -12,7 +12,16 @@ PER_GPU_HELP = (
 )
 FUSE_HELP = "train K compatible pruned runs at a time as one fused pack (their own run ids)"
 #: What `earlyprune list WHAT` can show.
-LISTS = ("models", "datasets", "methods", "allocations", "placements", "ablations", "presets")
+LISTS = (
+    "models",
+    "datasets",
+    "methods",
+    "allocations",
+    "placements",
+    "ablations",
+    "presets",
+    "devices",
+)
 
 
 def log_flags(p: argparse.ArgumentParser) -> None:
@@ -101,7 +110,23 @@ def cmd_list(args: argparse.Namespace) -> int:
                 )
         if args.what:
             _preset_legend()
+    if "devices" in show:
+        _devices()
     return 0
+
+
+def _devices() -> None:
+    """This machine's devices and the ``device_kind`` a run computed on each is stored under."""
+    import torch
+
+    from earlyprune.core.device_identity import device_kind
+
+    print(
+        "devices (device: the device_kind in a run's identity; give it to plan GPU runs elsewhere):"
+    )
+    print(f"  {'cpu':<8} cpu")
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        print(f"  cuda:{i:<3} {device_kind(f'cuda:{i}')}")
 
 
 def _preset_legend() -> None:

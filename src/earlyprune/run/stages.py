@@ -22,7 +22,7 @@ from earlyprune.masks.connectivity import DisconnectedMask
 from earlyprune.masks.mask import Mask
 from earlyprune.methods import sparse_training
 from earlyprune.models.user import check_user_model, is_user_model
-from earlyprune.run.device_kinds import checked_kind, resolve_device
+from earlyprune.run.device_kinds import checked_kind, run_device
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
@@ -97,7 +97,7 @@ def prepare(
     if not is_dense(spec) and not spec.allow_disconnected:  # before anything runs or is written
         _preflight_mask(spec, bundle)
     sparse_training.check_schedule(spec, total)
-    device = resolve_device(job.device() if job else spec.device)
+    device = run_device(spec, job.device() if job else spec.device)
     return Setup(spec, preset, bundle, device, sched, step, data_root, job, log)
 
 

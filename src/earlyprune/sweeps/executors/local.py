@@ -226,10 +226,11 @@ def pool_plan(
 ) -> tuple[int, list[str]]:
     """The pool size and, per worker slot, the GPU it sees (``[]``: no GPU pinning).
 
-    With G visible GPUs and runs on auto/cuda, slot ``i`` gets the ``i % G``-th GPU, so
+    With G visible GPUs and runs on auto/cuda of a GPU kind, slot ``i`` gets the ``i % G``-th GPU, so
     ``G * workers_per_gpu`` workers share the GPUs evenly.
     """
-    gpus = _visible_gpus() if all(s.device in ("auto", "cuda") for s in specs) else []
+    on_gpus = all(s.device in ("auto", "cuda") and s.device_kind != "cpu" for s in specs)
+    gpus = _visible_gpus() if on_gpus else []  # runs planned as CPU runs stay on the CPU
     # Every run pins its own thread count (``spec.threads``, in ``pipeline.run``), so the numbers
     # never depend on the pool: by default as many workers as the cores hold runs.
     wanted = workers or len(gpus) * workers_per_gpu

@@ -87,14 +87,16 @@ def task_options(
     """Ray resources for ``spec``'s task on a cluster with ``cpus`` CPUs and ``gpus`` GPUs.
 
     Raises:
-        SpecError: A run pinned to CUDA on a cluster without GPUs (it would wait forever).
+        SpecError: A GPU run on a cluster without GPUs (it would wait forever).
     """
     # A task reserves the cores its run pins (``spec.threads``), or a share if fewer workers
     # were asked for; the run's numbers depend only on ``spec.threads``.
     share = max(1, cpus // workers) if workers else 1
-    on_cuda = spec.device != "cpu" and gpus > 0
-    if spec.device.startswith("cuda") and not gpus:
-        raise SpecError(f"device {spec.device!r}, but the Ray cluster has no GPU")
+    on_cuda = spec.device_kind != "cpu" and gpus > 0  # planned as a CPU run: it holds no GPU
+    if spec.device_kind != "cpu" and not gpus:
+        raise SpecError(
+            f"device {spec.device!r} of kind {spec.device_kind}, but the Ray cluster has no GPU"
+        )
     return {
         "num_cpus": max(share, spec.threads),
         "num_gpus": 1 / workers_per_gpu if on_cuda else 0,

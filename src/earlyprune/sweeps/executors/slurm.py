@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from earlyprune.core.errors import SpecError
+from earlyprune.run.device_kinds import PLAN_ELSEWHERE
 from earlyprune.run.logs import SweepProgress
 from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
@@ -44,8 +45,8 @@ class SlurmOptions:
         time_min: Time limit of each job in minutes (default 240); a job that reaches it is
             requeued and its runs resume from their checkpoints.
         cpus_per_task: Cores per job (default: the most threads a run pins, ``spec.threads``).
-        gpus_per_task: GPUs per job (default: 1 where the runs ask for ``device="cuda"``,
-            else 0; ``auto`` runs use a GPU only where one is given).
+        gpus_per_task: GPUs per job (default: 1 where the runs are of a GPU's device kind,
+            else 0; GPUs for runs planned as CPU runs are refused).
         mem_gb: Memory per job in GB (default: 4 per core, plus 16 per GPU).
         array_parallelism: Jobs of the array running at once (default: all).
         account: Slurm account to charge (``--account``).
@@ -96,8 +97,14 @@ def sbatch_option(line: str) -> tuple[str, str]:
 def job_parameters(options: SlurmOptions, specs: list[RunSpec], jobs: int) -> dict[str, object]:
     """submitit's parameters for the array, defaults filled in from the runs."""
     cpus = options.cpus_per_task or max(s.threads for s in specs)
-    wants_gpu = any(s.device == "cuda" or s.device.startswith("cuda:") for s in specs)
+    wants_gpu = any(s.device_kind != "cpu" for s in specs)
     gpus = options.gpus_per_task if options.gpus_per_task is not None else int(wants_gpu)
+    if gpus and not wants_gpu and any(s.device == "auto" for s in specs):
+        raise SpecError(
+            f"--gpus-per-task {gpus} gives the jobs GPUs, but these runs were planned as CPU runs "
+            "(their ids hold device kind cpu: this machine has no GPU), so they would compute on "
+            f"the CPUs; to run them on the GPUs, {PLAN_ELSEWHERE}"
+        )
     mem = options.mem_gb if options.mem_gb is not None else 4 * cpus + 16 * gpus
     params: dict[str, object] = {
         "job_name": "earlyprune",
