@@ -179,3 +179,19 @@ def test_a_sweep_file_plans_gpu_runs_on_a_cpu_machine(tmp_path, monkeypatch, cap
         RunSpec(dataset="fashion-mnist-mini", method="snip", sparsity=0.5, device="cuda").run_id
         in planned
     )
+
+
+def test_a_sweep_worker_of_another_kind_leaves_the_run_pending(tmp_path, capsys):
+    from earlyprune.sweeps.executors.base import INTERRUPTED, check_specs, run_one
+
+    spec = RunSpec(method="snip", sparsity=0.9, epochs=0.25, device_kind=H100)
+    store = RunStore(tmp_path / "s")
+    # Planned here for GPU nodes (Slurm, Ray): the planning check lets it through ...
+    check_specs([spec], None, need_data=False)
+    # ... a local sweep would compute it here, on the CPU: refused in one line, naming the run.
+    with pytest.raises(SpecError, match=f"run {spec.run_id} .*id is for {H100} numbers"):
+        check_specs([spec], None, need_data=True)
+    # A worker without its kind of device refuses it: nothing stored, not "failed", pending.
+    assert run_one(spec, str(store.root), None, False, False) == INTERRUPTED
+    assert store.read_result(spec.run_id) is None
+    assert "refused" in capsys.readouterr().err

@@ -99,3 +99,21 @@ def test_both_kinds_count(exc):
     from earlyprune.run.memory import is_out_of_memory
 
     assert is_out_of_memory(exc) and not is_out_of_memory(RuntimeError("x"))
+
+
+LOADER = """
+def arrays():
+    raise MemoryError()  # the host cannot hold the dataset
+"""
+
+
+def test_out_of_memory_while_loading_data_is_counted_not_stored_at_once(tmp_path):
+    # Loading happens before the run holds its claim; it used to be stored failed at once.
+    (tmp_path / "big.py").write_text(LOADER, encoding="utf-8")
+    spec = RunSpec(dataset=f"{tmp_path}/big.py:arrays", preset="custom", device="cpu")
+    store = RunStore(tmp_path / "store")
+    seen = _sweep_until_stored(spec, store)
+    assert seen[:2] == [None, None] and len(seen) == 3  # two resumable, the third stored
+    assert seen[-1]["status"] == "failed"
+    assert "out of memory in loading data on 3 attempts" in seen[-1]["error"]
+    assert "free host memory for the dataset" in seen[-1]["error"]

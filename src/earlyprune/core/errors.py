@@ -15,6 +15,14 @@ class SpecError(ValueError):
     """A run specification, preset or sweep file is invalid."""
 
 
+class WrongDevice(SpecError):
+    """This machine would compute a run on another kind of device than its id promises.
+
+    A mistake of where the run was sent, not of the run: a sweep worker refuses it and leaves
+    it pending (nothing stored) for a worker of its kind.
+    """
+
+
 class StoreError(ValueError):
     """The run store cannot be used (path is a file, not writable, disk full...)."""
 

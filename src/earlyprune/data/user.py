@@ -127,6 +127,8 @@ def from_loader(loader: Any, target: str, name: str) -> DataBundle:
 
     try:
         out = loader()
+    except (MemoryError, torch.OutOfMemoryError):
+        raise  # the machine's memory, not a broken loader: the run is left to resume
     except Exception as exc:
         raise DatasetError(f"{target}() raised {one_line(exc)}") from None
     if isinstance(out, DataBundle):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from earlyprune.core.errors import SpecError
+from earlyprune.core.errors import SpecError, WrongDevice
 
 if TYPE_CHECKING:
     import torch
@@ -84,8 +84,8 @@ def hashed_kind(kind: str | None) -> str | None:
 
 
 def run_device(spec: RunSpec, name: str) -> torch.device:
-    """The device ``spec`` computes on here (``name``: its ``device``, or torchrun's rank's),
-    or a ``SpecError`` where this machine would compute another kind's numbers."""
+    """The device ``spec`` computes on here (``name``: its ``device``, or torchrun's rank's);
+    ``WrongDevice`` where this machine would compute another kind's numbers."""
     import torch
 
     from earlyprune.core.device_identity import device_kind
@@ -95,7 +95,7 @@ def run_device(spec: RunSpec, name: str) -> torch.device:
     device = resolve_device(name)
     here = device_kind(device)
     if here != spec.device_kind:
-        raise SpecError(
+        raise WrongDevice(
             f"this run's id is for {spec.device_kind} numbers, but here it would compute on "
             f"{here} ({device}); numbers differ between kinds of device: run it on a machine "
             "of its kind, or make its spec where it runs"

@@ -24,6 +24,7 @@ REMEDY = {
     "scoring": "score in chunks with --scoring-micro-batch k",
     "training": "use a smaller --batch-size, or fewer runs per GPU (--workers-per-gpu)",
     "evaluation": "use a smaller --batch-size, or fewer runs per GPU (--workers-per-gpu)",
+    "loading data": "free host memory for the dataset, or run fewer runs at once (--workers)",
     "the run": "free memory for it, or run fewer runs at once (--workers, --workers-per-gpu)",
 }
 # Deepest earlyprune frame first: its package says which stage ran out of memory.
@@ -32,6 +33,7 @@ _STAGES = (
     ("/earlyprune/train/", "training"),
     ("/earlyprune/methods/", "scoring"),
     ("/earlyprune/masks/", "scoring"),
+    ("/earlyprune/data/", "loading data"),
 )
 
 
@@ -45,7 +47,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def stage_of(exc: BaseException) -> str:
-    """``scoring``, ``training`` or ``evaluation``: where ``exc`` was raised (else ``the run``)."""
+    """``scoring``, ``training``, ``evaluation`` or ``loading data``: where ``exc`` was raised
+    (else ``the run``)."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         path = frame.filename.replace("\\", "/")
         for part, stage in _STAGES:

@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import UTC, datetime
 
-from earlyprune.core.errors import DatasetError, SpecError, StoreError
+from earlyprune.core.errors import DatasetError, SpecError, StoreError, WrongDevice
 from earlyprune.core.processes import pid_alive
 from earlyprune.core.user_functions import UserFileChanged
 from earlyprune.run.environment import RunInterrupted
 from earlyprune.run.hparams import HPARAMS
 from earlyprune.run.hparams import describe as describe_hparams
+from earlyprune.run.memory import counted, is_out_of_memory
 from earlyprune.run.numerics import NUMERICS_VERSION
 from earlyprune.run.recipes import recipe_for
 from earlyprune.run.spec import DENSE, REWINDING, RunSpec
@@ -69,11 +70,21 @@ def run_one(
     except RunInterrupted as exc:  # out of memory...: left resumable, the sweep goes on
         print(f"earlyprune: {exc}; left to resume", file=sys.stderr)
         return INTERRUPTED
-    except UserFileChanged as exc:  # not this code's run: refused, nothing stored
+    except (UserFileChanged, WrongDevice) as exc:  # not this code's or machine's run: pending
         print(f"earlyprune: run {rid} refused: {exc}", file=sys.stderr)
         return INTERRUPTED
     except Exception as exc:
-        return record_failure(spec, store, exc, data_root)
+        failed: BaseException = exc
+        if is_out_of_memory(exc):  # before the run's claim (loading data): counted as in it
+            repeated = counted(store, rid, exc)
+            if repeated is None:
+                print(
+                    f"earlyprune: run {rid} interrupted: {describe(exc)}; left to resume",
+                    file=sys.stderr,
+                )
+                return INTERRUPTED
+            failed = repeated
+        return record_failure(spec, store, failed, data_root)
 
 
 def register_methods(targets: Sequence[str]) -> None:
@@ -267,7 +278,13 @@ def check_specs(specs: list[RunSpec], data_root: str | None, *, need_data: bool)
             if need_data:
                 raise
         except SpecError as exc:
-            raise SpecError(f"run {spec.run_id} ({describe_spec(spec)}): {exc}") from None
+            # A GPU kind's runs planned here for a cluster's nodes are computed there.
+            if need_data or not isinstance(exc, WrongDevice):
+                raise SpecError(f"run {spec.run_id} ({describe_spec(spec)}): {exc}") from None
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            # The machine's memory, not a mistake: each run meets it and counts it (run.memory).
 
 
 def describe_spec(spec: RunSpec) -> str:
