@@ -67,9 +67,11 @@ def test_a_method_without_micro_batched_form_is_refused_at_once():
         ep.score(model, "snip", batch, micro_batch=0)
 
 
-def test_the_setting_is_out_of_the_run_id_and_checked():
+def test_the_setting_is_in_the_run_id_and_checked():
+    # With BatchNorm, chunks are normalized by their own statistics: other scores, another id.
     base = RunSpec(method="snip", sparsity=0.5)
-    assert base.replace(scoring_micro_batch=16).run_id == base.run_id
+    assert base.replace(scoring_micro_batch=16).run_id != base.run_id
+    assert base.replace(scoring_micro_batch=None).run_id == base.run_id  # unset: ids as before
     with pytest.raises(SpecError, match="scoring_micro_batch"):
         base.replace(scoring_micro_batch=0)
 

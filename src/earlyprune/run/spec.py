@@ -113,11 +113,10 @@ class RunSpec:
         10,
         not_a_flag="the paper's batch; set in a sweep",
     )
-    # Out of the id: chunking changes no scores without batch statistics (and with BatchNorm
-    # only by per-chunk normalization, stated in methods.micro_batch); it is how memory is used.
+    # In the id when set: with BatchNorm each chunk is normalized by its own statistics (see
+    # methods.micro_batch), and without it the summation order moves the last bits.
     scoring_micro_batch: int | None = setting(
-        "score the scoring batch in chunks of this many examples (SNIP, GraSP, FORCE, ProsPr)",
-        hash=False,
+        "score the scoring batch in chunks of this many examples (SNIP, GraSP, FORCE, ProsPr)"
     )
     precision: str = setting("fp32|tf32|bf16 (tf32: TF32 products on CUDA GPUs)", "fp32")
     channels_last: bool = setting(
