@@ -123,3 +123,44 @@ def test_ray_task_runs_cuda_n_on_the_gpu_it_was_given() -> None:
     assert on_assigned_gpu(pinned, None) is pinned
     auto = RunSpec(epochs=0.25)
     assert on_assigned_gpu(auto, "7") is auto
+
+
+# ---- the default runs per GPU, from the size of a training step ----------------------------
+def test_the_default_share_follows_the_size_of_a_step() -> None:
+    from earlyprune.masks.flops import count_flops
+    from earlyprune.models import MODELS
+    from earlyprune.sweeps.executors.gpu_share import per_gpu_for, step_macs
+
+    # The paper's networks at their presets' batches: CIFAR ResNet-20 shares, ResNet-50 does not.
+    assert per_gpu_for(step_macs("resnet20", 10, (3, 32, 32), 128)) == 4
+    assert per_gpu_for(step_macs("vgg16", 10, (3, 32, 32), 128)) == 2
+    assert per_gpu_for(step_macs("resnet50", 1000, (3, 224, 224), 1024)) == 1
+    # A step is batch × one example's multiply-adds (ResNet-20: about 41 M an image).
+    one = count_flops(MODELS.get("resnet20").build(10, (3, 32, 32)), (3, 32, 32))["dense"]
+    assert 40e6 < one < 42e6 and step_macs("resnet20", 10, (3, 32, 32), 128) == 128 * one
+    assert [per_gpu_for(m) for m in (1e9, 1.99e10, 2e10, 1.99e11, 2e11)] == [4, 4, 2, 2, 1]
+
+
+def test_a_sweep_without_workers_per_gpu_takes_the_default_on_gpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from earlyprune.sweeps.executors import gpu_share
+
+    small = specs("auto", 3)  # smallcnn on the embedded data, planned for H100s
+    assert gpu_share.default_per_gpu(small, None) == 4
+    monkeypatch.setattr(gpu_share, "per_gpu_for", lambda macs: 1 if macs > 1e9 else 4)
+    big = [s.replace(batch_size=100_000) for s in small[:1]]  # one big step decides for all
+    assert gpu_share.default_per_gpu([*small, *big], None) == 1
+    seen = []
+
+    def plan(runs: list[RunSpec], workers: int | None, per_gpu: int) -> tuple[int, list[str]]:
+        seen.append((workers, per_gpu))
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # stop before any run starts
+        return 2, ["0", "1"]  # GPUs are used
+
+    monkeypatch.setattr(local, "pool_plan", plan)
+    monkeypatch.setattr(local, "default_per_gpu", lambda runs, root: 3)
+    with pytest.raises(KeyboardInterrupt):
+        run_specs(specs("cpu", 2), RunStore(tmp_path / "s"), progress=False)
+    assert seen == [(None, 1), (None, 3)]  # asked whether GPUs are used, then sized by default

@@ -221,7 +221,7 @@ def run_demo(
         recompute_stale: Redo runs stored by an older earlyprune (see ``earlyprune.run.numerics``).
         backend: Where the runs run: "local", "ray", "slurm" or an executor (``run_specs``).
         fuse: Train the pruned runs K at a time as fused packs (their own run ids).
-        workers_per_gpu: Runs sharing each GPU at once (default 1; ``run_specs``).
+        workers_per_gpu: Runs sharing each GPU at once (default: from the step size; ``run_specs``).
     """
     from earlyprune.analysis import write_report
     from earlyprune.analysis.verdicts import verdict_matrix

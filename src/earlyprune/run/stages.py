@@ -49,7 +49,7 @@ class Setup:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_bundle(name: str, root: str | None, n_train: int | None, n_test: int | None) -> Any:
+def load_bundle(name: str, root: str | None, n_train: int | None, n_test: int | None) -> Any:
     from earlyprune.data import load_dataset
 
     bundle = load_dataset(name, root=root)
@@ -69,7 +69,7 @@ def prepare(
     """Loads data and checks everything that depends on it (e.g. prune step within training)."""
     register_user_inputs(spec)  # a worker process imports the user's network and data here
     preset = PRESETS.get(spec.preset)
-    bundle = _load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
+    bundle = load_bundle(spec.dataset, data_root, preset.train_subset, preset.test_subset)
     sched = make_schedule(spec, preset, bundle)  # the preset's values where spec leaves them
     total, epochs = sched.total_steps, spec.epochs if spec.epochs is not None else preset.epochs
     if spec.prune_step is not None:

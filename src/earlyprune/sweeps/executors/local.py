@@ -2,7 +2,7 @@
 
 Each run pins its own thread count (``spec.threads``); by default there are as many workers as
 the cores hold such runs or, where CUDA is available and the runs' device is auto/cuda,
-``workers_per_gpu`` per visible GPU (default 1). Worker ``i`` of G visible GPUs gets
+``workers_per_gpu`` per visible GPU (default: from the size of a training step, ``gpu_share``). Worker ``i`` of G visible GPUs gets
 ``CUDA_VISIBLE_DEVICES`` = the ``i % G``-th of them, set before it touches CUDA, so it sees that
 GPU as ``cuda:0``; its runs keep their spec (``device`` is not part of the run id).
 
@@ -49,6 +49,7 @@ from earlyprune.sweeps.executors.base import (
     register_methods,
     run_one,
 )
+from earlyprune.sweeps.executors.gpu_share import default_per_gpu
 
 #: Process start method of the pool (see the module docstring for why).
 START_METHOD = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
@@ -69,13 +70,17 @@ def run_local(
     retry_failed: bool,
     progress: SweepProgress,
     methods: Sequence[str] = (),
-    workers_per_gpu: int = 1,
+    workers_per_gpu: int | None = None,
 ) -> None:
     """Runs ``specs`` (all pending) on this machine; ``workers=1`` runs them in this process.
 
     ``workers_per_gpu``: pool workers per visible GPU when the runs use CUDA (ignored without
-    GPUs, where the cores decide); ``workers`` overrides the pool size.
+    GPUs, where the cores decide; default: ``gpu_share.default_per_gpu``, from the size of the
+    networks' steps); ``workers`` overrides the pool size.
     """
+    if workers_per_gpu is None:  # not given: from the size of the networks' steps, on GPUs
+        on_gpus = workers is None and pool_plan(specs, None, 1)[1]
+        workers_per_gpu = default_per_gpu(specs, data_root) if on_gpus else 1
     n, gpus = pool_plan(specs, workers, workers_per_gpu)
     threads = 1  # between runs; a run sets its own
     root, data = as_args(store, data_root)
