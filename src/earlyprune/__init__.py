@@ -13,12 +13,16 @@ CLI start without loading torch.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from earlyprune import _compat
 from earlyprune.core.errors import DatasetError, SpecError, StoreError
 
 _compat.install()  # the old module paths still import, with a FutureWarning
+# cuBLAS reads its workspace setting when a process first uses it: deterministic CUDA runs
+# (core.device_identity) need it fixed before any CUDA work, so it is set on import.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 __version__ = "0.1.0"
 

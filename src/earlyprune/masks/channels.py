@@ -145,11 +145,24 @@ def _walk(model: nn.Module, weights: dict[str, str]) -> tuple[_Union, dict, dict
             node.op == "call_method" and node.target in _PASS_METHODS
         ):
             env[node] = first
+        elif node.op == "call_method" and node.target == "mean" and _spatial(node):
+            env[node] = first  # global average pooling: x.mean((2, 3)) keeps the channels
         elif node.op == "output":
             ties.join(first or INPUT, OUTPUT)
         else:
             env[node] = None  # sizes, attributes: no channels
     return ties, reads, norms
+
+
+def _spatial(node: fx.Node) -> bool:
+    """Whether a ``mean`` node reduces only dimensions after the channels (2, 3, ...)."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    dims = (dims,) if isinstance(dims, int) else dims
+    return (
+        isinstance(dims, tuple | list)
+        and bool(dims)
+        and all(isinstance(d, int) and d >= 2 for d in dims)
+    )
 
 
 def trace_channels(model: nn.Module) -> ChannelGraph:

@@ -133,3 +133,13 @@ def create_model(
     # Data-free methods (SynFlow, NTK-SAP, ...) then need no batch: ep.prune reads the shape here.
     model.input_shape = shape
     return model
+
+
+def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
+    """The mean over the spatial dimensions of ``x`` (N, C, H, W) → (N, C).
+
+    A plain mean, not ``adaptive_avg_pool2d(x, 1)``: the latter's backward has no deterministic
+    CUDA kernel, so under an fp32 run's deterministic settings (``core.device_identity``) it
+    raises on a GPU. On the CPU the two are bit-identical, forward and backward (tested).
+    """
+    return x.mean(dim=(2, 3))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from earlyprune.models.base import InputShape, register_model
+from earlyprune.models.base import InputShape, global_avg_pool, register_model
 
 CIFAR_SHAPE: InputShape = (3, 32, 32)
 
@@ -85,7 +85,7 @@ class CifarResNet(nn.Module):
         out = F.relu(self.bn(self.conv(x)))
         out = self.blocks(out)
         # Global average pooling (8×8 on CIFAR), written so that other input sizes work too.
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        out = global_avg_pool(out)
         return self.fc(out)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from earlyprune.models.base import InputShape, register_model
+from earlyprune.models.base import InputShape, global_avg_pool, register_model
 
 IMAGENET_SHAPE: InputShape = (3, 224, 224)
 TINY_IMAGENET_SHAPE: InputShape = (3, 64, 64)
@@ -115,7 +115,7 @@ class ImageNetResNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.maxpool(F.relu(self.bn1(self.conv1(x))))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        out = global_avg_pool(out)
         return self.fc(out)
 
 

@@ -13,9 +13,8 @@ VGG-16 thus has 14,728,266 parameters.
 from __future__ import annotations
 
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from earlyprune.models.base import InputShape, register_model
+from earlyprune.models.base import InputShape, global_avg_pool, register_model
 
 CIFAR_SHAPE: InputShape = (3, 32, 32)
 
@@ -69,7 +68,7 @@ class CifarVGG(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # open_lth's AvgPool2d(2) on the 2×2 map, generalized to any input size.
-        out = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        out = global_avg_pool(self.features(x))
         return self.fc(out)
 
 

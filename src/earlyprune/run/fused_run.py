@@ -24,6 +24,7 @@ from typing import Any
 
 from torch import nn
 
+from earlyprune.core.device_identity import deterministic
 from earlyprune.core.errors import SpecError
 from earlyprune.masks.mask import Mask
 from earlyprune.run.bookkeeping import USER_MISTAKES, Slot, running, served
@@ -109,10 +110,12 @@ def run_pack(
 
 def _train_or_fail(pending: list[tuple[Setup, Slot]], store: RunStore) -> None:
     """Trains the pending members; a failure of the pack's own is every member's result."""
+    first = pending[0][0]  # precision is a field the pack shares
     try:
-        live = [_member(setup, slot, store) for setup, slot in pending]
-        for group in _by_resume_step(live):
-            _train_group(group, store)
+        with deterministic(first.device, first.spec.precision):  # scoring and training
+            live = [_member(setup, slot, store) for setup, slot in pending]
+            for group in _by_resume_step(live):
+                _train_group(group, store)
     except USER_MISTAKES:
         raise
     except Exception as exc:

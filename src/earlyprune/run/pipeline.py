@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from earlyprune.core.device_identity import deterministic
 from earlyprune.core.errors import SpecError
 from earlyprune.core.warn import tagged_warnings
 from earlyprune.masks.mask import Mask, check_mask, full_mask
@@ -74,7 +75,9 @@ def run(
     with pinned_threads(spec.threads), tagged_warnings(f"{spec.run_id} ({spec.method})"):
         setup = prepare(spec, data_root, job, log)
         recipe = recipe_for(spec)
-        with running(store, setup, recipe.prerequisites(spec), retry_failed) as slot:
+        # Scoring, training and evaluation alike: on CUDA no TF32 in fp32, deterministic kernels.
+        numerics = deterministic(setup.device, spec.precision)
+        with running(store, setup, recipe.prerequisites(spec), retry_failed) as slot, numerics:
             if slot.result is None:  # not stored meanwhile by another worker
                 run_prerequisites(recipe, setup, store)
                 model = recipe.weights_to_prune(setup, store)

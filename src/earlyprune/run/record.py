@@ -69,9 +69,19 @@ def record(
     }
 
 
+#: What a run that met an op without a deterministic CUDA kernel can do (appended to its error).
+NO_DETERMINISTIC_KERNEL = (
+    "an fp32 run on CUDA allows deterministic kernels only; this operation has none: replace it "
+    "(e.g. F.adaptive_avg_pool2d(x, 1) by x.mean((2, 3))), or run with --autotune "
+    "(nondeterministic kernels, its own run id)"
+)
+
+
 def failure(setup: Setup, exc: BaseException, seconds: float) -> dict[str, Any]:
     """The record of a run that raised: its error message, where it was raised, no numbers."""
     message = f"{type(exc).__name__}: {exc}{raised_at(exc)}"
+    if "does not have a deterministic implementation" in str(exc):
+        message += f" [{NO_DETERMINISTIC_KERNEL}]"
     return {
         **_header(setup, "failed", message, seconds),
         "test_accuracy": None,

@@ -24,7 +24,9 @@ def lamp_scores(model: nn.Module, batch: Batch | None, mask: Mask, seed: int) ->
         # then squared in float64.
         magnitude, order = torch.sort((p.detach() * mask[name]).reshape(-1).abs(), stable=True)
         ranked = magnitude.double().square()
-        tail = ranked.flip(0).cumsum(0).flip(0)  # Σ over this weight and all larger ones
+        # Σ over this weight and all larger ones; on the CPU, since a floating-point cumsum has
+        # no deterministic CUDA kernel (it raises under an fp32 run's settings).
+        tail = ranked.flip(0).cpu().cumsum(0).flip(0).to(ranked.device)
         score = torch.where(tail > 0, ranked / tail.clamp_min(1e-300), torch.zeros_like(ranked))
         flat = torch.empty_like(score)
         flat[order] = score
