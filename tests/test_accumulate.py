@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from earlyprune.data.bundle import TensorBundle, TensorSplit
+from earlyprune.data.bundle import TensorBundle, TensorSplit, epoch_order
 from earlyprune.models import create_model
 from earlyprune.train.accumulate import micro_batches
 from earlyprune.train.loop import Schedule, make_optimizer, train
@@ -191,13 +191,22 @@ class _WhiteIsInfinite(nn.Module):
         return self.net(x) + torch.where(white, float("inf"), 0.0)
 
 
+def _poison_early_in_a_batch() -> tuple[int, int]:
+    """An image that lands in the first micro-batch (k = 2) of a batch of epoch 0 after its
+    first step: (its index, the steps done before its batch)."""
+    order = epoch_order(N_TRAIN, BATCH, SEED, 0, 0).tolist()
+    pos = next(p for p in range(BATCH, N_TRAIN) if p % BATCH < BATCH // 2)
+    return order[pos], pos // BATCH
+
+
 @pytest.mark.parametrize("exact", [False, True])
 def test_a_non_finite_micro_batch_stops_the_run_at_the_step_of_whole_batches(exact):
-    bundle = _bundle(poison=37)
+    index, bad_step = _poison_early_in_a_batch()
+    bundle = _bundle(poison=index)
     hooks = [lambda *_: False] if exact else []  # a grad hook reads every step's loss
     runs = [_train(_WhiteIsInfinite(), k, bundle, _sched(3), on_grad=hooks) for k in (1, 2)]
     (s1, m1), (s2, m2) = runs
-    assert s1.diverged and s2.diverged and s1.step == s2.step < 3 * SPE
+    assert s1.diverged and s2.diverged and s1.step == s2.step == bad_step
     assert _max_diff(m1.state_dict(), m2.state_dict()) < 1e-6  # stopped before the bad update
 
 
@@ -208,3 +217,57 @@ def test_bf16_autocast_accumulates_too():
     fp32, _ = _by_hand(_lenet(), 1, sched)
     moved = _max_diff(fp32, _lenet().state_dict())
     assert _max_diff(m1.state_dict(), m2.state_dict()) < 0.05 * moved
+
+
+def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """One rank: trains with k = 2 and with k = 1, counting DDP's gradient all-reduces."""
+    import os
+
+    import torch.distributed as dist
+    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+    from earlyprune.train.distributed import Distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    job = Distributed(rank, world, rank)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    reduces: list[int] = []
+    plain_wrap = Distributed.wrap
+
+    def counting(state, bucket):  # DDP checks the parameter names
+        reduces.append(1)
+        return allreduce_hook(state, bucket)
+
+    def counting_wrap(self, model):
+        ddp = plain_wrap(self, model)
+        ddp.register_comm_hook(None, counting)
+        return ddp
+
+    Distributed.wrap = counting_wrap
+    out = {}
+    for k in (2, 1):
+        reduces.clear()
+        _, model = _train(_lenet(), k, job=job)
+        out[k] = (model.state_dict(), len(reduces))
+    torch.save(out, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_ranks_accumulate_to_single_process_whole_batches_reducing_once_a_step(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, start_method="spawn")
+    whole, _ = _by_hand(_lenet(), 1, _sched())
+    for rank in range(2):
+        out = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        (weights, reduces), (_, reduces_whole) = out[2], out[1]
+        assert _max_diff(weights, whole) < 1e-5
+        assert reduces == reduces_whole > 0  # no_sync: one all-reduce per step, as for k = 1
