@@ -146,3 +146,22 @@ def test_a_cpu_run_measures_nothing(monkeypatch):
     monkeypatch.setattr(memory_fit, "measured", fail)
     sched = Schedule(10, 10, 128, 0.2, (2,))
     check_fits(RunSpec(device="cpu"), None, sched, torch.device("cpu"))
+
+
+def test_the_step_memory_benchmark_names_the_smallest_k_that_fits(capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        import step_memory
+    finally:
+        sys.path.remove(str(bench))
+    roomy = step_memory.main(["--tiny"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == roomy
+    row = roomy["fp32"]
+    assert row["k=1"] >= row["k=2"] >= row["k=4"] >= row["k=8"] and row["smallest_k"] == 1
+    tight = step_memory.main(["--tiny", "--card-gib", "0.5"])  # below the fixed overhead
+    assert tight["fp32"]["smallest_k"] is None
