@@ -142,7 +142,7 @@ def test_with_batchnorm_the_statistics_are_per_micro_batch(channels_last):
     sched = _sched()
     chunked, means = _by_hand(_smallcnn(), 2, sched, channels_last)
     state, model = _train(_smallcnn(), 2, channels_last=channels_last)
-    assert _max_diff(model.state_dict(), chunked) < 1e-5  # running statistics included
+    assert _max_diff(model.state_dict(), chunked) < 1e-6  # running statistics included
     assert [p["train_loss"] for p in state.curve] == pytest.approx(means, rel=1e-5)
     _, whole = _train(_smallcnn(), 1, channels_last=channels_last)
     assert _max_diff(whole.state_dict(), chunked) > 1e-3  # the statistics do differ
