@@ -19,6 +19,8 @@ On a GPU (the default when CUDA is available) it is meant to run within 8 minute
   and bf16: runs per hour against a solo run, peak memory, the share of the card's peak FLOP
   rate reached ("peak unknown" on a CPU or an unknown card) and the projected GPU-hours of the
   ResNet-20 Figure 4 + 5 grid at the best K (see ``_gpu_fused.py``);
+* accumulate: ``--accumulate 2`` equals whole batches on LeNet-300-100, and the up-front memory
+  estimate against ``max_memory_allocated`` for ResNet-20 at batch 128 (``_gpu_accumulate.py``);
 * structure: inference speed of nm:2:4 (semi-structured sparse kernels, CUDA only), channel and
   unstructured masks at 0.5 and 0.9 against the dense masked network (``measure_speed``).
 
@@ -40,6 +42,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from _common import context, emit, sync, synthetic_cifar
+from _gpu_accumulate import accumulate_part
 from _gpu_fused import fused_part
 
 import earlyprune as ep
@@ -66,6 +69,7 @@ PARTS = (
     "workers",
     "fused",
     "structure",
+    "accumulate",
 )
 
 
@@ -318,6 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             every_k_in_bf16=not quick,
         ),
         "structure": lambda: structure_part(device, quick),
+        "accumulate": lambda: accumulate_part(device, bundle, 2 if quick else 20, batch),
     }
     for name, fn in parts.items():
         if not args.only or name in args.only:

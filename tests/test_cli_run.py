@@ -151,6 +151,8 @@ MISTAKES = {
     "seed abc": [*BASE, "--seed", "abc"],
     "rounds 0": [*BASE, "--rounds", "0"],
     "no gpu": [*BASE, "--epochs", "0.25", "--device", "cuda:99"],
+    "accumulate not dividing the batch": [*BASE, "--accumulate", "3"],  # demo: batch 128
+    "accumulate 0": [*BASE, "--accumulate", "0"],
 }
 
 

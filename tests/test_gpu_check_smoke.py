@@ -21,7 +21,7 @@ def test_gpu_check_exactness_parts_pass_on_cpu(capsys):
     sys.path.insert(0, str(BENCH))
     try:
         gpu_check = importlib.import_module("gpu_check")
-        only = ["resident_data", "selection", "kill_and_resume"]
+        only = ["resident_data", "selection", "kill_and_resume", "accumulate"]
         result = gpu_check.main(["--device", "cpu", "--quick", "--only", *only])
     finally:
         sys.path.remove(str(BENCH))
@@ -31,6 +31,9 @@ def test_gpu_check_exactness_parts_pass_on_cpu(capsys):
     assert set(only) <= set(result) and "training" not in result
     assert result["kill_and_resume"]["bit_identical"]
     assert result["resident_data"]["equal_batches"]
+    assert result["accumulate"]["lenet_k2_max_abs_diff"] <= 1e-5
+    memory = result["accumulate"]["resnet20_memory"]  # the estimate only, on a CPU
+    assert memory["k=1"]["estimate_mib"] > memory["k=2"]["estimate_mib"] > 1024
     assert {"kthvalue_ms", "sort_ms"} <= set(result["selection"])
 
 

@@ -75,7 +75,7 @@ def test_a_network_out_of_memory_in_training_names_the_batch_size(tmp_path):
     seen = _sweep_until_stored(spec, store)
     assert len(seen) == 3 and seen[-1]["status"] == "failed"
     assert "out of memory in training on 3 attempts" in seen[-1]["error"]
-    assert "--batch-size" in seen[-1]["error"]
+    assert "--batch-size" in seen[-1]["error"] and "--accumulate k" in seen[-1]["error"]
 
 
 def test_the_count_is_per_stage_and_cleared_at_the_third(tmp_path):

@@ -57,6 +57,8 @@ def fusable_alone(spec: RunSpec) -> str | None:
         return "method 'imp' trains each level on the previous level's result"
     if spec.world_size != 1:
         return f"world_size {spec.world_size}: a pack trains in one process"
+    if spec.accumulate != 1:
+        return f"accumulate {spec.accumulate}: a pack steps on whole batches"
     return None
 
 

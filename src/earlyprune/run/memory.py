@@ -22,7 +22,8 @@ ATTEMPTS = 3
 #: What to try, per stage.
 REMEDY = {
     "scoring": "score in chunks with --scoring-micro-batch k",
-    "training": "use a smaller --batch-size, or fewer runs per GPU (--workers-per-gpu)",
+    "training": "train each batch in micro-batches (--accumulate k; the same batches) or use a "
+    "smaller --batch-size, or fewer runs per GPU (--workers-per-gpu)",
     "evaluation": "use a smaller --batch-size, or fewer runs per GPU (--workers-per-gpu)",
     "loading data": "free host memory for the dataset, or run fewer runs at once (--workers)",
     "the run": "free memory for it, or run fewer runs at once (--workers, --workers-per-gpu)",

@@ -85,11 +85,31 @@ def _check_modes(spec: RunSpec) -> None:
         if not isinstance(getattr(spec, name), bool):
             raise SpecError(f"{name} must be true or false, got {getattr(spec, name)!r}")
     check_int("accumulate", spec.accumulate, 1)
+    if spec.accumulate > 1:
+        _check_accumulate(spec)
     if spec.autotune and not str(spec.device_kind).startswith("cuda"):
         raise SpecError(
             f"autotune picks cuDNN kernels on CUDA GPUs; this run's device kind is "
             f"{spec.device_kind} (to plan GPU runs on a machine without one, give their "
             "device_kind)"
+        )
+
+
+def _check_accumulate(spec: RunSpec) -> None:
+    """k micro-batches of equal size, and a solo run (a fused pack's step is one batch)."""
+    from earlyprune.run.hparams import effective
+    from earlyprune.run.presets import PRESETS
+
+    k, batch = spec.accumulate, effective(spec, PRESETS.get(spec.preset))["batch_size"]
+    if batch % k:
+        raise SpecError(
+            f"accumulate {k} does not divide the batch size {batch} into equal micro-batches: "
+            f"use a divisor of {batch}, or another --batch-size"
+        )
+    if spec.engine != "solo":
+        raise SpecError(
+            f"accumulate {k} is not supported by the fused engine (a pack trains whole "
+            "batches): train the run solo, without --fuse"
         )
 
 

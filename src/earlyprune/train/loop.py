@@ -9,6 +9,7 @@ stay those of the plain model. ``Schedule`` and ``make_optimizer`` live in ``ear
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from earlyprune.core.device_identity import deterministic
 from earlyprune.data.device import on_device
 from earlyprune.masks.keep import keep_pruned
+from earlyprune.train.accumulate import accumulated_backward
 from earlyprune.train.evaluate import autocast, epoch_point, evaluate
 from earlyprune.train.modes import Modes
 from earlyprune.train.optim import Schedule, make_optimizer
@@ -121,7 +123,7 @@ def train(
     shown = sys.stderr.isatty() if progress is None else progress  # silent in logs and CI
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not shown, leave=False)
     run = _Run(model, net, optimizer, sched, keeper, job, precision, channels_last, bar)
-    run.on_step, run.on_grad = on_step, on_grad
+    run.on_step, run.on_grad, run.accumulate = on_step, on_grad, (modes or Modes()).accumulate
     # Reading every step (as before) where the state after a NaN step could not be restored
     # exactly: hooks with state of their own, or DDP's all-reduced loss.
     run.exact = bool(on_grad) or job is not None or (bool(on_step) and sync_at is None)
@@ -183,6 +185,7 @@ class _Run:
     on_step: Sequence[StepCallback] = ()
     on_grad: Sequence[GradHook] = ()
     exact: bool = False  # read every step's loss before its update (the old path)
+    accumulate: int = 1  # micro-batches per optimizer step (``train.accumulate``)
     sync_at: Callable[[int], bool] = lambda _step: False
     device: torch.device = field(init=False)
     watch: LossWatch = field(init=False)
@@ -230,15 +233,17 @@ def _rewind(run: _Run, state: TrainState) -> str:
     return _REWIND
 
 
-def _loss(run: _Run, x: Tensor, y: Tensor) -> Tensor:
+def _loss(run: _Run, x: Tensor, y: Tensor, total: int) -> Tensor:
+    """The loss of (x, y) as its share of the mean loss of a batch of ``total`` examples."""
     smoothing = run.sched.label_smoothing  # of the training loss only; test loss is plain
     with autocast(run.device, run.precision):
         if run.job is None:
-            return F.cross_entropy(run.net(x), y, label_smoothing=smoothing)
+            loss = F.cross_entropy(run.net(x), y, label_smoothing=smoothing)
+            return loss if len(y) == total else loss * (len(y) / total)
         # Summed over the shard, then scaled: DDP's average is the full-batch mean.
         xs, ys = run.job.shard(x, y)
         loss = F.cross_entropy(run.net(xs), ys, reduction="sum", label_smoothing=smoothing)
-        return loss * run.job.loss_scale(len(y))
+        return loss * run.job.loss_scale(total)
 
 
 def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | str | None:
@@ -248,16 +253,16 @@ def _step(run: _Run, state: TrainState, x: Tensor, y: Tensor) -> float | str | N
         x = x.contiguous(memory_format=torch.channels_last)
     for group in run.optimizer.param_groups:
         group["lr"] = run.sched.lr_at(state.step)
-    loss = _loss(run, x, y)
+    run.optimizer.zero_grad(set_to_none=True)
+    # The full-batch mean loss, its gradient in p.grad (summed over micro-batches).
+    loss = accumulated_backward(run.net, x, y, run.accumulate, functools.partial(_loss, run))
     loss_value = 0.0
-    if run.exact:
-        loss_value = float(loss.detach()) if run.job is None else run.job.mean_loss(loss)
+    if run.exact:  # read before the update: a non-finite loss leaves the weights as they were
+        loss_value = float(loss) if run.job is None else run.job.mean_loss(loss)
         if not math.isfinite(loss_value):
             return None
     else:
         run.watch.add(loss, state.step)  # checked on the device; read every READ_EVERY steps
-    run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
     keeper = run.keeper
     live = keeper.masks if keeper is not None else {}  # what the hooks may edit
     skip = False
