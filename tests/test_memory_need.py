@@ -165,3 +165,35 @@ def test_the_step_memory_benchmark_names_the_smallest_k_that_fits(capsys):
     assert row["k=1"] >= row["k=2"] >= row["k=4"] >= row["k=8"] and row["smallest_k"] == 1
     tight = step_memory.main(["--tiny", "--card-gib", "0.5"])  # below the fixed overhead
     assert tight["fp32"]["smallest_k"] is None
+
+
+# ---- the scoring batch: checked too, naming the largest --scoring-micro-batch that fits ----
+def _scoring_check(method: str, card: int, chunk: int | None = None, small_gpu=None) -> str:
+    from earlyprune.run.memory_fit import check_scoring_fits
+
+    small_gpu(card)
+    spec = RunSpec(method=method, sparsity=0.9, device="cpu", scoring_micro_batch=chunk)
+    bundle = types.SimpleNamespace(input_shape=(1, 28, 28), num_classes=10)
+    try:
+        check_scoring_fits(spec, bundle, Schedule(10, 10, 128, 0.2, (2,)), torch.device("cuda"))
+    except SpecError as err:
+        return str(err)
+    return ""
+
+
+def test_a_scoring_batch_bigger_than_the_gpu_is_refused_naming_a_chunk_that_fits(small_gpu):
+    step, _ = measured("smallcnn", (1, 28, 28), 10, Schedule(10, 10, 128, 0.2, (2,)), "fp32", True)
+    fixed = step.params + step.grads + 100 * step.example + step.saved_fixed + (1 << 30)
+    one = step.saved_per_example * 1.25  # per example of a chunk, first-order scorer
+    card = int(fixed + 20.5 * one)  # 20 examples at once fit, 100 do not
+    line = _scoring_check("snip", card, small_gpu=small_gpu)
+    assert line.startswith("scoring 100 examples (snip) on smallcnn in chunks of 100 needs about")
+    assert line.endswith(": add --scoring-micro-batch 16") and "\n" not in line
+    assert _scoring_check("snip", card, chunk=16, small_gpu=small_gpu) == ""  # the advice fits
+    assert _scoring_check("snip", card, chunk=32, small_gpu=small_gpu) != ""
+    # GraSP's double backward holds about three graphs: the same card fits chunks of 4.
+    assert _scoring_check("grasp", card, small_gpu=small_gpu).endswith("--scoring-micro-batch 4")
+    # Methods that read no batch are never refused for it.
+    for method in ("synflow", "magnitude", "random", "lamp"):
+        assert _scoring_check(method, card // 100, small_gpu=small_gpu) == ""
+    assert "even one example" in _scoring_check("snip", int(fixed), small_gpu=small_gpu)

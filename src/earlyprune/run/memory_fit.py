@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 from earlyprune.core.errors import SpecError
-from earlyprune.train.memory_need import StepMemory, measure_step
+from earlyprune.train.memory_need import (
+    ACTIVATION_MARGIN,
+    FIXED_OVERHEAD,
+    StepMemory,
+    measure_step,
+)
 from earlyprune.train.optim import Schedule
 
 if TYPE_CHECKING:
@@ -83,3 +88,40 @@ def measured(
     net = create_model(model, num_classes, input_shape=input_shape, seed=0)
     step = measure_step(net, sched, input_shape, num_classes, precision, channels_last)
     return step, any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+#: Saved-for-backward copies a scorer holds at once, per example of a chunk, against one training
+#: forward (an estimate, stated): a double backward (GraSP's Hg) holds the graph and its
+#: gradient's graph; ProsPr's unrolled M = 3 inner steps hold M + 1 graphs. Others: one.
+SCORING_GRAPHS = {"grasp": 3, "grasp_magnitude": 3, "prospr": 4}
+
+
+def check_scoring_fits(spec: RunSpec, bundle: Any, sched: Schedule, device: torch.device) -> None:
+    """``SpecError`` when scoring ``spec``'s scoring batch in one piece (or in chunks of
+    ``spec.scoring_micro_batch``) needs more than ``device`` has (CUDA, built-in gradient
+    scorers only); the line names the largest ``--scoring-micro-batch`` that fits."""
+    from earlyprune.methods.scoring import METHODS
+
+    names = {spec.method, spec.allocation, spec.placement} & set(METHODS.names())
+    graphs = max((SCORING_GRAPHS.get(n, 1) for n in names if METHODS.get(n).needs_batch), default=0)
+    if device.type != "cuda" or not graphs:
+        return
+    card = torch.cuda.get_device_properties(device).total_memory
+    shape, classes = tuple(bundle.input_shape), bundle.num_classes
+    step, _ = measured(spec.model, shape, classes, sched, "fp32", spec.channels_last)
+    n = classes * spec.scoring_per_class
+    fixed = step.params + step.grads + n * step.example + step.saved_fixed + FIXED_OVERHEAD
+    per_example = graphs * step.saved_per_example * (1 + ACTIVATION_MARGIN)
+    chunk = min(spec.scoring_micro_batch or n, n)
+    need = fixed + per_example * chunk
+    if need <= card:
+        return
+    head = (
+        f"scoring {n} examples ({spec.method}) on {spec.model} in chunks of {chunk} needs about "
+        f"{need / GIB:.3g} GiB; this GPU has {card / GIB:.3g} GiB"
+    )
+    fits = int((card - fixed) // per_example)
+    if fits < 1:
+        raise SpecError(f"{head}, and even one example at a time would not fit")
+    k = 1 << (fits.bit_length() - 1)  # the largest power of two that fits
+    raise SpecError(f"{head}: add --scoring-micro-batch {k}")

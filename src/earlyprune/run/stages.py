@@ -26,7 +26,7 @@ from earlyprune.run.device_kinds import checked_kind, run_device
 from earlyprune.run.environment import check_world_size
 from earlyprune.run.hparams import make_schedule
 from earlyprune.run.logs import Log
-from earlyprune.run.memory_fit import check_fits
+from earlyprune.run.memory_fit import check_fits, check_scoring_fits
 from earlyprune.run.spec import DENSE, PRESETS, REWINDING, Preset, RunSpec, register_user_inputs
 from earlyprune.run.store import RunStore
 from earlyprune.train.distributed import Distributed
@@ -100,6 +100,7 @@ def prepare(
     sparse_training.check_schedule(spec, total)
     device = run_device(spec, job.device() if job else spec.device)
     check_fits(spec, bundle, sched, device, job.world_size if job else 1)  # a step > the GPU
+    check_scoring_fits(spec, bundle, sched, device)  # a scoring batch > the GPU
     return Setup(spec, preset, bundle, device, sched, step, data_root, job, log)
 
 
