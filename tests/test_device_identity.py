@@ -54,6 +54,24 @@ def test_deterministic_sets_and_restores_every_flag(precision, tf32, monkeypatch
         pass
 
 
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", False), ("tf32", True)])
+def test_autotune_allows_nondeterminism_and_benchmarking_then_restores(
+    precision, tf32, monkeypatch
+):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = _flags()
+    with di.deterministic("cpu", autotune=True):
+        assert _flags() == before  # still a no-op on CPU
+    with pytest.raises(RuntimeError, match="boom"):
+        with di.deterministic("cpu", precision, force=True, autotune=True):
+            # TF32 as the precision says; the workspace is harmless and kept
+            assert _flags() == (False, False, True, tf32, tf32, di.CUBLAS_WORKSPACE)
+            raise RuntimeError("boom")
+    assert _flags() == before
+    with di.deterministic("cpu", precision, force=True, autotune=False):
+        assert _flags()[:3] == (True, True, False)  # off: exactly the deterministic settings
+
+
 def test_tf32_is_a_precision_of_its_own_with_its_own_id():
     from earlyprune.run.spec import RunSpec
 

@@ -57,6 +57,8 @@ def fusable_alone(spec: RunSpec) -> str | None:
         return "method 'imp' trains each level on the previous level's result"
     if spec.world_size != 1:
         return f"world_size {spec.world_size}: a pack trains in one process"
+    if spec.compile or spec.autotune:
+        return "compile and autotune apply to the solo training loop"
     return None
 
 
