@@ -172,3 +172,22 @@ def test_a_compiled_run_trains_the_same_network_and_resumes_after_a_kill(tmp_pat
         assert abs(c - z) <= 0.005  # 10 of the 2,000 test images
     eager_final = _weights(plain, eager)
     assert max(float((final[k] - eager_final[k]).abs().max()) for k in mask) < 1e-2
+
+
+def test_compile_wraps_only_when_asked_and_never_ddp():
+    net = torch.nn.Linear(2, 2)
+    assert modes_module.compiled(net, Modes()) is net
+    ddp = torch.nn.parallel.DistributedDataParallel.__new__(
+        torch.nn.parallel.DistributedDataParallel
+    )
+    with pytest.raises(ValueError, match="not supported under torchrun"):
+        modes_module.compiled(ddp, Modes(compile=True))
+
+
+def test_a_run_past_the_recompile_limit_raises_instead_of_running_eager(monkeypatch):
+    # dynamo's eager backend (no inductor build); one graph allowed, evaluation needs another
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: real(net, backend="eager", **kw))
+    with torch._dynamo.config.patch(recompile_limit=1):
+        with pytest.raises(torch._dynamo.exc.FailOnRecompileLimitHit):
+            _tiny_training(Modes(compile=True))
