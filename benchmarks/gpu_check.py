@@ -21,6 +21,8 @@ On a GPU (the default when CUDA is available) it is meant to run within 8 minute
   ResNet-20 Figure 4 + 5 grid at the best K (see ``_gpu_fused.py``);
 * accumulate: ``--accumulate 2`` equals whole batches on LeNet-300-100, and the up-front memory
   estimate against ``max_memory_allocated`` for ResNet-20 at batch 128 (``_gpu_accumulate.py``);
+* modes: training steps with ``--compile`` and (CUDA) ``--autotune`` against the plain loop, in
+  images/s, and the warm-up seconds compiling costs (see ``_gpu_modes.py``);
 * structure: inference speed of nm:2:4 (semi-structured sparse kernels, CUDA only), channel and
   unstructured masks at 0.5 and 0.9 against the dense masked network (``measure_speed``).
 
@@ -44,6 +46,7 @@ import torch.nn.functional as F
 from _common import context, emit, sync, synthetic_cifar
 from _gpu_accumulate import accumulate_part
 from _gpu_fused import fused_part
+from _gpu_modes import modes_part
 
 import earlyprune as ep
 from earlyprune.apps.speed import magnitude_mask, measure_speed
@@ -68,6 +71,7 @@ PARTS = (
     "kill_and_resume",
     "workers",
     "fused",
+    "modes",
     "structure",
     "accumulate",
 )
@@ -321,6 +325,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             8 if quick else PRESETS.get("resnet20_cifar10").batch_size,
             every_k_in_bf16=not quick,
         ),
+        "modes": lambda: modes_part(device, resident, quick),
         "structure": lambda: structure_part(device, quick),
         "accumulate": lambda: accumulate_part(device, bundle, 2 if quick else 20, batch),
     }

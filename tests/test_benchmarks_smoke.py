@@ -126,3 +126,13 @@ def test_selection_falls_back_when_the_sample_misleads(monkeypatch, planted):
     for n_remove in (3000, 15_000):
         out = masking.select({"w": scores}, n - n_remove, mask)
         assert torch.equal(out["w"], reference_select({"w": scores}, n - n_remove, mask)["w"])
+
+
+def test_compile_benchmark_reports_the_ratio_to_eager(bench, capsys, monkeypatch):
+    # dynamo's eager backend: the script's wiring without inductor's build (seconds, not ~17)
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: real(net, backend="eager", **kw))
+    result = bench("bench_compile").main(["--tiny", "--device", "cpu"])
+    assert _json_line(capsys) == json.loads(json.dumps(result))
+    assert result["network"] == "smallcnn" and result["size"] == "tiny"
+    assert result["compiled_over_eager"] > 0 and result["eager_images_per_s"] > 0

@@ -54,6 +54,24 @@ def test_deterministic_sets_and_restores_every_flag(precision, tf32, monkeypatch
         pass
 
 
+@pytest.mark.parametrize(("precision", "tf32"), [("fp32", False), ("tf32", True)])
+def test_autotune_allows_nondeterminism_and_benchmarking_then_restores(
+    precision, tf32, monkeypatch
+):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = _flags()
+    with di.deterministic("cpu", autotune=True):
+        assert _flags() == before  # still a no-op on CPU
+    with pytest.raises(RuntimeError, match="boom"):
+        with di.deterministic("cpu", precision, force=True, autotune=True):
+            # TF32 as the precision says; the workspace is harmless and kept
+            assert _flags() == (False, False, True, tf32, tf32, di.CUBLAS_WORKSPACE)
+            raise RuntimeError("boom")
+    assert _flags() == before
+    with di.deterministic("cpu", precision, force=True, autotune=False):
+        assert _flags()[:3] == (True, True, False)  # off: exactly the deterministic settings
+
+
 def test_tf32_is_a_precision_of_its_own_with_its_own_id():
     from earlyprune.run.spec import RunSpec
 
@@ -86,8 +104,8 @@ def test_scoring_runs_under_the_run_s_numerics(tmp_path, monkeypatch, engine):
     from earlyprune.run.spec import RunSpec
     from earlyprune.run.store import RunStore
 
-    def forced(device, precision="fp32", force=False):
-        return di.deterministic(device, precision, force=True)
+    def forced(device, precision="fp32", force=False, autotune=False):
+        return di.deterministic(device, precision, force=True, autotune=autotune)
 
     monkeypatch.setattr(pipeline, "deterministic", forced)
     monkeypatch.setattr(fused_run, "deterministic", forced)

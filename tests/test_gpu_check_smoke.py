@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -93,3 +94,22 @@ def test_peak_table_matches_cards_by_cuda_name(monkeypatch):
         monkeypatch.setattr(fused.torch.cuda, "get_device_name", lambda _d, name=name: name)
         assert fused.card(fused.torch.device("cuda")) == row, name
     assert fused.card(fused.torch.device("cpu")) is None
+
+
+def test_gpu_check_modes_part_reports_compile_against_plain_on_cpu(capsys, monkeypatch):
+    # dynamo's eager backend: the part's wiring, without inductor's ~17 s build on a CPU
+    # (tests/test_modes_compile.py compiles for real)
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: real(net, backend="eager", **kw))
+    sys.path.insert(0, str(BENCH))
+    try:
+        gpu_check = importlib.import_module("gpu_check")
+        result = gpu_check.main(["--device", "cpu", "--quick", "--only", "modes"])
+    finally:
+        sys.path.remove(str(BENCH))
+    capsys.readouterr()
+    out = result["modes"]
+    assert result["ok"] and out["ok"], result
+    assert out["network"] == "smallcnn" and out["autotune"] == {"skipped": "needs CUDA"}
+    assert out["plain"]["images_per_s"] > 0 and out["compile"]["of_plain"] > 0
+    assert set(out) >= {"plain", "compile", "batch", "timed_steps"}

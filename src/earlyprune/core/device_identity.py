@@ -10,7 +10,9 @@ different kernels by cuDNN's heuristics.
 
 fp32 on CUDA is only reproducible with deterministic algorithms, cuDNN autotuning off, TF32 off
 and a fixed cuBLAS workspace; :func:`deterministic` sets all of them for a block and restores
-them after. TF32 is then a precision of its own (``PRECISIONS["tf32"]``), in the identity.
+them after. TF32 is then a precision of its own (``PRECISIONS["tf32"]``), in the identity. A run
+may trade that reproducibility for speed (``autotune``, also in its identity): cuDNN then times
+its algorithms and nondeterministic kernels are allowed.
 """
 
 from __future__ import annotations
@@ -60,14 +62,19 @@ def identity_kind(kind: str) -> str | None:
 
 @contextlib.contextmanager
 def deterministic(
-    device: torch.device | str, precision: str = "fp32", force: bool = False
+    device: torch.device | str,
+    precision: str = "fp32",
+    force: bool = False,
+    autotune: bool = False,
 ) -> Iterator[None]:
     """Deterministic CUDA numerics for the block (a no-op on CPU unless ``force``).
 
     Sets deterministic algorithms (an op without a deterministic kernel raises instead of
     silently varying), ``cudnn.deterministic``, no cuDNN autotuning, TF32 off unless
     ``precision == "tf32"``, and the cuBLAS workspace; restores every one on exit, even on an
-    error. ``force`` applies them on any device (for tests on CPU).
+    error. ``force`` applies them on any device (for tests on CPU). ``autotune`` turns the
+    first three around (nondeterministic algorithms allowed, ``cudnn.benchmark`` on): faster,
+    not bit-identical from one run to the next; TF32 still as ``precision`` says.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -85,9 +92,9 @@ def deterministic(
         os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     )
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.deterministic = True
-    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(not autotune)
+    torch.backends.cudnn.deterministic = not autotune
+    torch.backends.cudnn.benchmark = autotune
     torch.backends.cudnn.allow_tf32 = tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
     try:

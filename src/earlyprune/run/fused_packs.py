@@ -59,6 +59,8 @@ def fusable_alone(spec: RunSpec) -> str | None:
         return f"world_size {spec.world_size}: a pack trains in one process"
     if spec.accumulate != 1:
         return f"accumulate {spec.accumulate}: a pack steps on whole batches"
+    if spec.compile or spec.autotune:
+        return "compile and autotune apply to the solo training loop"
     return None
 
 

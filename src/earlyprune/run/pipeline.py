@@ -76,7 +76,7 @@ def run(
         setup = prepare(spec, data_root, job, log)
         recipe = recipe_for(spec)
         # Scoring, training and evaluation alike: on CUDA no TF32 in fp32, deterministic kernels.
-        numerics = deterministic(setup.device, spec.precision)
+        numerics = deterministic(setup.device, spec.precision, autotune=spec.autotune)
         with running(store, setup, recipe.prerequisites(spec), retry_failed) as slot, numerics:
             if slot.result is None:  # not stored meanwhile by another worker
                 run_prerequisites(recipe, setup, store)

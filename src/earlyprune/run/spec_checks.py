@@ -93,6 +93,17 @@ def _check_modes(spec: RunSpec) -> None:
             f"{spec.device_kind} (to plan GPU runs on a machine without one, give their "
             "device_kind)"
         )
+    for name in ("compile", "autotune"):
+        if getattr(spec, name) and spec.engine != "solo":
+            raise SpecError(
+                f"{name} applies to the solo training loop, not to the fused engine (it trains a "
+                f"pack through torch.func.vmap): leave {name} out of fused runs"
+            )
+    if spec.compile and spec.world_size != 1:
+        raise SpecError(
+            f"compile is not supported under torchrun (world_size {spec.world_size}, "
+            "DistributedDataParallel): run without --compile"
+        )
 
 
 def _check_accumulate(spec: RunSpec) -> None:

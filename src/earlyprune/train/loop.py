@@ -21,12 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from earlyprune.core.device_identity import deterministic
 from earlyprune.data.device import on_device
 from earlyprune.masks.keep import keep_pruned
 from earlyprune.train.accumulate import accumulated_backward
 from earlyprune.train.evaluate import autocast, epoch_point, evaluate
-from earlyprune.train.modes import Modes
+from earlyprune.train.modes import Modes, compiled, numerics
 from earlyprune.train.optim import Schedule, make_optimizer
 from earlyprune.train.rewind import SafePoint
 from earlyprune.train.watch import LossWatch
@@ -109,7 +108,7 @@ def train(
     Returns:
         The updated state; ``state.diverged`` is True if the loss became NaN or infinite.
     """
-    state = state or TrainState()
+    state, modes = state or TrainState(), modes or Modes()
     optimizer = optimizer or make_optimizer(model, sched)
     end = sched.total_steps if stop_step is None else min(stop_step, sched.total_steps)
     if channels_last:
@@ -119,7 +118,7 @@ def train(
     # is kept, as those methods were written and measured (their numbers stay the same).
     keeper = keep_pruned(optimizer, mask, model, zero_state=not on_grad) if mask else None
     model.train()
-    net = job.wrap(model) if job is not None else model
+    net = compiled(job.wrap(model) if job is not None else model, modes)
     shown = sys.stderr.isatty() if progress is None else progress  # silent in logs and CI
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not shown, leave=False)
     run = _Run(model, net, optimizer, sched, keeper, job, precision, channels_last, bar)
@@ -130,7 +129,7 @@ def train(
     run.sync_at = sync_at or run.sync_at
     bundle = on_device(bundle, run.device)
     try:
-        with deterministic(run.device, precision):
+        with numerics(run.device, precision, modes):
             _epochs(run, state, bundle, seed, end, on_epoch)
     finally:
         bar.close()
@@ -154,7 +153,7 @@ def _epochs(
         if state.step % sched.steps_per_epoch == 0 or state.step == sched.total_steps:
             state.curve.append(
                 epoch_point(
-                    run.model,
+                    run.evaluated,
                     bundle,
                     run.sched,
                     state.step,
@@ -174,7 +173,7 @@ class _Run:
     """What every step of one ``train`` call shares; built once, at its start."""
 
     model: nn.Module
-    net: nn.Module  # the model, or its DistributedDataParallel wrapper under torchrun
+    net: nn.Module  # the model, its DistributedDataParallel wrapper or its compiled wrapper
     optimizer: torch.optim.Optimizer
     sched: Schedule
     keeper: Any  # keep_pruned's handle, or None when training dense
@@ -195,6 +194,11 @@ class _Run:
         self.device = next(self.model.parameters()).device
         self.watch = LossWatch(self.device, READ_EVERY)
         self.safe = SafePoint(self.model, self.optimizer)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """What evaluation calls: the compiled network, never DDP's wrapper (it only trains)."""
+        return self.model if self.job is not None else self.net
 
 
 def _train_epoch(
