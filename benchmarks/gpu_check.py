@@ -23,6 +23,9 @@ On a GPU (the default when CUDA is available) it is meant to run within 8 minute
   estimate against ``max_memory_allocated`` for ResNet-20 at batch 128 (``_gpu_accumulate.py``);
 * modes: training steps with ``--compile`` and (CUDA) ``--autotune`` against the plain loop, in
   images/s, and the warm-up seconds compiling costs (see ``_gpu_modes.py``);
+* identity: the device kind a spec made here records, a CPU-planned run staying on the CPU, and
+  bit-identical repeated fp32 gradients of ResNet-20, VGG-16 and ResNet-50 under a run's
+  settings (no operation without a deterministic kernel; ``_gpu_identity.py``);
 * structure: inference speed of nm:2:4 (semi-structured sparse kernels, CUDA only), channel and
   unstructured masks at 0.5 and 0.9 against the dense masked network (``measure_speed``).
 
@@ -46,6 +49,7 @@ import torch.nn.functional as F
 from _common import context, emit, sync, synthetic_cifar
 from _gpu_accumulate import accumulate_part
 from _gpu_fused import fused_part
+from _gpu_identity import identity_part
 from _gpu_modes import modes_part
 
 import earlyprune as ep
@@ -74,6 +78,7 @@ PARTS = (
     "modes",
     "structure",
     "accumulate",
+    "identity",
 )
 
 
@@ -328,6 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "modes": lambda: modes_part(device, resident, quick),
         "structure": lambda: structure_part(device, quick),
         "accumulate": lambda: accumulate_part(device, bundle, 2 if quick else 20, batch),
+        "identity": lambda: identity_part(device),
     }
     for name, fn in parts.items():
         if not args.only or name in args.only:
