@@ -122,7 +122,7 @@ def train(
     shown = sys.stderr.isatty() if progress is None else progress  # silent in logs and CI
     bar = tqdm(total=end, initial=state.step, desc=desc, disable=not shown, leave=False)
     run = _Run(model, net, optimizer, sched, keeper, job, precision, channels_last, bar)
-    run.on_step, run.on_grad, run.accumulate = on_step, on_grad, (modes or Modes()).accumulate
+    run.on_step, run.on_grad, run.accumulate = on_step, on_grad, modes.accumulate
     # Reading every step (as before) where the state after a NaN step could not be restored
     # exactly: hooks with state of their own, or DDP's all-reduced loss.
     run.exact = bool(on_grad) or job is not None or (bool(on_step) and sync_at is None)
