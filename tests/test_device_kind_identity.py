@@ -14,6 +14,13 @@ from earlyprune.run.store import RunStore
 H100 = "cuda-sm90-nvidia-h100-80gb-hbm3"
 
 
+@pytest.fixture(autouse=True)
+def no_gpu_here(monkeypatch):
+    """These tests describe a machine without a GPU unless they fake one (also on a GPU host)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
 @pytest.fixture
 def one_h100(monkeypatch):
     fake_h100s(monkeypatch)

@@ -25,6 +25,12 @@ def specs(device: str, n: int, kind: str | None = H100) -> list[RunSpec]:
     return [RunSpec(epochs=0.25, seed=i, device=device, device_kind=kind) for i in range(n)]
 
 
+@pytest.fixture(autouse=True)
+def no_gpu_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Specs made in these tests are planned on a machine without a GPU (also on a GPU host)."""
+    fake_gpus(monkeypatch, 0)
+
+
 def fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int, visible: str | None = None) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
