@@ -90,20 +90,26 @@ def measured(
     return step, any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-#: Saved-for-backward copies a scorer holds at once, per example of a chunk, against one training
-#: forward (an estimate, stated): a double backward (GraSP's Hg) holds the graph and its
-#: gradient's graph; ProsPr's unrolled M = 3 inner steps hold M + 1 graphs. Others: one.
-SCORING_GRAPHS = {"grasp": 3, "grasp_magnitude": 3, "prospr": 4}
+#: The built-in scorers that differentiate the scoring batch, and the saved-for-backward copies
+#: each holds at once per example of a chunk, against one training forward (an estimate, stated):
+#: a double backward (GraSP's Hg) holds the graph and its gradient's graph; ProsPr's unrolled
+#: M = 3 inner steps hold M + 1 graphs. A user's scorer is not estimated.
+SCORING_GRAPHS = {
+    "snip": 1,
+    "iter_snip": 1,
+    "force": 1,
+    "grasp": 3,
+    "grasp_magnitude": 3,
+    "prospr": 4,
+}
 
 
 def check_scoring_fits(spec: RunSpec, bundle: Any, sched: Schedule, device: torch.device) -> None:
     """``SpecError`` when scoring ``spec``'s scoring batch in one piece (or in chunks of
     ``spec.scoring_micro_batch``) needs more than ``device`` has (CUDA, built-in gradient
     scorers only); the line names the largest ``--scoring-micro-batch`` that fits."""
-    from earlyprune.methods.scoring import METHODS
-
-    names = {spec.method, spec.allocation, spec.placement} & set(METHODS.names())
-    graphs = max((SCORING_GRAPHS.get(n, 1) for n in names if METHODS.get(n).needs_batch), default=0)
+    names = {spec.method, spec.allocation, spec.placement}
+    graphs = max((SCORING_GRAPHS.get(n, 0) for n in names if isinstance(n, str)), default=0)
     if device.type != "cuda" or not graphs:
         return
     card = torch.cuda.get_device_properties(device).total_memory
