@@ -213,3 +213,24 @@ def count_reads(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, wrapped)
     return counter
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (numbers compared bit for bit depend on the count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+#: The device kind of the (mocked) H100 of ``fake_h100s``.
+H100_KIND = "cuda-sm90-nvidia-h100-80gb-hbm3"
+
+
+def fake_h100s(monkeypatch, count: int = 2) -> None:
+    """``count`` (mocked) H100s: CUDA's queries answer as on such a machine; CUDA never starts."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")

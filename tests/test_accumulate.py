@@ -24,12 +24,7 @@ N_TRAIN, BATCH, SEED = 104, 24, 1  # 5 steps an epoch, the last one a short batc
 SPE = 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _bundle(poison: int | None = None) -> TensorBundle:
@@ -271,3 +266,24 @@ def test_two_ranks_accumulate_to_single_process_whole_batches_reducing_once_a_st
         (weights, reduces), (_, reduces_whole) = out[2], out[1]
         assert _max_diff(weights, whole) < 1e-5
         assert reduces == reduces_whole > 0  # no_sync: one all-reduce per step, as for k = 1
+
+
+@pytest.mark.parametrize("net", [_lenet, _smallcnn])
+def test_one_micro_batch_is_the_plain_loop_bit_for_bit(net):
+    # k = 1 (every run made before --accumulate) must compute exactly what the loop always did:
+    # the mean loss of the whole batch, one backward, one step. Stored results depend on it.
+    sched = _sched()
+    model, bundle = net(), _bundle()
+    opt, step = make_optimizer(model, sched), 0
+    for epoch in range(sched.total_steps // SPE):
+        for x, y in bundle.train_batches(BATCH, seed=SEED, epoch=epoch):
+            for group in opt.param_groups:
+                group["lr"] = sched.lr_at(step)
+            loss = F.cross_entropy(model(x), y, label_smoothing=sched.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+    _, trained = _train(net(), 1, bundle=_bundle(), sched=sched)
+    mine, theirs = trained.state_dict(), model.state_dict()
+    assert all(torch.equal(mine[n], theirs[n]) for n in theirs)

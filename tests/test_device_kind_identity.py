@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import H100_KIND, fake_h100s
 
 from earlyprune.core.errors import SpecError
 from earlyprune.run.pipeline import run
 from earlyprune.run.spec import RunSpec, canonical_json
 from earlyprune.run.store import RunStore
 
-H100 = "cuda-sm90-nvidia-h100-80gb-hbm3"
+H100 = H100_KIND
 
 
 @pytest.fixture(autouse=True)
@@ -24,14 +25,6 @@ def no_gpu_here(monkeypatch):
 @pytest.fixture
 def one_h100(monkeypatch):
     fake_h100s(monkeypatch)
-
-
-def fake_h100s(monkeypatch):
-    """Two (mocked) H100s: CUDA's queries answer as on such a machine; CUDA never starts."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
 
 
 def test_cpu_specs_keep_their_ids():

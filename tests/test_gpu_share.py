@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import H100_KIND
 
 from earlyprune import cli
 from earlyprune.core.errors import SpecError
 from earlyprune.run.spec import RunSpec
 from earlyprune.run.store import RunStore
+from earlyprune.sweeps import grid
 from earlyprune.sweeps.executors import local
 from earlyprune.sweeps.executors.ray import on_assigned_gpu, task_options
 from earlyprune.sweeps.grid import run_specs
 
-H100 = "cuda-sm90-nvidia-h100-80gb-hbm3"
+H100 = H100_KIND
 
 
 def specs(device: str, n: int, kind: str | None = H100) -> list[RunSpec]:
@@ -161,12 +163,17 @@ def test_a_sweep_without_workers_per_gpu_takes_the_default_on_gpus(
 
     def plan(runs: list[RunSpec], workers: int | None, per_gpu: int) -> tuple[int, list[str]]:
         seen.append((workers, per_gpu))
-        if len(seen) == 2:
-            raise KeyboardInterrupt  # stop before any run starts
-        return 2, ["0", "1"]  # GPUs are used
+        raise KeyboardInterrupt  # stop before any run starts
 
     monkeypatch.setattr(local, "pool_plan", plan)
     monkeypatch.setattr(local, "default_per_gpu", lambda runs, root: 3)
+    monkeypatch.setattr(grid, "check_specs", lambda *a, **k: None)  # H100 runs, checked on a CPU
+    fake_gpus(monkeypatch, 2)
+    for per_gpu in (None, 1):  # left out: sized by default; an explicit 1 stays 1
+        with pytest.raises(KeyboardInterrupt):
+            run_specs(small, RunStore(tmp_path / "s"), workers_per_gpu=per_gpu, progress=False)
+    assert seen == [(None, 3), (None, 1)]
+    fake_gpus(monkeypatch, 0)  # no GPU: the cores decide, never the network's size
     with pytest.raises(KeyboardInterrupt):
-        run_specs(specs("cpu", 2), RunStore(tmp_path / "s"), progress=False)
-    assert seen == [(None, 1), (None, 3)]  # asked whether GPUs are used, then sized by default
+        run_specs(small, RunStore(tmp_path / "s"), progress=False)
+    assert seen[-1] == (None, 1)

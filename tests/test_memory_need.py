@@ -9,6 +9,7 @@ import types
 
 import pytest
 import torch
+from conftest import fake_h100s
 
 from earlyprune import cli
 from earlyprune.core.errors import SpecError
@@ -30,12 +31,7 @@ SHAPE = (1, 12, 12)
 SCHED = Schedule(10, 10, 128, 0.1, ())  # SGD with momentum 0.9
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_lenet_saves_what_a_hand_count_says():
@@ -88,10 +84,7 @@ def test_bf16_saves_about_half():
 def small_gpu(monkeypatch):
     """A CUDA machine whose one GPU has ``small_gpu(bytes)`` of memory (nothing runs on it)."""
     memory = {"total": 80 * GIB}
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d=None: "NVIDIA H100 80GB HBM3")
+    fake_h100s(monkeypatch, count=1)
     props = lambda d=None: types.SimpleNamespace(total_memory=memory["total"])  # noqa: E731
     monkeypatch.setattr(torch.cuda, "get_device_properties", props)
     return lambda total: memory.update(total=total)

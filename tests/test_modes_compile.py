@@ -10,6 +10,7 @@ import types
 
 import pytest
 import torch
+from conftest import H100_KIND
 from torch._dynamo.utils import counters
 
 from earlyprune import cli
@@ -23,17 +24,12 @@ from earlyprune.train.loop import train
 from earlyprune.train.modes import CompileFailed, Modes
 from earlyprune.train.optim import Schedule
 
-GPU = "cuda-sm90-nvidia-h100-80gb-hbm3"
+GPU = H100_KIND
 #: The demo preset at batch 1000: 3 steps an epoch on its 3,000 images, 2 epochs.
 SHORT = dict(method="snip", sparsity=0.9, epochs=2, batch_size=1000)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize(

@@ -197,6 +197,23 @@ def test_user_net_ties_and_output():
     assert graph.group_of["out.weight"] in graph.fixed
 
 
+def test_global_mean_pooling_passes_channels_a_channel_mean_does_not():
+    # The paper's networks pool with x.mean((2, 3)) (deterministic on CUDA): the classifier reads
+    # the last conv's channels through it; a mean over the channels leaves none to follow.
+    class Pool(nn.Module):
+        def __init__(self, dims):
+            super().__init__()
+            self.conv, self.fc, self.dims = nn.Conv2d(3, 4, 1), nn.Linear(4, 2), dims
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean(self.dims))
+
+    spatial = trace_channels(Pool((2, 3)))
+    assert spatial.inputs["fc.weight"][0] == spatial.group_of["conv.weight"]
+    over_channels = trace_channels(Pool(1))
+    assert "fc.weight" not in over_channels.inputs  # read as the network's input: no channels
+
+
 def test_channel_refuses_concat():
     class Cat(nn.Module):
         def __init__(self):

@@ -209,11 +209,11 @@ def _per_gpu(backend: str | Executor, workers_per_gpu: int | None) -> Executor:
     ("local": pool workers per visible GPU; "ray": a 1/N GPU share per task)."""
     executor = EXECUTORS.get(backend) if isinstance(backend, str) else backend
     _check_workers(workers_per_gpu, "workers_per_gpu")
-    if workers_per_gpu is None and backend == "local":
-        return functools.partial(executor, workers_per_gpu=None)  # from the networks' size
-    if workers_per_gpu in (None, 1):
+    if workers_per_gpu is None:  # the executor's default (local: from the networks' size)
         return executor
     if backend not in ("local", "ray"):
+        if workers_per_gpu == 1:
+            return executor
         raise SpecError("--workers-per-gpu applies to the local and ray backends")
     return functools.partial(executor, workers_per_gpu=workers_per_gpu)
 

@@ -2,9 +2,10 @@
 
 Each run pins its own thread count (``spec.threads``); by default there are as many workers as
 the cores hold such runs or, where CUDA is available and the runs' device is auto/cuda,
-``workers_per_gpu`` per visible GPU (default: from the size of a training step, ``gpu_share``). Worker ``i`` of G visible GPUs gets
-``CUDA_VISIBLE_DEVICES`` = the ``i % G``-th of them, set before it touches CUDA, so it sees that
-GPU as ``cuda:0``; its runs keep their spec (``device`` is not part of the run id).
+``workers_per_gpu`` per visible GPU (default: from the size of a training step, ``gpu_share``).
+Worker ``i`` of G visible GPUs gets ``CUDA_VISIBLE_DEVICES`` = the ``i % G``-th of them, set
+before it touches CUDA, so it sees that GPU as ``cuda:0``; its runs keep their spec (``device``
+is not part of the run id).
 
 Start method: "forkserver". "fork" copies a parent that may already have run multi-threaded
 torch code or touched CUDA, and the child can then hang or fail to use the GPU (checked here: a
@@ -79,8 +80,8 @@ def run_local(
     networks' steps); ``workers`` overrides the pool size.
     """
     if workers_per_gpu is None:  # not given: from the size of the networks' steps, on GPUs
-        on_gpus = workers is None and pool_plan(specs, None, 1)[1]
-        workers_per_gpu = default_per_gpu(specs, data_root) if on_gpus else 1
+        sized = workers is None and _on_gpus(specs) and _visible_gpus()
+        workers_per_gpu = default_per_gpu(specs, data_root) if sized else 1
     n, gpus = pool_plan(specs, workers, workers_per_gpu)
     threads = 1  # between runs; a run sets its own
     root, data = as_args(store, data_root)
@@ -231,17 +232,22 @@ def pool_plan(
 ) -> tuple[int, list[str]]:
     """The pool size and, per worker slot, the GPU it sees (``[]``: no GPU pinning).
 
-    With G visible GPUs and runs on auto/cuda of a GPU kind, slot ``i`` gets the ``i % G``-th GPU, so
-    ``G * workers_per_gpu`` workers share the GPUs evenly.
+    With G visible GPUs and runs on auto/cuda of a GPU kind, slot ``i`` gets the ``i % G``-th
+    GPU, so ``G * workers_per_gpu`` workers share the GPUs evenly.
     """
-    on_gpus = all(s.device in ("auto", "cuda") and s.device_kind != "cpu" for s in specs)
-    gpus = _visible_gpus() if on_gpus else []  # runs planned as CPU runs stay on the CPU
+    gpus = _visible_gpus() if _on_gpus(specs) else []
     # Every run pins its own thread count (``spec.threads``, in ``pipeline.run``), so the numbers
     # never depend on the pool: by default as many workers as the cores hold runs.
     wanted = workers or len(gpus) * workers_per_gpu
     wanted = wanted or max(1, cores() // max(s.threads for s in specs))
     n = max(1, min(wanted, len(specs)))
     return n, [gpus[slot % len(gpus)] for slot in range(n)] if gpus else []
+
+
+def _on_gpus(specs: Sequence[RunSpec]) -> bool:
+    """Whether the runs go to the visible GPUs: on auto/cuda and of a GPU kind (runs planned as
+    CPU runs stay on the CPU; ``cuda:N`` runs choose their own)."""
+    return all(s.device in ("auto", "cuda") and s.device_kind != "cpu" for s in specs)
 
 
 def _visible_gpus() -> list[str]:
